@@ -1,0 +1,76 @@
+"""The network families of the paper as one frozen, hashable spec.
+
+ResNet (Tirer, Bruna & Giryes, eq. 6) and MLP (eq. 1), NTK parametrisation:
+
+    resnet: x0 = U x / sqrt(d);  x_l = x_{l-1} + alpha sigma_v / sqrt(n) V_l phi(g_l),
+            g_l = sigma_w / sqrt(n) W_l x_{l-1} + sigma_b b_l;  f = sigma_w / sqrt(n) w.x_L + sigma_b b
+    mlp:    g_1 = sigma_w / sqrt(d) W_1 x + sigma_b b_1;  g_l = sigma_w / sqrt(n) W_l phi(g_{l-1}) + ...
+            f = sigma_w / sqrt(n) w.phi(g_L) + sigma_b b
+
+The dict form (`to_dict` / `from_dict`) is the JSON contract of the service.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+KINDS = ("resnet", "mlp")
+CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear")
+QUADRATURE_ACTIVATIONS = ("tanh", "gelu", "softplus", "sigmoid")
+ACTIVATIONS = CLOSED_FORM_ACTIVATIONS + QUADRATURE_ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An infinitely wide (or finite, with a width) ResNet or MLP.
+
+    kind: "resnet" | "mlp"; depth: residual blocks L, or hidden layers of the MLP (>= 1);
+    activation: one of ACTIVATIONS; sigma_w, sigma_v > 0: weight scales; alpha >= 0:
+    residual-branch scale (ignored by the MLP); sigma_b >= 0: bias scale (0 = no biases).
+    """
+
+    kind: str
+    depth: int
+    activation: str = "relu"
+    sigma_w: float = 1.0
+    sigma_v: float = 1.0
+    alpha: float = 1.0
+    sigma_b: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name, positive in (("sigma_w", True), ("sigma_v", True), ("alpha", False), ("sigma_b", False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if value < 0 or (positive and value == 0):
+                bound = "> 0" if positive else ">= 0"
+                raise ValueError(f"{name} must be {bound}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> Architecture:
+        """Build from the JSON form; unknown keys raise ValueError naming them."""
+        if not isinstance(spec, dict):
+            raise ValueError(f"architecture must be a dict, got {type(spec).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"unknown architecture keys {unknown}; expected a subset of {sorted(known)}")
+        missing = [k for k in ("kind", "depth") if k not in spec]
+        if missing:
+            raise ValueError(f"architecture is missing required keys {missing}")
+        return cls(**spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> Architecture:
+        return Architecture(**{**self.to_dict(), **changes})
