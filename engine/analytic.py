@@ -10,9 +10,11 @@ be written straight into a `.npy` memory map.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import islice
 
 import jax
 import jax.numpy as jnp
@@ -146,11 +148,15 @@ def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS
     """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}."""
     x = _check_points(x, "x")
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
-    n = x.shape[0]
-    q = _pad(np.einsum("ij,ij->i", x, x) / x.shape[1], _bucket(n, 1 << max(n - 1, 1).bit_length()), 1.0)
+    n, size = x.shape[0], _bucket(x.shape[0], TILE)
+    q = np.einsum("ij,ij->i", x, x) / x.shape[1]
+    parts = []
     with jax.enable_x64(dt == np.float64):
-        out = _diagonal(jnp.asarray(q, dtype=dt), arch=arch, kernels=kernels)
-        return {k: np.asarray(v)[:n] for k, v in out.items()}
+        for start in range(0, n, size):
+            chunk = q[start:start + size]
+            out = _diagonal(jnp.asarray(_pad(chunk, size, 1.0), dtype=dt), arch=arch, kernels=kernels)
+            parts.append({k: np.asarray(v)[: chunk.size] for k, v in out.items()})
+    return {k: np.concatenate([part[k] for part in parts]) for k in kernels}
 
 
 def analytic_kernels(
@@ -197,8 +203,16 @@ def analytic_kernels(
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
     workers = workers or os.cpu_count() or 1
+    todo = iter(blocks)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, ((i, j), tiles) in enumerate(pool.map(compute, blocks), start=1):
+        # a bounded window of tiles in flight, so finished tiles never pile up in memory
+        pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * workers))
+        done = 0
+        while pending:
+            (i, j), tiles = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(compute, following))
             for name, values in tiles.items():
                 ni, nj = values.shape
                 if symmetric and i == j:  # mirror the upper triangle: exactly symmetric
@@ -206,9 +220,12 @@ def analytic_kernels(
                 result[name][i:i + ni, j:j + nj] = values
                 if symmetric and i != j:
                     result[name][j:j + nj, i:i + ni] = values.T
+            done += 1
             if progress is not None:
                 progress(done, len(blocks))
             if should_stop is not None and should_stop():
+                for future in pending:
+                    future.cancel()
                 raise Cancelled("analytic_kernels was cancelled")
     if symmetric:
         diagonal = analytic_diagonal(x1, arch=arch, kernels=kernels, dtype=str(dt))
