@@ -1,0 +1,153 @@
+"""Finite-width ResNets and MLPs (the networks of `engine.architectures`), in JAX.
+
+Parameters are a dict of arrays; the hidden layers are stacked on a leading axis so the
+forward pass scans over them. Every weight enters the forward pass as `scale * M`:
+
+- parametrization "ntk" (the paper's NTK regime): M ~ N(0, 1), scale = sigma / sqrt(fan_in);
+- parametrization "standard" (the paper's "Xavier" runs): M ~ N(0, sigma^2 / fan_in), scale = 1.
+
+The residual branch carries alpha in both. Biases (only when sigma_b > 0) follow the same
+rule with sigma_b. `init_params(..., n_init=k)` draws k independent networks at once, with
+a leading axis of size k on every array (an ensemble, for `vmap`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from engine.architectures import Architecture
+from engine.dual import ACTIVATION_FUNCTIONS
+
+PARAMETRIZATIONS = ("ntk", "standard")
+MAX_PARAMETERS = 2**31  # width^2 x depth beyond this is refused (tens of GB of float64)
+
+Params = dict[str, jnp.ndarray]
+
+
+def _layer_specs(arch: Architecture, width: int, input_dim: int) -> dict[str, tuple[tuple[int, ...], float]]:
+    """name -> (shape, sigma / sqrt(fan_in)): the NTK-parametrisation scale of each array."""
+    n, d, depth = width, input_dim, arch.depth
+    sw, sv, sb = arch.sigma_w, arch.sigma_v, arch.sigma_b
+    if arch.kind == "resnet":
+        specs = {"U": ((n, d), 1 / math.sqrt(d)), "W": ((depth, n, n), sw / math.sqrt(n)),
+                 "V": ((depth, n, n), sv / math.sqrt(n)), "w": ((n,), sw / math.sqrt(n))}
+    else:
+        specs = {"W1": ((n, d), sw / math.sqrt(d)), "W": ((depth - 1, n, n), sw / math.sqrt(n)),
+                 "w": ((n,), sw / math.sqrt(n))}
+    if sb > 0:
+        specs |= {"b": ((depth, n), sb), "b_out": ((), sb)}
+    return specs
+
+
+def check_network(arch: Architecture, width: int, input_dim: int, parametrization: str) -> None:
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    for name, value in (("width", width), ("input_dim", input_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if width * width * arch.depth > MAX_PARAMETERS:
+        raise ValueError(f"width^2 x depth = {width * width * arch.depth:.3g} exceeds {MAX_PARAMETERS:.3g} "
+                         f"weights; reduce width or depth")
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+
+
+def scales(arch: Architecture, width: int, input_dim: int, parametrization: str = "ntk") -> dict[str, float]:
+    """The multiplier of each parameter array in the forward pass (alpha of "V" included)."""
+    specs = _layer_specs(arch, width, input_dim)
+    out = {name: (scale if parametrization == "ntk" else 1.0) for name, (_, scale) in specs.items()}
+    if "V" in out:
+        out["V"] *= arch.alpha
+    return out
+
+
+def init_params(arch: Architecture, width: int, input_dim: int, seed: int, parametrization: str = "ntk",
+                n_init: int | None = None) -> Params:
+    """Random parameters, deterministic per seed. n_init: an ensemble of that many networks
+    (leading axis n_init on every array); None: a single network."""
+    check_network(arch, width, input_dim, parametrization)
+    if n_init is not None and (isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1):
+        raise ValueError(f"n_init must be an integer >= 1, got {n_init!r}")
+    specs = _layer_specs(arch, width, input_dim)
+
+    def draw(key):
+        keys = jax.random.split(key, len(specs))
+        return {name: jax.random.normal(k, shape, dtype=jnp.float64) * (1.0 if parametrization == "ntk" else scale)
+                for k, (name, (shape, scale)) in zip(keys, specs.items(), strict=True)}
+
+    key = jax.random.PRNGKey(seed)
+    with jax.enable_x64(True):
+        if n_init is None:
+            return draw(key)
+        return jax.vmap(draw)(jax.random.split(key, n_init))
+
+
+def apply(arch: Architecture, params: Params, x, parametrization: str = "ntk") -> jnp.ndarray:
+    """f(x) for one network: params as from `init_params` (no ensemble axis); x (N, d) -> (N,)."""
+    return forward(arch, params, x, parametrization)[0]
+
+
+def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk", probes: Params | None = None):
+    """The forward pass, with what the empirical NTK needs.
+
+    Returns (f (N,), inputs): inputs[name] is the input h of each matrix (N, fan_in), stacked
+    over layers for "W" and "V". `probes` (zeros shaped like the matrices' outputs, see
+    `probe_shapes`) are added to those outputs, so d(sum f)/d(probes) is the back-propagated
+    signal delta of each matrix.
+    """
+    phi = ACTIVATION_FUNCTIONS[arch.activation][0]
+    width = params["w"].shape[-1]
+    c = scales(arch, width, x.shape[1], parametrization)
+    p = probes or {}
+    has_bias = "b" in params
+
+    def add(name, value, index=None):
+        if name not in p:
+            return value
+        return value + (p[name] if index is None else p[name][index])
+
+    if arch.kind == "resnet":
+        h = add("U", c["U"] * x @ params["U"].T)
+
+        def block(h, layer):
+            w, v, b, pw, pv = layer
+            g = c["W"] * h @ w.T + (c["b"] * b if has_bias else 0.0) + pw
+            a = phi(g)
+            return h + c["V"] * a @ v.T + pv, (h, a)
+
+        zeros = jnp.zeros((arch.depth, *h.shape), h.dtype)
+        layers = (params["W"], params["V"], params["b"] if has_bias else zeros[:, 0],
+                  p.get("W", zeros), p.get("V", zeros))
+        h, (h_w, h_v) = lax.scan(block, h, layers)
+        inputs = {"U": x, "W": h_w, "V": h_v, "w": h}
+    else:
+        g = add("W1", c["W1"] * x @ params["W1"].T + (c["b"] * params["b"][0] if has_bias else 0.0))
+
+        def layer(a, weights):
+            w, b, pw = weights
+            g = c["W"] * a @ w.T + (c["b"] * b if has_bias else 0.0) + pw
+            return phi(g), a
+
+        zeros = jnp.zeros((arch.depth - 1, *g.shape), g.dtype)
+        layers = (params["W"], params["b"][1:] if has_bias else zeros[:, 0], p.get("W", zeros))
+        h, h_w = lax.scan(layer, phi(g), layers)
+        inputs = {"W1": x, "W": h_w, "w": h}
+    f = c["w"] * h @ params["w"] + (c["b_out"] * params["b_out"] if has_bias else 0.0)
+    return f, inputs
+
+
+def probe_shapes(arch: Architecture, n_points: int, width: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the matrices' outputs for N points (the `probes` of `forward`)."""
+    if arch.kind == "resnet":
+        return {"U": (n_points, width), "W": (arch.depth, n_points, width), "V": (arch.depth, n_points, width)}
+    return {"W1": (n_points, width), "W": (arch.depth - 1, n_points, width)}
+
+
+def network_info(params: Params) -> dict[str, Any]:
+    """Width and parameter count of one network's params."""
+    return {"width": int(params["w"].shape[-1]), "parameters": int(sum(v.size for v in params.values()))}
