@@ -27,6 +27,13 @@ _EXPORTS = {
     "circle_spectrum": "spectra",
     "gram_spectrum": "spectra",
     "jacobian_bounds": "bounds",
+    "init_params": "networks",
+    "apply": "networks",
+    "empirical_ntk": "empirical",
+    "empirical_nngp": "empirical",
+    "input_jacobian_norms": "empirical",
+    "train": "training",
+    "lr_bound": "training",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,40 +20,50 @@ from engine.networks import Params, forward, probe_shapes, scales
 METHODS = ("structured", "jacobian")
 
 
-def _features(arch: Architecture, params: Params, x, parametrization: str):
-    """Per layer: the scale c, the inputs h (.., N, fan_in) and the deltas (.., N, fan_out)."""
+def signals(arch: Architecture, params: Params, x, parametrization: str, y=None):
+    """Per matrix: its input h (.., N, fan_in) and the back-propagated signal (.., N, fan_out).
+
+    y None: signals of f itself (delta = df/dy; the readout's signal is 1 per point).
+    y given: signals of the loss 1/2 ||f - y||^2 (r_i delta_i with r = f - y; readout r).
+    Returns (scales, inputs, deltas, readout signal (N,)).
+    """
     width = params["w"].shape[-1]
     zeros = {k: jnp.zeros(s, x.dtype) for k, s in probe_shapes(arch, x.shape[0], width).items()}
 
-    def total(probes):
+    def objective(probes):
         f, inputs = forward(arch, params, x, parametrization, probes)
-        return f.sum(), inputs
+        if y is None:
+            return f.sum(), (jnp.ones_like(f), inputs)
+        return 0.5 * jnp.sum((f - y) ** 2), (f - y, inputs)
 
-    deltas, inputs = jax.grad(total, has_aux=True)(zeros)
-    return scales(arch, width, x.shape[1], parametrization), inputs, deltas
-
-
-@jax.jit
-def _gram(a, b):
-    return a @ b.T
+    deltas, (readout, inputs) = jax.grad(objective, has_aux=True)(zeros)
+    return scales(arch, width, x.shape[1], parametrization), inputs, deltas, readout
 
 
-def _structured(arch, params, x1, x2, parametrization):
-    c, h1, d1 = _features(arch, params, x1, parametrization)
-    if x2 is None:
-        h2, d2 = h1, d1
-    else:
-        _, h2, d2 = _features(arch, params, x2, parametrization)
+def bias_signals(arch: Architecture, deltas):
+    """The signals of the hidden biases, stacked over layers (L, N, width)."""
+    return deltas["W"] if arch.kind == "resnet" else jnp.concatenate([deltas["W1"][None], deltas["W"]])
+
+
+def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
+    """sum over parameters of grad_1 . grad_2, from two `signals` results (minus the scales):
+    each matrix y = c M h gives c^2 (delta1 . delta2)(h1 . h2)."""
+    (h1, d1, r1), (h2, d2, r2) = first, second
     gram = lambda a, b: jnp.einsum("...id,...jd->...ij", a, b)  # noqa: E731
-    theta = c["w"] ** 2 * gram(h1["w"], h2["w"])
+    theta = c["w"] ** 2 * jnp.outer(r1, r2) * gram(h1["w"], h2["w"])
     for name in d1:  # the matrices: U/W1 (unstacked), W and V (stacked over layers)
         term = gram(d1[name], d2[name]) * gram(h1[name], h2[name])
         theta = theta + c[name] ** 2 * (term if term.ndim == 2 else term.sum(0))
-    if "b" in params:
-        bias_deltas = d1["W"] if arch.kind == "resnet" else jnp.concatenate([d1["W1"][None], d1["W"]])
-        bias_deltas2 = d2["W"] if arch.kind == "resnet" else jnp.concatenate([d2["W1"][None], d2["W"]])
-        theta = theta + c["b"] ** 2 * gram(bias_deltas, bias_deltas2).sum(0) + c["b_out"] ** 2
+    if has_bias:
+        theta = theta + c["b"] ** 2 * gram(bias_signals(arch, d1), bias_signals(arch, d2)).sum(0)
+        theta = theta + c["b_out"] ** 2 * jnp.outer(r1, r2)
     return theta
+
+
+def _structured(arch, params, x1, x2, parametrization):
+    c, h1, d1, r1 = signals(arch, params, x1, parametrization)
+    second = (h1, d1, r1) if x2 is None else signals(arch, params, x2, parametrization)[1:]
+    return pair_gram(arch, "b" in params, c, (h1, d1, r1), second)
 
 
 def _jacobian(arch, params, x1, x2, parametrization):

@@ -21,7 +21,7 @@ from jax import lax
 
 from engine.analytic import Cancelled, _check_points, analytic_kernels
 from engine.architectures import Architecture
-from engine.empirical import _structured
+from engine.empirical import _structured, bias_signals, pair_gram, signals
 from engine.networks import Params, forward, init_params
 
 OPTIMIZERS = ("gd", "sgd", "adam")
@@ -30,58 +30,61 @@ ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 class State(NamedTuple):
     params: Params
-    m: Params  # Adam's moments (zeros, unused, for gd and sgd)
-    v: Params
+    m: Params | None  # Adam's moments (None for gd and sgd)
+    v: Params | None
     movement: jnp.ndarray  # sum_j ||theta_j - theta_{j-1}||_2
     step: jnp.ndarray
 
 
-def _loss(arch, parametrization, params, x, y):
-    f = forward(arch, params, x, parametrization)[0]
-    return 0.5 * jnp.sum((f - y) ** 2)
+def _loss_gradient(arch, parametrization, params, x, y):
+    """Gradient of 1/2 ||f(x) - y||^2 and its squared norm, from the layers' signals:
+    dL/dM = c D^T H for y = c M h, and ||grad||^2 = r^T Theta r costs O(B^2 width) (no
+    extra pass over the weights)."""
+    c, h, d, r = signals(arch, params, x, parametrization, y)
+    grads = {name: c[name] * jnp.einsum("...bo,...bi->...oi", d[name], h[name]) for name in d}
+    grads["w"] = c["w"] * h["w"].T @ r
+    if "b" in params:
+        grads["b"] = c["b"] * bias_signals(arch, d).sum(1)
+        grads["b_out"] = c["b_out"] * r.sum()
+    norm2 = jnp.sum(pair_gram(arch, "b" in params, c, (h, d, r), (h, d, r)))
+    return grads, norm2
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size", "length"))
-def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, batch_size, length):
-    """`length` steps for every network of the ensemble (leading axis of state and keys)."""
-    grad = jax.grad(partial(_loss, arch, parametrization))
+def _chunk(state: State, key, x, y, lr, *, arch, parametrization, optimizer, batch_size, length) -> State:
+    """`length` steps of one network. (The ensemble runs network by network: XLA's batched
+    matrix products under vmap are slower on CPU than a loop of plain ones.)"""
+    gradient = partial(_loss_gradient, arch, parametrization)
 
-    def one_network(state, key):
-        def step(s: State, _):
-            if batch_size is None:
-                xb, yb = x, y
-            else:
-                idx = jax.random.choice(jax.random.fold_in(key, s.step), x.shape[0], (batch_size,), replace=False)
-                xb, yb = x[idx], y[idx]
-            g = grad(s.params, xb, yb)
-            m, v = s.m, s.v
-            if optimizer == "adam":
-                t = s.step + 1
-                m = jax.tree.map(lambda a, b: ADAM_B1 * a + (1 - ADAM_B1) * b, m, g)
-                v = jax.tree.map(lambda a, b: ADAM_B2 * a + (1 - ADAM_B2) * b * b, v, g)
-                update = jax.tree.map(
-                    lambda a, b: (a / (1 - ADAM_B1**t)) / (jnp.sqrt(b / (1 - ADAM_B2**t)) + ADAM_EPS), m, v)
-            else:
-                update = g
-            params = jax.tree.map(lambda p, u: p - lr * u, s.params, update)
-            size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(update)))
-            return State(params, m, v, s.movement + lr * size, s.step + 1), None
+    def step(s: State, _):
+        if batch_size is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.choice(jax.random.fold_in(key, s.step), x.shape[0], (batch_size,), replace=False)
+            xb, yb = x[idx], y[idx]
+        g, norm2 = gradient(s.params, xb, yb)
+        m, v, size = s.m, s.v, jnp.sqrt(jnp.maximum(norm2, 0.0))
+        if optimizer == "adam":
+            t = s.step + 1
+            m = jax.tree.map(lambda a, b: ADAM_B1 * a + (1 - ADAM_B1) * b, m, g)
+            v = jax.tree.map(lambda a, b: ADAM_B2 * a + (1 - ADAM_B2) * b * b, v, g)
+            g = jax.tree.map(lambda a, b: (a / (1 - ADAM_B1**t)) / (jnp.sqrt(b / (1 - ADAM_B2**t)) + ADAM_EPS), m, v)
+            size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(g)))
+        params = jax.tree.map(lambda p, u: p - lr * u, s.params, g)
+        return State(params, m, v, s.movement + lr * size, s.step + 1), None
 
-        return lax.scan(step, state, None, length=length)[0]
-
-    return jax.vmap(one_network)(state, keys)
+    return lax.scan(step, state, None, length=length)[0]
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _record(params, x, y, x_test, *, arch, parametrization):
-    run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization)[0], in_axes=(0, None))
-    f = run(params, x)
-    return 0.5 * jnp.sum((f - y) ** 2, axis=1), (run(params, x_test) if x_test is not None else None)
+def _outputs(params, x, y, x_test, *, arch, parametrization):
+    """One network's loss on (x, y) and predictions on x_test (or None)."""
+    f = forward(arch, params, x, parametrization)[0]
+    test = forward(arch, params, x_test, parametrization)[0] if x_test is not None else None
+    return 0.5 * jnp.sum((f - y) ** 2), test
 
 
-@partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _ntks(params, x, *, arch, parametrization):
-    return jax.vmap(lambda p: _structured(arch, p, x, None, parametrization))(params)
+_ntk = jax.jit(_structured, static_argnames=("arch", "parametrization"))
 
 
 def lr_bound(arch: Architecture, x_train) -> float:
@@ -138,37 +141,41 @@ def train(
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a number > 0 or 'auto', got {lr!r}")
 
-    params = init_params(arch, width, x.shape[1], seed, parametrization, n_init=n_init)
+    ensemble = init_params(arch, width, x.shape[1], seed, parametrization, n_init=n_init)
     static = {"arch": arch, "parametrization": parametrization}
     with jax.enable_x64(True):
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         xt = None if x_test is None else jnp.asarray(x_test)
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        state = State(params, zeros, zeros, jnp.zeros(n_init), jnp.zeros(n_init, jnp.int32))
         keys = jax.random.split(jax.random.PRNGKey(seed + 1), n_init)
-        ntk0 = _ntks(params, xj, **static) if track_ntk else None
+        states = []
+        for i in range(n_init):
+            params = jax.tree.map(lambda a, i=i: a[i], ensemble)
+            moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
+            states.append(State(params, moments, moments, jnp.zeros(()), jnp.zeros((), jnp.int32)))
+        del ensemble
+        ntk0 = [_ntk(arch, s.params, xj, None, parametrization) for s in states] if track_ntk else None
         records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
 
-        def record(step, state):
-            loss, pred = _record(state.params, xj, yj, xt, **static)
+        def record(step):
+            outputs = [_outputs(s.params, xj, yj, xt, **static) for s in states]
             records["steps"].append(step)
-            records["loss"].append(np.asarray(loss))
-            if pred is not None:
-                records["predictions"].append(np.asarray(pred))
+            records["loss"].append(np.array([float(loss) for loss, _ in outputs]))
+            if xt is not None:
+                records["predictions"].append(np.stack([np.asarray(pred) for _, pred in outputs]))
             if track_ntk:
-                diff = _ntks(state.params, xj, **static) - ntk0
-                records["ntk_drift"].append(np.asarray(
-                    jnp.linalg.norm(diff, axis=(1, 2)) / jnp.linalg.norm(ntk0, axis=(1, 2))))
+                records["ntk_drift"].append(np.array([
+                    float(jnp.linalg.norm(_ntk(arch, s.params, xj, None, parametrization) - k0) / jnp.linalg.norm(k0))
+                    for s, k0 in zip(states, ntk0, strict=True)]))
             return float(np.mean(records["loss"][-1]))
 
-        record(0, state)
+        record(0)
         done = 0
         while done < steps:
             length = min(record_every, steps - done)
-            state = _chunk(state, keys, xj, yj, lr, optimizer=optimizer, batch_size=batch_size, length=length,
-                           **static)
+            states = [_chunk(s, k, xj, yj, lr, optimizer=optimizer, batch_size=batch_size, length=length, **static)
+                      for s, k in zip(states, keys, strict=True)]
             done += length
-            loss = record(done, state)
+            loss = record(done)
             if not math.isfinite(loss):
                 raise ValueError(f"training diverged at step {done} (loss {loss}); lower lr (bound {bound:.3g})")
             if progress is not None:
@@ -179,6 +186,7 @@ def train(
         return {
             "steps": np.asarray(records["steps"]), "loss": np.stack(records["loss"], axis=1),
             "predictions": predictions, "mean_prediction": None if predictions is None else predictions.mean(1),
-            "weight_movement": np.asarray(state.movement), "lr": float(lr), "lr_bound": bound,
-            "ntk_drift": np.stack(records["ntk_drift"], axis=1) if track_ntk else None, "params": state.params,
+            "weight_movement": np.array([float(s.movement) for s in states]), "lr": float(lr), "lr_bound": bound,
+            "ntk_drift": np.stack(records["ntk_drift"], axis=1) if track_ntk else None,
+            "params": jax.tree.map(lambda *leaves: jnp.stack(leaves), *[s.params for s in states]),
         }
