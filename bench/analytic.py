@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import ALPHA, SIGMA_W, circle, peak_extra_memory, peer_python, timings  # noqa: E402
+from common import ALPHA, SIGMA_W, circle, peak_extra_memory, peer_python, run_child, timings  # noqa: E402
 
 
 def ours_child(n: int, depth: int, repeats: int, save: str | None) -> dict:
@@ -72,11 +71,6 @@ def sweep_child(depth: int) -> dict:
         analytic_kernels(circle(n), arch=arch)
     return {"sizes": sizes, "tile_compilations": module._tile._cache_size(),
             "diagonal_compilations": module._diagonal._cache_size(), "seconds": time.perf_counter() - start}
-
-
-def run_child(python: str, args: list[str]) -> dict:
-    out = subprocess.run([python, *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def gib(n_bytes: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import threading
@@ -71,3 +72,9 @@ def peer_python() -> str | None:
     except (subprocess.SubprocessError, OSError):
         return None
     return out.stdout.strip().splitlines()[-1]
+
+
+def run_child(python: str, args: list[str]) -> dict:
+    """Run a benchmark child process; its last stdout line is a JSON object of figures."""
+    out = subprocess.run([python, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

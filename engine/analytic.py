@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from engine.architectures import Architecture
+from engine.architectures import Architecture, check_architecture
 from engine.dual import CLOSED_FORMS, dual
 
 KERNELS = ("nngp", "ntk")
@@ -103,7 +103,8 @@ def _diagonal(q, *, arch: Architecture, kernels: tuple[str, ...]):
     return _recursion(arch, kernels, q, s, s)
 
 
-def _check_points(x, name: str) -> np.ndarray:
+def check_points(x, name: str) -> np.ndarray:
+    """x as a float64 (n, d) array, or ValueError naming `name` (ragged, empty, NaN/Inf)."""
     try:
         x = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -146,7 +147,8 @@ def _pad(a: np.ndarray, size: int, value: float) -> np.ndarray:
 def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
                       dtype: str = "float64") -> dict[str, np.ndarray]:
     """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}."""
-    x = _check_points(x, "x")
+    x = check_points(x, "x")
+    check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     n, size = x.shape[0], _bucket(x.shape[0], TILE)
     q = np.einsum("ij,ij->i", x, x) / x.shape[1]
@@ -174,12 +176,11 @@ def analytic_kernels(
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles
     and, when true, stops the work with `Cancelled`. workers: threads (default: all cores).
     """
-    x1 = _check_points(x1, "x1")
-    x2 = None if x2 is None else _check_points(x2, "x2")
+    x1 = check_points(x1, "x1")
+    x2 = None if x2 is None else check_points(x2, "x2")
     if x2 is not None and x2.shape[1] != x1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
-    if not isinstance(arch, Architecture):
-        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     symmetric = x2 is None
     xb = x1 if symmetric else x2

@@ -74,3 +74,10 @@ class Architecture:
 
     def replace(self, **changes: Any) -> Architecture:
         return Architecture(**{**self.to_dict(), **changes})
+
+
+def check_architecture(arch: Any) -> Architecture:
+    """arch itself, or ValueError when it is not an Architecture (use from_dict for dicts)."""
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture (see Architecture.from_dict), got {type(arch).__name__}")
+    return arch

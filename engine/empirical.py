@@ -9,11 +9,13 @@ from one backward pass through zero "probes" added to every layer's output.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.analytic import _check_points
+from engine.analytic import check_points
 from engine.architectures import Architecture
 from engine.networks import Params, forward, probe_shapes, scales
 
@@ -60,12 +62,15 @@ def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
     return theta
 
 
-def _structured(arch, params, x1, x2, parametrization):
+@partial(jax.jit, static_argnames=("arch", "parametrization"))
+def structured_ntk(arch, params, x1, x2, parametrization):
+    """The structured empirical NTK (jitted); x2 None means x1."""
     c, h1, d1, r1 = signals(arch, params, x1, parametrization)
     second = (h1, d1, r1) if x2 is None else signals(arch, params, x2, parametrization)[1:]
     return pair_gram(arch, "b" in params, c, (h1, d1, r1), second)
 
 
+@partial(jax.jit, static_argnames=("arch", "parametrization"))
 def _jacobian(arch, params, x1, x2, parametrization):
     def jac(x):
         j = jax.jacrev(lambda p: forward(arch, p, x, parametrization)[0])(params)
@@ -82,11 +87,11 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
     reference; O(N P) memory)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    x1 = _check_points(x1, "x1")
-    x2 = None if x2 is None else _check_points(x2, "x2")
+    x1 = check_points(x1, "x1")
+    x2 = None if x2 is None else check_points(x2, "x2")
     if x2 is not None and x2.shape[1] != x1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
-    fn = _structured if method == "structured" else _jacobian
+    fn = structured_ntk if method == "structured" else _jacobian
     with jax.enable_x64(True):
         return np.asarray(fn(arch, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), parametrization))
 
@@ -94,8 +99,8 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
 def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, parametrization: str = "ntk") -> np.ndarray:
     """E[f(x1) f(x2)] over an ensemble (params with a leading n_init axis): the Monte Carlo
     NNGP (the mean of f is zero at initialisation, so no centring). -> (N1, N2)."""
-    x1 = _check_points(x1, "x1")
-    x2 = x1 if x2 is None else _check_points(x2, "x2")
+    x1 = check_points(x1, "x1")
+    x2 = x1 if x2 is None else check_points(x2, "x2")
     with jax.enable_x64(True):
         run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization)[0], in_axes=(0, None))
         f1, f2 = run(ensemble, jnp.asarray(x1)), run(ensemble, jnp.asarray(x2))
@@ -105,7 +110,7 @@ def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, paramet
 def input_jacobian_norms(arch: Architecture, params: Params, x, *, parametrization: str = "ntk") -> np.ndarray:
     """||df/dx||_2 at each point of x (N, d) -> (N,): Lipschitz estimates to set beside
     `jacobian_bounds`."""
-    x = _check_points(x, "x")
+    x = check_points(x, "x")
     with jax.enable_x64(True):
         grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization)[0][0]))
         return np.asarray(jnp.linalg.norm(grad(jnp.asarray(x)), axis=1))

@@ -14,12 +14,13 @@ a leading axis of size k on every array (an ensemble, for `vmap`).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from engine.architectures import Architecture
+from engine.architectures import Architecture, check_architecture
 from engine.dual import ACTIVATION_FUNCTIONS
 
 PARAMETRIZATIONS = ("ntk", "standard")
@@ -44,8 +45,7 @@ def _layer_specs(arch: Architecture, width: int, input_dim: int) -> dict[str, tu
 
 
 def check_network(arch: Architecture, width: int, input_dim: int, parametrization: str) -> None:
-    if not isinstance(arch, Architecture):
-        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    check_architecture(arch)
     for name, value in (("width", width), ("input_dim", input_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -68,22 +68,34 @@ def scales(arch: Architecture, width: int, input_dim: int, parametrization: str 
 def init_params(arch: Architecture, width: int, input_dim: int, seed: int, parametrization: str = "ntk",
                 n_init: int | None = None) -> Params:
     """Random parameters, deterministic per seed. n_init: an ensemble of that many networks
-    (leading axis n_init on every array); None: a single network."""
+    (leading axis n_init on every array; network i is drawn from `ensemble_keys(seed, n_init)[i]`);
+    None: a single network."""
     check_network(arch, width, input_dim, parametrization)
-    if n_init is not None and (isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1):
+    if n_init is None:
+        with jax.enable_x64(True):
+            return _draw(arch, width, input_dim, parametrization, jax.random.PRNGKey(seed))
+    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
         raise ValueError(f"n_init must be an integer >= 1, got {n_init!r}")
-    specs = _layer_specs(arch, width, input_dim)
+    return init_ensemble(arch, width, input_dim, ensemble_keys(seed, n_init), parametrization)
 
-    def draw(key):
-        keys = jax.random.split(key, len(specs))
-        return {name: jax.random.normal(k, shape, dtype=jnp.float64) * (1.0 if parametrization == "ntk" else scale)
-                for k, (name, (shape, scale)) in zip(keys, specs.items(), strict=True)}
 
-    key = jax.random.PRNGKey(seed)
+def ensemble_keys(seed: int, n_init: int) -> jnp.ndarray:
+    """The PRNG keys of an ensemble's networks, (n_init, 2)."""
+    return jax.random.split(jax.random.PRNGKey(seed), n_init)
+
+
+def init_ensemble(arch: Architecture, width: int, input_dim: int, keys, parametrization: str = "ntk") -> Params:
+    """One network per key (keys from `ensemble_keys`), stacked on a leading axis."""
+    check_network(arch, width, input_dim, parametrization)
     with jax.enable_x64(True):
-        if n_init is None:
-            return draw(key)
-        return jax.vmap(draw)(jax.random.split(key, n_init))
+        return jax.vmap(partial(_draw, arch, width, input_dim, parametrization))(keys)
+
+
+def _draw(arch: Architecture, width: int, input_dim: int, parametrization: str, key) -> Params:
+    specs = _layer_specs(arch, width, input_dim)
+    keys = jax.random.split(key, len(specs))
+    return {name: jax.random.normal(k, shape, dtype=jnp.float64) * (1.0 if parametrization == "ntk" else scale)
+            for k, (name, (shape, scale)) in zip(keys, specs.items(), strict=True)}
 
 
 def apply(arch: Architecture, params: Params, x, parametrization: str = "ntk") -> jnp.ndarray:

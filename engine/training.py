@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from engine.analytic import Cancelled, _check_points, analytic_kernels
+from engine.analytic import Cancelled, analytic_kernels, check_points
 from engine.architectures import Architecture
-from engine.empirical import _structured, bias_signals, pair_gram, signals
-from engine.networks import Params, forward, init_params
+from engine.empirical import bias_signals, pair_gram, signals, structured_ntk
+from engine.networks import Params, ensemble_keys, forward, init_ensemble
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -50,41 +50,71 @@ def _loss_gradient(arch, parametrization, params, x, y):
     return grads, norm2
 
 
+def _each(fn, *stacked):
+    """fn over the leading (network) axis of `stacked`: vmap, or a plain call for a single
+    network (XLA:CPU runs vmap's batched products slower than plain ones, even for one)."""
+    if jax.tree.leaves(stacked)[0].shape[0] == 1:
+        return jax.tree.map(lambda a: a[None], fn(*jax.tree.map(lambda a: a[0], stacked)))
+    return jax.vmap(fn)(*stacked)
+
+
 @partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size", "length"))
-def _chunk(state: State, key, x, y, lr, *, arch, parametrization, optimizer, batch_size, length) -> State:
-    """`length` steps of one network. (The ensemble runs network by network: XLA's batched
-    matrix products under vmap are slower on CPU than a loop of plain ones.)"""
+def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, batch_size, length) -> State:
+    """`length` steps for a group of networks (leading axis of state and keys)."""
     gradient = partial(_loss_gradient, arch, parametrization)
 
-    def step(s: State, _):
-        if batch_size is None:
-            xb, yb = x, y
-        else:
-            idx = jax.random.choice(jax.random.fold_in(key, s.step), x.shape[0], (batch_size,), replace=False)
-            xb, yb = x[idx], y[idx]
-        g, norm2 = gradient(s.params, xb, yb)
-        m, v, size = s.m, s.v, jnp.sqrt(jnp.maximum(norm2, 0.0))
-        if optimizer == "adam":
-            t = s.step + 1
-            m = jax.tree.map(lambda a, b: ADAM_B1 * a + (1 - ADAM_B1) * b, m, g)
-            v = jax.tree.map(lambda a, b: ADAM_B2 * a + (1 - ADAM_B2) * b * b, v, g)
-            g = jax.tree.map(lambda a, b: (a / (1 - ADAM_B1**t)) / (jnp.sqrt(b / (1 - ADAM_B2**t)) + ADAM_EPS), m, v)
-            size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(g)))
-        params = jax.tree.map(lambda p, u: p - lr * u, s.params, g)
-        return State(params, m, v, s.movement + lr * size, s.step + 1), None
+    def network(state: State, key) -> State:
+        def step(s: State, _):
+            if batch_size is None:
+                xb, yb = x, y
+            else:
+                idx = jax.random.choice(jax.random.fold_in(key, s.step), x.shape[0], (batch_size,), replace=False)
+                xb, yb = x[idx], y[idx]
+            g, norm2 = gradient(s.params, xb, yb)
+            m, v, size = s.m, s.v, jnp.sqrt(jnp.maximum(norm2, 0.0))
+            if optimizer == "adam":
+                t = s.step + 1
+                m = jax.tree.map(lambda a, b: ADAM_B1 * a + (1 - ADAM_B1) * b, m, g)
+                v = jax.tree.map(lambda a, b: ADAM_B2 * a + (1 - ADAM_B2) * b * b, v, g)
+                g = jax.tree.map(lambda a, b: (a / (1 - ADAM_B1**t)) / (jnp.sqrt(b / (1 - ADAM_B2**t)) + ADAM_EPS),
+                                 m, v)
+                size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(g)))
+            params = jax.tree.map(lambda p, u: p - lr * u, s.params, g)
+            return State(params, m, v, s.movement + lr * size, s.step + 1), None
 
-    return lax.scan(step, state, None, length=length)[0]
+        return lax.scan(step, state, None, length=length)[0]
 
-
-@partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _outputs(params, x, y, x_test, *, arch, parametrization):
-    """One network's loss on (x, y) and predictions on x_test (or None)."""
-    f = forward(arch, params, x, parametrization)[0]
-    test = forward(arch, params, x_test, parametrization)[0] if x_test is not None else None
-    return 0.5 * jnp.sum((f - y) ** 2), test
+    return _each(network, state, keys)
 
 
-_ntk = jax.jit(_structured, static_argnames=("arch", "parametrization"))
+@partial(jax.jit, static_argnames=("arch", "parametrization", "track_ntk"))
+def _outputs(params, x, y, x_test, *, arch, parametrization, track_ntk):
+    """For a group of networks: the loss on (x, y), predictions on x_test (or None) and the
+    empirical NTK on x (or None)."""
+
+    def network(p):
+        f = forward(arch, p, x, parametrization)[0]
+        test = forward(arch, p, x_test, parametrization)[0] if x_test is not None else None
+        ntk = structured_ntk(arch, p, x, None, parametrization) if track_ntk else None
+        return 0.5 * jnp.sum((f - y) ** 2), test, ntk
+
+    return _each(network, params)
+
+
+def _gather(groups: list[State]) -> dict[str, np.ndarray]:
+    """The groups' parameters as host arrays with a leading n_init axis, freeing each group
+    as it is copied (so the ensemble is never held twice)."""
+    n_init = sum(g.movement.shape[0] for g in groups)
+    out = {name: np.empty((n_init, *a.shape[1:]), a.dtype) for name, a in groups[0].params.items()}
+    start = 0
+    while groups:
+        params = groups.pop(0).params
+        size = next(iter(params.values())).shape[0]
+        for name, a in params.items():
+            out[name][start:start + size] = np.asarray(a)
+        start += size
+        del params
+    return out
 
 
 def lr_bound(arch: Architecture, x_train) -> float:
@@ -110,13 +140,14 @@ def train(
     Returns {"steps": (R,), "loss": (n_init, R), "predictions": (R, n_init, m) or None,
     "mean_prediction": (R, m) or None, "weight_movement": (n_init,), "ntk_drift":
     (n_init, R) or None (||Theta_t - Theta_0||_F / ||Theta_0||_F on x_train), "lr", "lr_bound",
-    "params": the final parameters (leading axis n_init)}.
+    "params": the final parameters as numpy arrays (leading axis n_init; network i starts
+    as `init_params(arch, width, d, seed, n_init=n_init)` network i)}.
     """
-    x = _check_points(x_train, "x_train")
+    x = check_points(x_train, "x_train")
     y = np.asarray(y_train, dtype=np.float64)
     if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)):
         raise ValueError(f"y_train must be a finite array of shape ({x.shape[0]},), got shape {y.shape}")
-    x_test = None if x_test is None else _check_points(x_test, "x_test")
+    x_test = None if x_test is None else check_points(x_test, "x_test")
     if x_test is not None and x_test.shape[1] != x.shape[1]:
         raise ValueError(f"x_test must have dimension {x.shape[1]}, got {x_test.shape}")
     if optimizer not in OPTIMIZERS:
@@ -141,39 +172,44 @@ def train(
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a number > 0 or 'auto', got {lr!r}")
 
-    ensemble = init_params(arch, width, x.shape[1], seed, parametrization, n_init=n_init)
+    # Networks advance in groups: the whole ensemble under vmap on an accelerator, one by one
+    # on the CPU (see `_each`).
+    group = n_init if jax.default_backend() != "cpu" else 1
+    all_keys = ensemble_keys(seed, n_init)
     static = {"arch": arch, "parametrization": parametrization}
     with jax.enable_x64(True):
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         xt = None if x_test is None else jnp.asarray(x_test)
-        keys = jax.random.split(jax.random.PRNGKey(seed + 1), n_init)
-        states = []
-        for i in range(n_init):
-            params = jax.tree.map(lambda a, i=i: a[i], ensemble)
+        groups, batch_keys = [], []
+        for start in range(0, n_init, group):
+            keys = all_keys[start:start + group]
+            params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
-            states.append(State(params, moments, moments, jnp.zeros(()), jnp.zeros((), jnp.int32)))
-        del ensemble
-        ntk0 = [_ntk(arch, s.params, xj, None, parametrization) for s in states] if track_ntk else None
+            groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32)))
+            batch_keys.append(jax.random.split(jax.random.fold_in(keys[0], 1), len(keys)))
         records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
+        ntk0 = None
 
         def record(step):
-            outputs = [_outputs(s.params, xj, yj, xt, **static) for s in states]
+            nonlocal ntk0
+            outputs = [_outputs(g.params, xj, yj, xt, track_ntk=track_ntk, **static) for g in groups]
             records["steps"].append(step)
-            records["loss"].append(np.array([float(loss) for loss, _ in outputs]))
+            records["loss"].append(np.concatenate([np.asarray(loss) for loss, _, _ in outputs]))
             if xt is not None:
-                records["predictions"].append(np.stack([np.asarray(pred) for _, pred in outputs]))
+                records["predictions"].append(np.concatenate([np.asarray(pred) for _, pred, _ in outputs]))
             if track_ntk:
-                records["ntk_drift"].append(np.array([
-                    float(jnp.linalg.norm(_ntk(arch, s.params, xj, None, parametrization) - k0) / jnp.linalg.norm(k0))
-                    for s, k0 in zip(states, ntk0, strict=True)]))
+                ntk = np.concatenate([np.asarray(k) for _, _, k in outputs])
+                ntk0 = ntk if ntk0 is None else ntk0
+                drift = np.linalg.norm(ntk - ntk0, axis=(1, 2)) / np.linalg.norm(ntk0, axis=(1, 2))
+                records["ntk_drift"].append(drift)
             return float(np.mean(records["loss"][-1]))
 
         record(0)
         done = 0
         while done < steps:
             length = min(record_every, steps - done)
-            states = [_chunk(s, k, xj, yj, lr, optimizer=optimizer, batch_size=batch_size, length=length, **static)
-                      for s, k in zip(states, keys, strict=True)]
+            groups = [_chunk(g, k, xj, yj, lr, optimizer=optimizer, batch_size=batch_size, length=length, **static)
+                      for g, k in zip(groups, batch_keys, strict=True)]
             done += length
             loss = record(done)
             if not math.isfinite(loss):
@@ -183,10 +219,10 @@ def train(
             if should_stop is not None and done < steps and should_stop():
                 raise Cancelled(f"training was cancelled at step {done} of {steps}")
         predictions = np.stack(records["predictions"]) if records["predictions"] else None
+        movement = np.concatenate([np.asarray(g.movement) for g in groups])
         return {
             "steps": np.asarray(records["steps"]), "loss": np.stack(records["loss"], axis=1),
             "predictions": predictions, "mean_prediction": None if predictions is None else predictions.mean(1),
-            "weight_movement": np.array([float(s.movement) for s in states]), "lr": float(lr), "lr_bound": bound,
-            "ntk_drift": np.stack(records["ntk_drift"], axis=1) if track_ntk else None,
-            "params": jax.tree.map(lambda *leaves: jnp.stack(leaves), *[s.params for s in states]),
+            "weight_movement": movement, "lr": float(lr), "lr_bound": bound,
+            "ntk_drift": np.stack(records["ntk_drift"], axis=1) if track_ntk else None, "params": _gather(groups),
         }
