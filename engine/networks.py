@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -151,8 +150,3 @@ def probe_shapes(arch: Architecture, n_points: int, width: int) -> dict[str, tup
     if arch.kind == "resnet":
         return {"U": (n_points, width), "W": (arch.depth, n_points, width), "V": (arch.depth, n_points, width)}
     return {"W1": (n_points, width), "W": (arch.depth - 1, n_points, width)}
-
-
-def network_info(params: Params) -> dict[str, Any]:
-    """Width and parameter count of one network's params."""
-    return {"width": int(params["w"].shape[-1]), "parameters": int(sum(v.size for v in params.values()))}

@@ -1,6 +1,7 @@
 """Training finite networks as the paper does: full-batch gradient descent (the NTK regime),
 SGD with a batch size, or Adam, on the loss 1/2 ||f(X) - y||^2 (a sum over the batch, no
-1/n), for an ensemble of initialisations at once (vmap).
+1/n), for an ensemble of initialisations: vmapped on an accelerator, network by network on
+the CPU, where that measured faster (see `_each`).
 
 Steps run in chunks of `record_every` steps, each chunk one `lax.scan` under `jit`; between
 chunks the run records the loss, test predictions and (optionally) the empirical NTK's
