@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.analytic import check_points
 from engine.architectures import Architecture
-from engine.networks import Params, forward, probe_shapes, scales
+from engine.networks import Params, check_params, forward, probe_shapes, scales
 
 METHODS = ("structured", "jacobian")
 
@@ -91,6 +91,7 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
     x2 = None if x2 is None else check_points(x2, "x2")
     if x2 is not None and x2.shape[1] != x1.shape[1]:
         raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    check_params(arch, params, x1.shape[1])
     fn = structured_ntk if method == "structured" else _jacobian
     with jax.enable_x64(True):
         return np.asarray(fn(arch, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), parametrization))
@@ -101,16 +102,30 @@ def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, paramet
     NNGP (the mean of f is zero at initialisation, so no centring). -> (N1, N2)."""
     x1 = check_points(x1, "x1")
     x2 = x1 if x2 is None else check_points(x2, "x2")
+    if x2.shape[1] != x1.shape[1]:
+        raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    check_params(arch, ensemble, x1.shape[1], ensemble=True)
     with jax.enable_x64(True):
-        run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization)[0], in_axes=(0, None))
-        f1, f2 = run(ensemble, jnp.asarray(x1)), run(ensemble, jnp.asarray(x2))
-        return np.asarray(f1.T @ f2 / f1.shape[0])
+        return np.asarray(_second_moment(arch, ensemble, jnp.asarray(x1), jnp.asarray(x2), parametrization))
+
+
+@partial(jax.jit, static_argnames=("arch", "parametrization"))
+def _second_moment(arch, ensemble, x1, x2, parametrization):
+    run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization)[0], in_axes=(0, None))
+    f1, f2 = run(ensemble, x1), run(ensemble, x2)
+    return f1.T @ f2 / f1.shape[0]
 
 
 def input_jacobian_norms(arch: Architecture, params: Params, x, *, parametrization: str = "ntk") -> np.ndarray:
     """||df/dx||_2 at each point of x (N, d) -> (N,): Lipschitz estimates to set beside
     `jacobian_bounds`."""
     x = check_points(x, "x")
+    check_params(arch, params, x.shape[1])
     with jax.enable_x64(True):
-        grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization)[0][0]))
-        return np.asarray(jnp.linalg.norm(grad(jnp.asarray(x)), axis=1))
+        return np.asarray(_jacobian_norms(arch, params, jnp.asarray(x), parametrization))
+
+
+@partial(jax.jit, static_argnames=("arch", "parametrization"))
+def _jacobian_norms(arch, params, x, parametrization):
+    grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization)[0][0]))
+    return jnp.linalg.norm(grad(x), axis=1)

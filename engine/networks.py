@@ -55,6 +55,24 @@ def check_network(arch: Architecture, width: int, input_dim: int, parametrizatio
         raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
 
 
+def check_params(arch: Architecture, params: Params, input_dim: int, ensemble: bool = False) -> None:
+    """ValueError unless params fit `arch` and inputs of dimension input_dim (with a leading
+    ensemble axis when `ensemble`)."""
+    check_architecture(arch)
+    if not isinstance(params, dict) or "w" not in params:
+        raise ValueError("params must be a dict of arrays as made by init_params")
+    lead = 1 if ensemble else 0
+    width = params["w"].shape[-1] if params["w"].ndim == 1 + lead else None
+    if width is None:
+        raise ValueError(f"params['w'] has shape {params['w'].shape}: expected "
+                         f"{'(n_init, width) for an ensemble' if ensemble else '(width,) for one network'}")
+    expected = {name: shape for name, (shape, _) in _layer_specs(arch, width, input_dim).items()}
+    got = {name: tuple(a.shape[lead:]) for name, a in params.items()}
+    if got != expected:
+        raise ValueError(f"params do not fit this architecture and input dimension {input_dim}: expected shapes "
+                         f"{expected}, got {got}")
+
+
 def scales(arch: Architecture, width: int, input_dim: int, parametrization: str = "ntk") -> dict[str, float]:
     """The multiplier of each parameter array in the forward pass (alpha of "V" included)."""
     specs = _layer_specs(arch, width, input_dim)

@@ -90,3 +90,16 @@ def test_bad_network_arguments(kwargs, match):
     args = {"arch": Architecture("resnet", 5), "width": 8, "input_dim": 3, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):
         init_params(**args)
+
+
+def test_params_that_do_not_fit_are_refused():
+    arch = Architecture("resnet", 2)
+    params = init_params(arch, 8, 3, seed=0)
+    with pytest.raises(ValueError, match="input dimension 2"):
+        empirical_ntk(arch, params, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="architecture"):
+        empirical_ntk(Architecture("resnet", 3), params, X1)
+    with pytest.raises(ValueError, match="ensemble"):
+        empirical_nngp(arch, params, X1)
+    with pytest.raises(ValueError, match="one network"):
+        input_jacobian_norms(arch, init_params(arch, 8, 3, seed=0, n_init=2), X1)
