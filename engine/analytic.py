@@ -28,7 +28,7 @@ KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form activations (a power of two); quadrature ones use a smaller one,
 # since each entry of theirs holds thousands of quadrature nodes.
 TILE = 512
-QUADRATURE_TILE = 32
+QUADRATURE_TILE = 16
 MIN_BUCKET = 16
 
 Progress = Callable[[int, int], None]
