@@ -145,7 +145,10 @@ def train(
     as `init_params(arch, width, d, seed, n_init=n_init)` network i)}.
     """
     x = check_points(x_train, "x_train")
-    y = np.asarray(y_train, dtype=np.float64)
+    try:
+        y = np.asarray(y_train, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y_train must be an array of numbers: {exc}") from exc
     if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)):
         raise ValueError(f"y_train must be a finite array of shape ({x.shape[0]},), got shape {y.shape}")
     x_test = None if x_test is None else check_points(x_test, "x_test")
@@ -187,7 +190,7 @@ def train(
             params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
             groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32)))
-            batch_keys.append(jax.random.split(jax.random.fold_in(keys[0], 1), len(keys)))
+            batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
         records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
         ntk0 = None
 
