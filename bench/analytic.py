@@ -11,8 +11,6 @@ venv comes from shared/peers/neural_tangents_venv.sh. Prints a markdown table fo
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -26,7 +24,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import ALPHA, SIGMA_W, circle, peak_extra_memory, peer_python, run_child, timings  # noqa: E402
+from common import (  # noqa: E402
+    ALPHA,
+    SIGMA_W,
+    bench_parser,
+    circle,
+    peak_extra_memory,
+    peer_python,
+    run_child,
+    serve_child,
+    timings,
+)
 
 
 def ours_child(n: int, depth: int, repeats: int, save: str | None) -> dict:
@@ -73,31 +81,30 @@ def sweep_child(depth: int) -> dict:
             "diagonal_compilations": module._diagonal._cache_size(), "seconds": time.perf_counter() - start}
 
 
+def memory_ratio(ours: int, theirs: int) -> str:
+    """ours / theirs, or "-" when the peer's peak is under 1 MiB (below what polling resolves)."""
+    return f"{ours / theirs:.2f}" if theirs >= 2**20 else "-"
+
+
 def gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.2f}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--depths", type=int, nargs="+", default=[5, 15])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big", type=int, default=20000, help="N for the to-disk run (0: skip)")
     parser.add_argument("--no-big", dest="big", action="store_const", const=0)
     parser.add_argument("--no-sweep", action="store_true")
-    parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
     if args.child:
-        kind, *rest = args.child
-        if kind == "ours":
-            result = ours_child(int(rest[0]), int(rest[1]), int(rest[2]), rest[3] if len(rest) > 3 else None)
-        elif kind == "big":
-            result = big_child(int(rest[0]), int(rest[1]), rest[2])
-        else:
-            result = sweep_child(int(rest[0]))
-        print(json.dumps(result))
+        serve_child(args.child, {
+            "ours": lambda n, depth, repeats, save=None: ours_child(int(n), int(depth), int(repeats), save),
+            "big": lambda n, depth, directory: big_child(int(n), int(depth), directory),
+            "sweep": lambda depth: sweep_child(int(depth)),
+        })
         return
 
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -125,7 +132,7 @@ def main() -> None:
                                               str(args.repeats)])
                     row += (f" {theirs['median_s']:.3f} ({theirs['min_s']:.3f}) | {gib(theirs['peak_extra_bytes'])} |"
                             f" {theirs['median_s'] / ours['median_s']:.1f}x |"
-                            f" {ours['peak_extra_bytes'] / max(theirs['peak_extra_bytes'], 1):.2f} |")
+                            f" {memory_ratio(ours['peak_extra_bytes'], theirs['peak_extra_bytes'])} |")
                 else:
                     row += " - | - | - | - |"
                 print(row, flush=True)

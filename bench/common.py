@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -78,3 +79,17 @@ def run_child(python: str, args: list[str]) -> dict:
     """Run a benchmark child process; its last stdout line is a JSON object of figures."""
     out = subprocess.run([python, *args], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark script has: --no-peer, and the hidden --child."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-peer", action="store_true", help="skip neural-tangents")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    return parser
+
+
+def serve_child(child: list[str], children: dict[str, Callable[..., dict]]) -> None:
+    """Run one measurement in this (child) process, `--child NAME ARGS...`; print it as JSON."""
+    name, *args = child
+    print(json.dumps(children[name](*args)))

@@ -11,8 +11,6 @@ memory above the level before the call). Prints markdown for RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +23,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from common import ALPHA, SIGMA_W, circle, peak_extra_memory, peer_python, run_child, timings  # noqa: E402
+from common import (  # noqa: E402
+    ALPHA,
+    SIGMA_W,
+    bench_parser,
+    circle,
+    peak_extra_memory,
+    peer_python,
+    run_child,
+    serve_child,
+    timings,
+)
 
 WIDTH, DEPTH = 512, 5
 IMPLEMENTATIONS = {1: "Jacobian contraction", 2: "NTK-vector products", 3: "structured derivatives"}
@@ -87,23 +95,19 @@ def train_child(kind: str, width: int, inits: int, steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-width", type=int, default=2000)
     parser.add_argument("--train-inits", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--no-train", action="store_true")
-    parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, *rest = args.child
-        if kind == "ours":
-            result = ours_child(int(rest[0]), int(rest[1]), rest[2], rest[3] if len(rest) > 3 else None)
-        else:
-            result = train_child(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
-        print(json.dumps(result))
+        serve_child(args.child, {
+            "ours": lambda n, repeats, weights, save=None: ours_child(int(n), int(repeats), weights, save),
+            "train": lambda kind, width, inits, steps: train_child(kind, int(width), int(inits), int(steps)),
+        })
         return
 
     me = [sys.executable, str(Path(__file__).resolve())]
