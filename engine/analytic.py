@@ -116,6 +116,15 @@ def check_points(x, name: str) -> np.ndarray:
     return x
 
 
+def check_pair(x1, x2) -> tuple[np.ndarray, np.ndarray | None]:
+    """`check_points` of x1 and of x2 (None stays None), which must share the dimension d."""
+    x1 = check_points(x1, "x1")
+    x2 = None if x2 is None else check_points(x2, "x2")
+    if x2 is not None and x2.shape[1] != x1.shape[1]:
+        raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    return x1, x2
+
+
 def check_kernels(kernels: Sequence[str]) -> tuple[str, ...]:
     if isinstance(kernels, str):
         kernels = (kernels,)
@@ -176,10 +185,7 @@ def analytic_kernels(
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles
     and, when true, stops the work with `Cancelled`. workers: threads (default: all cores).
     """
-    x1 = check_points(x1, "x1")
-    x2 = None if x2 is None else check_points(x2, "x2")
-    if x2 is not None and x2.shape[1] != x1.shape[1]:
-        raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    x1, x2 = check_pair(x1, x2)
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     symmetric = x2 is None

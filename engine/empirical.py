@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.analytic import check_points
+from engine.analytic import check_pair, check_points
 from engine.architectures import Architecture
 from engine.networks import Params, check_params, forward, probe_shapes, scales
 
@@ -87,10 +87,7 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
     reference; O(N P) memory)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    x1 = check_points(x1, "x1")
-    x2 = None if x2 is None else check_points(x2, "x2")
-    if x2 is not None and x2.shape[1] != x1.shape[1]:
-        raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    x1, x2 = check_pair(x1, x2)
     check_params(arch, params, x1.shape[1])
     fn = structured_ntk if method == "structured" else _jacobian
     with jax.enable_x64(True):
@@ -100,10 +97,8 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
 def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, parametrization: str = "ntk") -> np.ndarray:
     """E[f(x1) f(x2)] over an ensemble (params with a leading n_init axis): the Monte Carlo
     NNGP (the mean of f is zero at initialisation, so no centring). -> (N1, N2)."""
-    x1 = check_points(x1, "x1")
-    x2 = x1 if x2 is None else check_points(x2, "x2")
-    if x2.shape[1] != x1.shape[1]:
-        raise ValueError(f"x1 and x2 must have the same dimension d; got x1 {x1.shape}, x2 {x2.shape}")
+    x1, x2 = check_pair(x1, x2)
+    x2 = x1 if x2 is None else x2
     check_params(arch, ensemble, x1.shape[1], ensemble=True)
     with jax.enable_x64(True):
         return np.asarray(_second_moment(arch, ensemble, jnp.asarray(x1), jnp.asarray(x2), parametrization))
