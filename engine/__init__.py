@@ -6,6 +6,9 @@ JAX (the service's API process relies on that).
 
 from importlib import import_module
 
+# Bump when a change alters any computed number: the service's cached results are keyed by it.
+NUMERICS_VERSION = "1"
+
 _EXPORTS = {
     "Architecture": "architectures",
     "ACTIVATIONS": "architectures",

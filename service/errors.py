@@ -1,0 +1,107 @@
+"""Domain errors, and the one place that maps every error to RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger("reskernel")
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status; `field` names the offending request field, if any."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None,
+                 status: int | None = None, title: str | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(detail)
+        self.detail, self.field, self.headers, self.extra = detail, field, headers or {}, extra or {}
+        self.status = status or self.status
+        self.title = title or self.title
+
+
+class LimitExceeded(ServiceError):
+    title = "Limit exceeded"
+
+    def __init__(self, status: int, field: str, detail: str):
+        super().__init__(detail, field=field, status=status)
+
+
+class JobNotFound(ServiceError):
+    status, title = 404, "Job not found"
+
+
+class QueueFull(ServiceError):
+    status, title = 429, "Too many jobs queued"
+
+
+class NotAcceptable(ServiceError):
+    status, title = 406, "Not acceptable"
+
+
+class Conflict(ServiceError):
+    status, title = 409, "Conflict"
+
+
+class Unavailable(ServiceError):
+    status, title = 503, "Service unavailable"
+
+
+def problem(status: int, title: str, detail: str, *, instance: str | None = None,
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
+
+
+def _field(loc: tuple) -> str:
+    """'x.0.1' from ('body', 'x', 0, 1); union members' tags ('constrained-float') are dropped."""
+    parts = [str(p) for p in loc[1:] if isinstance(p, int) or str(p).isidentifier()]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        return problem(exc.status, exc.title, exc.detail, instance=request.url.path, errors=errors,
+                       headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        raw = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in raw):
+            detail = next(e for e in raw if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+            return problem(400, "Malformed JSON", f"the body is not valid JSON: {detail}".rstrip(": "),
+                           instance=request.url.path)
+        merged: dict[str, list[str]] = {}
+        for e in raw:
+            merged.setdefault(_field(e["loc"]), []).append(e["msg"].removeprefix("Value error, "))
+        errors = [{"field": f, "message": " or ".join(dict.fromkeys(m))} for f, m in merged.items()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        return problem(422, "Invalid request", detail + more, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
+                       instance=request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(500, "Internal error", f"{type(exc).__name__}: {exc}", instance=request.url.path)

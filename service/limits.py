@@ -1,0 +1,42 @@
+"""Admission control: requests beyond the configured `Limits` are refused before any work."""
+
+from __future__ import annotations
+
+from service.errors import LimitExceeded
+from service.schemas import Model
+from service.settings import Limits
+
+
+def _rows(request: Model, name: str) -> int:
+    value = getattr(request, name, None)
+    return len(value) if value is not None else 0
+
+
+def check_limits(request: Model, limits: Limits) -> None:
+    """Raise LimitExceeded (413 for sizes, 422 for parameters) naming the first limit crossed."""
+    points = sum(_rows(request, name) for name in ("x", "x2", "x_train", "x_test"))
+    if points > limits.points:
+        raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
+    for name in ("x", "x_train"):
+        rows = getattr(request, name, None)
+        if rows is not None and len(rows[0]) > limits.dimension:
+            raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")
+    archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
+    if len(archs) > limits.architectures:
+        raise LimitExceeded(413, "architectures", f"{len(archs)} architectures exceed the limit of "
+                            f"{limits.architectures}")
+    for i, arch in enumerate(a for a in archs if a is not None):
+        where = "architecture" if len(archs) == 1 and hasattr(request, "architecture") else f"architectures.{i}"
+        if arch.depth > limits.depth:
+            raise LimitExceeded(422, f"{where}.depth", f"depth {arch.depth} exceeds the limit of {limits.depth}")
+        width = getattr(request, "width", None) if hasattr(request, "n_init") else None  # finite networks only
+        if width is not None and width * arch.depth > limits.width_depth:
+            raise LimitExceeded(422, "width", f"width x depth = {width * arch.depth} exceeds the limit of "
+                                f"{limits.width_depth}")
+    checks = (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
+              ("samples", limits.grid), ("train_angles", limits.points), ("n_train", limits.points))
+    for name, limit in checks:
+        value = getattr(request, name, None)
+        size = len(value) if isinstance(value, list) else value
+        if size is not None and size > limit:
+            raise LimitExceeded(422, name, f"{name} = {size} exceeds the limit of {limit}")

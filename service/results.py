@@ -1,0 +1,99 @@
+"""A finished job's result as HTTP: JSON (rendered once, then served from the file), one
+array as `.npy`, or all arrays as `.npz`. ETags are strong: the job id is the content's hash."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+from fastapi import Request, Response
+from fastapi.responses import FileResponse
+
+from service.errors import NotAcceptable, ServiceError
+from service.store import Job, SQLiteStore
+
+NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
+
+
+def negotiate(accept: str | None) -> str:
+    """The media type to answer with, by the Accept header's order: JSON, .npy or .npz."""
+    if not accept:
+        return JSON
+    for part in accept.split(","):
+        kind = part.split(";")[0].strip().lower()
+        if kind in (NPY, NPZ, JSON):
+            return kind
+        if kind in ("*/*", "application/*", ""):
+            return JSON
+    raise NotAcceptable(f"cannot answer with {accept!r}; choose {JSON}, {NPY} or {NPZ}")
+
+
+def _meta(store: SQLiteStore, job: Job) -> dict:
+    path = store.result_dir(job.id) / "meta.json"
+    if not path.exists():
+        raise ServiceError(f"the result files of job {job.id} are missing; submit the request again",
+                           status=410, title="Result gone")
+    return json.loads(path.read_text())
+
+
+def manifest(store: SQLiteStore, job: Job) -> dict:
+    """What a finished result holds: its scalar values, and each array's shape and URL."""
+    meta = _meta(store, job)
+    links = _links(job, meta["arrays"])
+    return {"values": meta["values"],
+            "arrays": {name: {**spec, "url": links[name]} for name, spec in meta["arrays"].items()}}
+
+
+def _links(job: Job, names) -> dict[str, str]:
+    return {name: f"/v1/jobs/{job.id}/result?array={name}" for name in names}
+
+
+def respond(store: SQLiteStore, job: Job, request: Request, *, hit: bool, json_limit: int,
+            array: str | None = None) -> Response:
+    """200 with the result in the negotiated form, or 304 when the client's ETag matches."""
+    kind = negotiate(request.headers.get("accept"))
+    meta = _meta(store, job)
+    arrays = meta["arrays"]
+    tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{kind.split("-")[-1]}-{array or ""}"'
+    headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000"}
+    if array is not None and array not in arrays:
+        raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
+                           title="No such array", field="array")
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    folder = store.result_dir(job.id)
+    store.touch(job.id)
+    if kind == NPY:
+        if array is None and len(arrays) != 1:
+            raise NotAcceptable(f"the result has {len(arrays)} arrays {sorted(arrays)}: ask for one with "
+                                f"?array=NAME, or for all with Accept: {NPZ}", extra={"arrays": _links(job, arrays)})
+        name = array or next(iter(arrays))
+        return FileResponse(folder / f"{name}.npy", media_type=NPY, headers=headers,
+                            filename=f"{job.operation}-{name}.npy")
+    if kind == NPZ:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.load(folder / f"{name}.npy") for name in ([array] if array else arrays)})
+        return Response(buffer.getvalue(), media_type=NPZ, headers=headers)
+    if array is not None:
+        return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
+                        headers=headers)
+    size = sum(int(np.prod(a["shape"])) for a in arrays.values())
+    if size > json_limit:
+        raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
+                            f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
+                            extra={"arrays": _links(job, arrays), "values": meta["values"]})
+    rendered = folder / "result.json"
+    if not rendered.exists():
+        body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
+        _write_atomic(rendered, json.dumps(body, allow_nan=False).encode())
+        store.touch(job.id, extra_bytes=rendered.stat().st_size)
+    return FileResponse(rendered, media_type=JSON, headers=headers)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_bytes(data)
+    temporary.replace(path)

@@ -1,0 +1,1 @@
+"""One module per resource: operations (POST /v1/<operation>), jobs, health."""

@@ -1,0 +1,129 @@
+"""/v1/jobs: status, result, progress events, cancel, delete, listing."""
+
+import asyncio
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from service.deps import get_jobs, get_settings
+from service.errors import Conflict, ServiceError
+from service.jobs import Jobs
+from service.results import NPY, NPZ, manifest, respond
+from service.schemas import JobList, JobStatus, Problem
+from service.settings import Settings
+from service.store import TERMINAL, Job, Store
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex.")]
+PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: PROBLEM for code in codes}
+
+
+def describe(job: Job, store: Store | None = None) -> dict[str, Any]:
+    """The public status document of a job (`JobStatus`); with the store, a succeeded job's
+    document lists what its result holds."""
+    base = f"/v1/jobs/{job.id}"
+    links = {"self": base, "events": f"{base}/events", "cancel": f"{base}:cancel"}
+    document = {"id": job.id, "operation": job.operation, "status": job.status, "progress": job.progress,
+                "message": job.message, "attempts": job.attempts, "created_at": job.created_at,
+                "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error, "links": links}
+    if job.status == "succeeded":
+        links["result"] = f"{base}/result"
+        if store is not None:
+            document["result"] = manifest(store, job)
+    return document
+
+
+def pending(job: Job, cache: str = "miss") -> JSONResponse:
+    """202: the job has not ended; where to look and when."""
+    return JSONResponse(describe(job), status_code=202, headers={
+        "Location": f"/v1/jobs/{job.id}", "Retry-After": "1", "X-Cache": cache})
+
+
+def outcome(job: Job, jobs: Jobs, settings: Settings, request: Request, *, hit: bool,
+            array: str | None = None) -> Response:
+    """The answer for a job in any state: its result, its failure, or a 202."""
+    if job.status == "succeeded":
+        return respond(jobs.store, job, request, hit=hit, json_limit=settings.limits.json_elements, array=array)
+    if job.status == "failed":
+        error = job.error or {"status": 500, "title": "Job failed", "detail": "unknown failure"}
+        raise ServiceError(error["detail"], status=error["status"], title=error["title"], extra={"job": job.id})
+    if job.status == "canceled":
+        raise Conflict(f"job {job.id} was canceled; submit the request again to re-run it", extra={"job": job.id})
+    return pending(job)
+
+
+@router.get("", summary="List jobs, newest first", response_model=JobList, responses=problems(422))
+def list_jobs(jobs: Annotated[Jobs, Depends(get_jobs)],
+              status: Literal["queued", "running", "succeeded", "failed", "canceled"] | None = None,
+              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+    page, total = jobs.store.page(status=status, offset=offset, limit=limit)
+    following = None
+    if offset + len(page) < total:
+        following = f"/v1/jobs?offset={offset + len(page)}&limit={limit}" + (f"&status={status}" if status else "")
+    return {"jobs": [describe(j) for j in page], "total": total, "next": following}
+
+
+@router.get("/{job_id}", summary="A job's status and progress", response_model=JobStatus,
+            responses=problems(404, 422))
+def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
+    return describe(jobs.get(job_id), jobs.store)
+
+
+@router.get("/{job_id}/result", summary="A finished job's result (JSON, .npy or .npz by Accept)",
+            responses={200: {"content": {NPY: {}, NPZ: {}}}, 202: {"model": JobStatus},
+                       **problems(404, 406, 409, 410, 422, 500)})
+def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
+               settings: Annotated[Settings, Depends(get_settings)],
+               array: Annotated[str | None, Query(description="One array of the result, by name.")] = None,
+               ) -> Response:
+    return outcome(jobs.get(job_id), jobs, settings, request, hit=True, array=array)
+
+
+@router.get("/{job_id}/events", summary="Server-Sent Events of progress until the job ends",
+            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422)})
+async def job_events(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> StreamingResponse:
+    jobs.get(job_id)
+
+    async def stream():
+        last, quiet = None, 0.0
+        while True:
+            job = jobs.store.get(job_id)
+            if job is None:
+                yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
+                return
+            state = (job.status, job.progress, job.message)
+            if state != last:
+                last, quiet = state, 0.0
+                kind = "done" if job.status in TERMINAL else "progress"
+                yield f"event: {kind}\ndata: {json.dumps(describe(job, jobs.store))}\n\n"
+                if kind == "done":
+                    return
+            await asyncio.sleep(0.2)
+            quiet += 0.2
+            if quiet >= 15:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{job_id}:cancel", summary="Cancel a job (a running one stops at its next chunk)",
+             status_code=202, response_model=JobStatus, responses=problems(404, 409, 422))
+def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
+    return describe(jobs.cancel(job_id))
+
+
+@router.delete("/{job_id}", summary="Delete a job and its result (cancelling it first)", status_code=204,
+               responses=problems(404, 422))
+def delete_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> Response:
+    jobs.delete(job_id)
+    return Response(status_code=204)
+
+

@@ -1,0 +1,67 @@
+"""POST /v1/<operation>: validate, admit, submit (or find) the job, wait, answer."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import get_jobs, get_settings
+from service.errors import ServiceError
+from service.jobs import Jobs
+from service.limits import check_limits
+from service.results import NPY, NPZ
+from service.routes.jobs import outcome, problems
+from service.schemas import OPERATIONS, RESULTS, JobStatus, Model
+from service.settings import Settings
+from service.store import ACTIVE
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+PREFER = ("How long to wait for the result: 'wait=N' seconds (default 30; 0 = do not wait), or "
+          "'respond-async' (answer 202 at once).")
+
+
+def wait_seconds(prefer: str | None, settings: Settings) -> float:
+    """Seconds to wait, from an RFC 7240 Prefer header."""
+    wait = settings.wait_s
+    for token in (prefer or "").split(","):
+        token = token.strip().lower()
+        if token == "respond-async":
+            wait = 0.0
+        elif token.startswith("wait="):
+            try:
+                wait = float(token[len("wait="):])
+            except ValueError:
+                raise ServiceError(f"Prefer: wait must be a number of seconds, got {token!r}", field="Prefer") from None
+    return min(max(wait, 0.0), settings.max_wait_s)
+
+
+async def run_operation(operation: str, body: Model, request: Request, jobs: Jobs, settings: Settings,
+                        prefer: str | None) -> Response:
+    check_limits(body, settings.limits)
+    wait = wait_seconds(prefer, settings)
+    job, hit = await run_in_threadpool(jobs.submit, operation, body)
+    if job.status in ACTIVE and wait > 0:
+        job = await jobs.wait(job.id, wait)
+    return outcome(job, jobs, settings, request, hit=hit)
+
+
+def _route(operation: str, model: type[Model]) -> None:
+    async def handler(body: model, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
+                      settings: Annotated[Settings, Depends(get_settings)],
+                      prefer: Annotated[str | None, Header(description=PREFER)] = None) -> Response:
+        return await run_operation(operation, body, request, jobs, settings, prefer)
+
+    router.add_api_route(
+        f"/{operation}", handler, methods=["POST"], name=operation,
+        summary=(model.__doc__ or operation).strip().splitlines()[0],
+        description=(model.__doc__ or "").strip() + "\n\nRuns as a job (see /v1/jobs); equal requests share one "
+                    "job and its cached result.",
+        responses={200: {"model": RESULTS[operation], "content": {NPY: {}, NPZ: {}},
+                         "description": "The result (X-Cache: hit or miss; strong ETag)."},
+                   202: {"model": JobStatus, "description": "Not finished yet: poll Location."},
+                   304: {"description": "Not modified (If-None-Match)."},
+                   **problems(400, 406, 409, 413, 422, 429, 500)})
+
+
+for _name, _model in OPERATIONS.items():
+    _route(_name, _model)

@@ -1,0 +1,346 @@
+"""Request and response models: the JSON contract of the service.
+
+Field names equal the engine's keywords; unknown keys and non-finite numbers are refused.
+Limits that depend on the settings (points, depth, ...) are checked in `limits.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+
+from engine.architectures import ACTIVATIONS, KINDS
+
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Kernel = Literal["nngp", "ntk"]
+Parametrization = Literal["ntk", "standard"]
+
+
+def _rectangular(rows: list[list[float]]) -> list[list[float]]:
+    if len({len(row) for row in rows}) > 1:
+        raise ValueError(f"rows must all have the same length (ragged array: lengths {sorted({len(r) for r in rows})})")
+    return rows
+
+
+Points = Annotated[list[Annotated[list[Number], Field(min_length=1)]], Field(min_length=1),
+                   AfterValidator(_rectangular)]
+Values = Annotated[list[Number], Field(min_length=1)]
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32,
+                                      description="Random seed (explicit: equal requests give equal results).")]
+
+
+def _unique(items: list[str]) -> list[str]:
+    if len(set(items)) != len(items):
+        raise ValueError("entries must be unique")
+    return items
+
+
+Kernels = Annotated[list[Kernel], Field(min_length=1, description="Which kernels to compute."), AfterValidator(_unique)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class ArchitectureSpec(Model):
+    """A ResNet (paper eq. 6) or MLP (eq. 1); exactly the engine's `Architecture` keys."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "resnet", "depth": 5, "alpha": 0.1}]})
+    kind: Literal[KINDS] = Field(description="Network family.")
+    depth: int = Field(ge=1, description="Residual blocks L (resnet) or hidden layers (mlp).")
+    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")
+    sigma_w: Number = Field(1.0, gt=0, description="Weight scale sigma_w.")
+    sigma_v: Number = Field(1.0, gt=0, description="Residual-branch weight scale sigma_v.")
+    alpha: Number = Field(1.0, ge=0, description="Residual-branch scale alpha (ignored by the MLP).")
+    sigma_b: Number = Field(0.0, ge=0, description="Bias scale (0 = no biases).")
+
+
+def _same_dimension(*pairs: tuple[str, list[list[float]] | None]) -> None:
+    present = [(name, len(x[0])) for name, x in pairs if x is not None]
+    if len({d for _, d in present}) > 1:
+        raise ValueError("points must share one dimension d; got " + ", ".join(f"{n} d={d}" for n, d in present))
+
+
+CIRCLE = [[1.0, 0.0], [0.5, 0.8660254037844386], [-0.5, 0.8660254037844386], [-1.0, 0.0]]
+
+
+class KernelsRequest(Model):
+    """Analytic NNGP / NTK Gram matrices K(x, x2)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"x": CIRCLE, "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, "kernels": ["nngp", "ntk"]}]})
+    x: Points = Field(description="Points (N1, d).")
+    x2: Points | None = Field(None, description="Second point set (N2, d); null means x (symmetric).")
+    architecture: ArchitectureSpec
+    kernels: Kernels = ["nngp", "ntk"]
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> KernelsRequest:
+        _same_dimension(("x", self.x), ("x2", self.x2))
+        return self
+
+
+class RegressionRequest(Model):
+    """Kernel regression: the interpolant (t = null), the GD mean at time t, the GP posterior."""
+
+    x_train: Points = Field(description="Training points (n, d).")
+    y_train: Values | list[Values] = Field(description="Targets (n,) or (n, k).")
+    x_test: Points = Field(description="Test points (m, d).")
+    architecture: ArchitectureSpec
+    kernel: Kernel = "ntk"
+    ridge: Number = Field(1e-10, ge=0, description="Added to the training Gram's diagonal.")
+    t: Number | None = Field(None, ge=0, description="GD training time; null = infinity (the interpolant).")
+    return_variance: bool = Field(False, description="NNGP posterior variance (needs kernel 'nngp').")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> RegressionRequest:
+        _same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
+        if len(self.y_train) != len(self.x_train):
+            raise ValueError(f"y_train has {len(self.y_train)} rows, x_train {len(self.x_train)}")
+        if isinstance(self.y_train[0], list):
+            _rectangular(self.y_train)
+        if self.return_variance and self.kernel != "nngp":
+            raise ValueError("return_variance needs kernel 'nngp' (the posterior variance is the NNGP's)")
+        return self
+
+
+class SmoothnessRequest(Model):
+    """The paper's circle experiment: interpolate samples of a target on the unit circle
+    with each architecture's kernel and measure the interpolant's smoothness mu."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"architectures": [
+        {"kind": "mlp", "depth": 5}, {"kind": "resnet", "depth": 5, "alpha": 1.0},
+        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}]})
+    architectures: list[ArchitectureSpec] = Field([], description="Architectures to compare.")
+    n_train: int | None = Field(None, ge=1, description="The paper's n equispaced training angles.")
+    train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
+    targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
+    kernel: Kernel = "ntk"
+    ridge: Number = Field(1e-10, ge=0)
+    n_grid: int = Field(4096, ge=8, description="Uniform grid on which mu is measured.")
+    measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
+    bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")
+    cutoff: int | None = Field(None, ge=1, description="RKHS measure: highest harmonic kept (null = automatic).")
+    samples: Values | None = Field(None, description="Also measure these values of a function on the uniform grid.")
+
+    @model_validator(mode="after")
+    def _training_set(self) -> SmoothnessRequest:
+        if not self.architectures and self.samples is None:
+            raise ValueError("give architectures, samples, or both")
+        if self.architectures and (self.n_train is None) == (self.train_angles is None):
+            raise ValueError("give exactly one of n_train and train_angles")
+        n = self.n_train if self.train_angles is None else len(self.train_angles)
+        if self.targets is not None and len(self.targets) != n:
+            raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
+        if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
+            raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
+        return self
+
+
+class BoundsRequest(Model):
+    """The paper's bounds on ||df/dx|| at initialisation (eqs. 18, 20, 21)."""
+
+    architecture: ArchitectureSpec
+    width: int = Field(ge=1)
+    input_dim: int = Field(ge=1)
+    c_phi: Number = Field(1.0, gt=0, description="The activation's Lipschitz constant.")
+
+
+class SpectrumRequest(Model):
+    """Kernel profile on the circle, its Fourier spectrum, and optionally a Gram spectrum."""
+
+    architecture: ArchitectureSpec
+    kernel: Kernel = "ntk"
+    n_grid: int = Field(1024, ge=8)
+    normalize: bool = Field(True, description="Divide the profile by its peak (unit peak, as in Fig. 2).")
+    x: Points | None = Field(None, description="Points whose Gram eigenvalues and condition number to return.")
+
+
+class NetworkFields(Model):
+    architecture: ArchitectureSpec
+    width: int = Field(ge=1, description="Hidden width n.")
+    n_init: int = Field(1, ge=1, description="Independent initialisations.")
+    seed: Seed = 0
+    parametrization: Parametrization = "ntk"
+
+
+class EmpiricalKernelsRequest(NetworkFields):
+    """Empirical NTK of each network and the ensemble's Monte Carlo NNGP, at initialisation."""
+
+    x: Points
+    x2: Points | None = None
+    kernels: Kernels = ["ntk"]
+    jacobian_norms: bool = Field(False, description="Also ||df/dx|| at each x for each network.")
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> EmpiricalKernelsRequest:
+        _same_dimension(("x", self.x), ("x2", self.x2))
+        return self
+
+
+class TrainRequest(NetworkFields):
+    """Train networks by GD / SGD / Adam; loss curves, predictions, weight movement, NTK drift."""
+
+    x_train: Points
+    y_train: Values
+    x_test: Points | None = None
+    optimizer: Literal["gd", "sgd", "adam"] = "gd"
+    lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = Field(
+        "auto", description="Step size, or 'auto' (half the NTK's GD bound; NTK parametrisation only).")
+    steps: int = Field(1000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="null = full batch (SGD: 1).")
+    record_every: int | None = Field(None, ge=1, description="Steps between records (default steps / 20).")
+    track_ntk: bool = Field(False, description="Record the NTK drift on x_train.")
+    return_ntk: bool = Field(False, description="Return the empirical NTK on x_train at init and after training.")
+    jacobian_norms: bool = Field(False, description="||df/dx|| after training, at x_test (or x_train).")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> TrainRequest:
+        _same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
+        if len(self.y_train) != len(self.x_train):
+            raise ValueError(f"y_train has {len(self.y_train)} values, x_train {len(self.x_train)} points")
+        if self.batch_size is not None and self.batch_size > len(self.x_train):
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {len(self.x_train)} training points")
+        if self.lr == "auto" and self.parametrization != "ntk":
+            raise ValueError("lr 'auto' needs the NTK parametrisation; give a number")
+        return self
+
+
+OPERATIONS: dict[str, type[Model]] = {
+    "kernels": KernelsRequest, "regression": RegressionRequest, "smoothness": SmoothnessRequest,
+    "bounds": BoundsRequest, "spectrum": SpectrumRequest, "empirical-kernels": EmpiricalKernelsRequest,
+    "train": TrainRequest,
+}
+ARRAY_FIELDS = ("x", "x2", "x_train", "y_train", "x_test", "train_angles", "targets", "samples")
+
+
+# ---------------------------------------------------------------- responses
+
+JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class JobError(BaseModel):
+    status: int = Field(description="The HTTP status this failure maps to.")
+    title: str
+    detail: str
+
+
+class ArraySpec(BaseModel):
+    shape: list[int]
+    dtype: str
+    url: str = Field(description="Download link (add Accept: application/x-npy for binary).")
+
+
+class ResultManifest(BaseModel):
+    values: dict[str, Any] = Field(description="The result's non-array fields.")
+    arrays: dict[str, ArraySpec]
+
+
+class JobStatus(BaseModel):
+    id: str = Field(description="SHA-256 of the canonical request and the engine's numerics version.")
+    operation: str
+    status: JobState
+    progress: float = Field(ge=0, le=1)
+    message: str
+    attempts: int
+    created_at: float = Field(description="Unix time (s).")
+    started_at: float | None
+    finished_at: float | None
+    error: JobError | None
+    links: dict[str, str]
+    result: ResultManifest | None = Field(None, description="A succeeded job's values and arrays.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+    total: int
+    next: str | None = Field(description="The next page, or null.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(None, description="Each invalid field: {field, message}.")
+
+Matrix = list[list[float]]
+
+
+class KernelsResult(BaseModel):
+    nngp: Matrix | None = None
+    ntk: Matrix | None = None
+    shape: list[int]
+
+
+class RegressionResult(BaseModel):
+    mean: list[float] | Matrix
+    variance: list[float] | None = None
+
+
+class MuResult(BaseModel):
+    architecture: ArchitectureSpec | None = None
+    mu: float
+    norm_f: float | None = None
+    norm_gauss: float | None = None
+    bandwidth: float | None = None
+    cutoff: int | None = None
+
+
+class SmoothnessResult(BaseModel):
+    results: list[MuResult]
+    samples: MuResult | None = None
+    angles: list[float]
+    interpolants: Matrix | None = None
+    train_angles: list[float] | None = None
+    train_values: list[float] | None = None
+
+
+class BoundsResult(BaseModel):
+    bound: float
+    bound_mlp: float
+    bound_resnet: float
+    ratio_to_mlp: float
+    alpha_threshold: float | None
+
+
+class SpectrumResult(BaseModel):
+    angles: list[float]
+    profile: list[float]
+    frequencies: list[float]
+    magnitudes: list[float]
+    eigenvalues: list[float] | None = None
+    condition: float | None = Field(None, description="lambda_max / lambda_min; null when lambda_min <= 0.")
+
+
+class EmpiricalKernelsResult(BaseModel):
+    ntk: list[Matrix] | None = Field(None, description="(n_init, N1, N2): each network's NTK.")
+    ntk_mean: Matrix | None = None
+    nngp: Matrix | None = Field(None, description="(N1, N2): E[f(x) f(x2)] over the ensemble.")
+    jacobian_norms: Matrix | None = Field(None, description="(n_init, N1).")
+    shape: list[int]
+
+
+class TrainResult(BaseModel):
+    steps: list[float]
+    loss: Matrix = Field(description="(n_init, R) mean-squared loss at each recorded step.")
+    predictions: list[Matrix] | None = Field(None, description="(R, n_init, m) on x_test.")
+    mean_prediction: Matrix | None = None
+    weight_movement: list[float]
+    ntk_drift: Matrix | None = None
+    ntk_initial: list[Matrix] | None = None
+    ntk_final: list[Matrix] | None = None
+    jacobian_norms: Matrix | None = None
+    lr: float
+    lr_bound: float | None = None
+
+
+RESULTS: dict[str, type[BaseModel]] = {
+    "kernels": KernelsResult, "regression": RegressionResult, "smoothness": SmoothnessResult,
+    "bounds": BoundsResult, "spectrum": SpectrumResult, "empirical-kernels": EmpiricalKernelsResult,
+    "train": TrainResult,
+}

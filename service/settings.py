@@ -1,0 +1,58 @@
+"""The service's settings: environment variables with embedded defaults (no server needed).
+
+Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
+RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS and the limits
+RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Admission limits. Requests beyond them get 413 (size) or 422 (parameters)."""
+
+    points: int = 20_000          # rows of all point arrays of one request together
+    dimension: int = 4096         # input dimension d
+    depth: int = 1000             # L
+    width_depth: int = 200_000    # width x depth of finite networks
+    n_init: int = 64              # initialisations of one request
+    steps: int = 100_000          # training steps
+    grid: int = 65_536            # circle grid points
+    architectures: int = 64       # architectures in one smoothness request
+    body_bytes: int = 256 * 2**20  # request body
+    queue: int = 256              # jobs queued or running at once
+    json_elements: int = 4_000_000  # numbers in a JSON result; larger results are binary only
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "reskernel"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=_default_data_dir)
+    dask_address: str | None = None   # None: start a LocalCluster of `workers` processes
+    workers: int = 1
+    wait_s: float = 30.0              # how long a POST waits for its result by default
+    max_wait_s: float = 300.0         # the most `Prefer: wait=N` may ask
+    cache_bytes: int = 8 * 2**30      # results kept on disk (LRU beyond)
+    max_attempts: int = 3             # runs of one job (worker or service deaths) before it fails
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if environ is None else environ
+        limits = Limits(**{f.name: int(env[f"RESKERNEL_MAX_{f.name.upper()}"]) for f in fields(Limits)
+                           if f"RESKERNEL_MAX_{f.name.upper()}" in env})
+        settings = cls(limits=limits)
+        read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
+                "cache_bytes": int, "max_attempts": int}
+        values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
+                  if env.get(f"RESKERNEL_{name.upper()}")}
+        return replace(settings, **values, **overrides)

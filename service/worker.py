@@ -1,0 +1,254 @@
+"""What runs in the Dask worker processes: the only service module that imports the engine's
+JAX code. `run_job` claims a job in the store, calls the engine, and writes the result
+(or the failure) back; progress and cancellation go through the store as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.store import SQLiteStore
+
+log = logging.getLogger("reskernel.worker")
+Arrays = dict[str, np.ndarray]
+
+
+class Reporter:
+    """progress(fraction, message) and should_stop() for the engine, throttled: the store is
+    written at most every `interval` seconds and asked about cancellation as often."""
+
+    def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
+        self.store, self.job_id, self.interval = store, job_id, interval
+        self._written = self._asked = 0.0
+        self._stop = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - self._written >= self.interval or fraction >= 1:
+            self._written = now
+            self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._asked >= self.interval:
+            self._asked = now
+            job = self.store.get(self.job_id)
+            self._stop = job is None or job.cancel_requested
+        return self._stop
+
+
+def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
+    return {name: np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float64, shape=shape)
+            for name in names}
+
+
+def kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, analytic_kernels
+
+    x, x2 = inputs["x"], inputs.get("x2")
+    shape = (len(x), len(x if x2 is None else x2))
+    out = _memmaps(folder, params["kernels"], shape)
+    analytic_kernels(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"], out=out,
+                     progress=lambda done, total: report(done / total, f"{done}/{total} tiles"),
+                     should_stop=report.should_stop)
+    return {"shape": list(shape)}, {}
+
+
+def regression(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, kernel_regression
+
+    fit = kernel_regression(inputs["x_train"], inputs["y_train"], inputs["x_test"],
+                            arch=Architecture.from_dict(params["architecture"]), kernel=params["kernel"],
+                            ridge=params["ridge"], t=params["t"], return_variance=params["return_variance"])
+    arrays = {"mean": fit.mean} | ({"variance": fit.variance} if fit.variance is not None else {})
+    return {}, arrays
+
+
+def smoothness(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, circle_grid, circle_interpolation, mu_curvature, mu_rkhs
+
+    rkhs = {"bandwidth": params["bandwidth"], "cutoff": params["cutoff"]}
+    results, curves, fit = [], [], None
+    specs = params["architectures"]
+    for i, spec in enumerate(specs):
+        fit = circle_interpolation(Architecture.from_dict(spec), params["n_train"], kernel=params["kernel"],
+                                   ridge=params["ridge"], n_grid=params["n_grid"], target=inputs.get("targets"),
+                                   train_angles=inputs.get("train_angles"))
+        entry = {"architecture": spec, "mu": fit["mu"]}
+        if params["measure"] == "rkhs":
+            entry |= mu_rkhs(fit["interpolant"], fit["train_angles"], fit["train_values"], **rkhs)
+        results.append(entry)
+        curves.append(fit["interpolant"])
+        report((i + 1) / len(specs), f"{i + 1}/{len(specs)} architectures")
+    meta: dict[str, Any] = {"results": results}
+    arrays = {"angles": circle_grid(params["n_grid"])}
+    if fit is not None:
+        arrays |= {"interpolants": np.stack(curves), "train_angles": fit["train_angles"],
+                   "train_values": fit["train_values"]}
+    samples = inputs.get("samples")
+    if samples is not None:
+        meta["samples"] = ({"mu": mu_curvature(samples)} if params["measure"] == "curvature"
+                           else mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs))
+        if fit is None:
+            arrays["angles"] = circle_grid(len(samples))
+    return meta, arrays
+
+
+def bounds(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, jacobian_bounds
+
+    return jacobian_bounds(Architecture.from_dict(params["architecture"]), params["width"], params["input_dim"],
+                           params["c_phi"]), {}
+
+
+def spectrum(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, circle_grid, circle_spectrum, gram_spectrum, kernel_profile
+
+    arch, kernel, n_grid = Architecture.from_dict(params["architecture"]), params["kernel"], params["n_grid"]
+    angles = circle_grid(n_grid)
+    arrays = {"angles": angles,
+              "profile": kernel_profile(arch, angles, kernel=kernel, normalize=params["normalize"])}
+    arrays |= circle_spectrum(arch, n_grid, kernel=kernel, normalize=params["normalize"])
+    meta: dict[str, Any] = {}
+    if "x" in inputs:
+        gram = gram_spectrum(inputs["x"], arch=arch, kernel=kernel)
+        arrays["eigenvalues"] = gram["eigenvalues"]
+        meta["condition"] = gram["condition"] if np.isfinite(gram["condition"]) else None
+    return meta, arrays
+
+
+def _network(ensemble: dict, index: int) -> dict:
+    """Network `index` of an ensemble (arrays with a leading n_init axis)."""
+    return {name: value[index] for name, value in ensemble.items()}
+
+
+def empirical_kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, Cancelled, empirical_nngp, empirical_ntk, init_params, input_jacobian_norms
+
+    arch, x, x2 = Architecture.from_dict(params["architecture"]), inputs["x"], inputs.get("x2")
+    how = {"parametrization": params["parametrization"]}
+    n_init, shape = params["n_init"], (len(x), len(x if x2 is None else x2))
+    ensemble = init_params(arch, params["width"], x.shape[1], params["seed"], n_init=n_init, **how)
+    arrays: Arrays = {}
+    if "ntk" in params["kernels"]:
+        ntk = _memmaps(folder, ["ntk"], (n_init, *shape))["ntk"]
+        for i in range(n_init):
+            ntk[i] = empirical_ntk(arch, _network(ensemble, i), x, x2, **how)
+            report((i + 1) / n_init, f"{i + 1}/{n_init} networks")
+            if report.should_stop():
+                raise Cancelled("empirical_kernels was cancelled")
+        arrays["ntk_mean"] = ntk.mean(axis=0)
+    if "nngp" in params["kernels"]:
+        arrays["nngp"] = empirical_nngp(arch, ensemble, x, x2, **how)
+    if params["jacobian_norms"]:
+        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, _network(ensemble, i), x, **how)
+                                             for i in range(n_init)])
+    return {"shape": list(shape)}, arrays
+
+
+def train(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    from engine import Architecture, empirical_ntk, init_params, input_jacobian_norms
+    from engine import train as train_networks
+
+    arch, x = Architecture.from_dict(params["architecture"]), inputs["x_train"]
+    how = {"parametrization": params["parametrization"]}
+    run = train_networks(
+        arch, x, inputs["y_train"], width=params["width"], seed=params["seed"], n_init=params["n_init"],
+        optimizer=params["optimizer"], lr=params["lr"], steps=params["steps"], batch_size=params["batch_size"],
+        x_test=inputs.get("x_test"), record_every=params["record_every"], track_ntk=params["track_ntk"],
+        progress=lambda step, steps, loss: report(step / steps, f"step {step}/{steps}, loss {loss:.4g}"),
+        should_stop=report.should_stop, **how)
+    names = ("steps", "loss", "predictions", "mean_prediction", "weight_movement", "ntk_drift")
+    arrays = {name: run[name] for name in names if run[name] is not None}
+    final = run["params"]
+    if params["return_ntk"]:
+        initial = init_params(arch, params["width"], x.shape[1], params["seed"], n_init=params["n_init"], **how)
+        for name, ensemble in (("ntk_initial", initial), ("ntk_final", final)):
+            arrays[name] = np.stack([empirical_ntk(arch, _network(ensemble, i), x, **how)
+                                     for i in range(params["n_init"])])
+    if params["jacobian_norms"]:
+        points = inputs.get("x_test", x)
+        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, _network(final, i), points, **how)
+                                             for i in range(params["n_init"])])
+    return {"lr": run["lr"], "lr_bound": run["lr_bound"]}, arrays
+
+
+OPERATIONS: dict[str, Callable[[dict, Arrays, Path, Reporter], tuple[dict, Arrays]]] = {
+    "kernels": kernels, "regression": regression, "smoothness": smoothness, "bounds": bounds,
+    "spectrum": spectrum, "empirical-kernels": empirical_kernels, "train": train,
+}
+
+
+def _failure(status: int, title: str, detail: str) -> dict[str, Any]:
+    return {"status": status, "title": title, "detail": detail}
+
+
+def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
+    """Write the arrays, check every number is finite, and describe the result."""
+    for name, value in arrays.items():
+        np.save(folder / f"{name}.npy", np.asarray(value, dtype=np.float64))
+    listing = {}
+    for path in sorted(folder.glob("*.npy")):
+        array = np.load(path, mmap_mode="r")
+        if not np.all(np.isfinite(array)):
+            raise ArithmeticError(f"'{path.stem}' overflowed float64 (non-finite values): reduce depth or the sigmas")
+        listing[path.stem] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    bad = [k for k, v in meta.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad:
+        raise ArithmeticError(f"{bad} overflowed float64: reduce depth or the sigmas")
+    return {"values": meta, "arrays": listing}
+
+
+def run_job(job_id: str, operation: str, params: dict, inputs: Arrays, data_dir: str, max_attempts: int) -> str:
+    """Run one job to its end; returns the final status. Never raises for the job's own errors."""
+    store = SQLiteStore(data_dir)
+    try:
+        if store.claim(job_id, max_attempts) is None:
+            return "skipped"
+        report = Reporter(store, job_id)
+        folder = store.staging(job_id)
+        try:
+            meta, arrays = OPERATIONS[operation](params, inputs, folder, report)
+            store.commit(job_id, folder, _finish(folder, meta, arrays))
+            return "succeeded"
+        except BaseException as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            from engine import Cancelled
+
+            if isinstance(exc, Cancelled):
+                store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
+                return "canceled"
+            if isinstance(exc, (ValueError, ArithmeticError, np.linalg.LinAlgError)):
+                error = _failure(422, "Invalid input", str(exc))
+            elif isinstance(exc, Exception):
+                log.error("job %s (%s) failed:\n%s", job_id, operation, traceback.format_exc())
+                error = _failure(500, "Internal error", f"{type(exc).__name__}: {exc}")
+            else:
+                raise
+            store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
+            return "failed"
+    finally:
+        store.close()
+
+
+def describe() -> dict[str, Any]:
+    """Versions and the JAX backend, as a worker sees them."""
+    import jax
+
+    import engine
+
+    with jax.enable_x64(True):
+        x64 = bool(jax.numpy.zeros(1).dtype == np.float64)
+    return {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "x64": x64,
+            "numerics_version": engine.NUMERICS_VERSION, "pid": os.getpid()}

@@ -1,0 +1,97 @@
+"""The JSON contract: schemas mirror the engine, canonical ids, admission limits; and the API
+process does not import JAX."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import engine
+from engine.architectures import ACTIVATIONS, KINDS, Architecture
+from service.errors import LimitExceeded
+from service.jobs import job_id, split_request
+from service.limits import check_limits
+from service.schemas import ArchitectureSpec, KernelsRequest, TrainRequest
+from service.settings import Limits
+
+ARCH = {"kind": "resnet", "depth": 5, "alpha": 0.1}
+
+
+def test_architecture_schema_mirrors_engine():
+    schema = ArchitectureSpec.model_json_schema()["properties"]
+    assert tuple(schema["activation"]["enum"]) == ACTIVATIONS
+    assert tuple(schema["kind"]["enum"]) == KINDS
+    spec = ArchitectureSpec.model_validate(ARCH)
+    assert Architecture.from_dict(spec.model_dump()) == Architecture("resnet", 5, alpha=0.1)
+
+
+def key(body, operation="kernels", model=KernelsRequest):
+    return job_id(operation, *split_request(model.model_validate(body)))
+
+
+def test_ids_are_canonical():
+    base = key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH})
+    # ints for floats, defaults spelled out, key order: the same request
+    assert key({"architecture": {"alpha": 0.1, "depth": 5, "kind": "resnet", "sigma_w": 1, "activation": "relu"},
+                "x": [[1, 0], [0, 1]], "kernels": ["nngp", "ntk"], "x2": None}) == base
+    # any change of a number, a parameter, the operation or the shape: another job
+    assert key({"x": [[1.0, 0.0], [0.0, 1.0 + 1e-15]], "architecture": ARCH}) != base
+    assert key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH, "kernels": ["ntk"]}) != base
+    assert key({"x": [[1.0, 0.0, 0.0, 1.0]], "architecture": ARCH}) != base
+    assert len(base) == 64 and int(base, 16) >= 0
+
+
+def test_ids_follow_the_numerics_version(monkeypatch):
+    body = {"x": [[1.0, 0.0]], "architecture": ARCH}
+    before = key(body)
+    monkeypatch.setattr("service.jobs.NUMERICS_VERSION", engine.NUMERICS_VERSION + "-next")
+    assert key(body) != before
+
+
+def test_arrays_are_float64():
+    params, inputs = split_request(KernelsRequest.model_validate({"x": [[1, 2]], "architecture": ARCH}))
+    assert inputs["x"].dtype == np.float64 and "x" not in params and params["architecture"]["sigma_w"] == 1.0
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"x": [[0.0, 1.0]] * 11, "architecture": ARCH}, 413, "points"),
+    ({"x": [[0.0] * 9], "architecture": ARCH}, 413, "x"),
+    ({"x": [[0.0, 1.0]], "architecture": {"kind": "mlp", "depth": 101}}, 422, "architecture.depth"),
+])
+def test_limits_name_the_limit(body, status, field):
+    limits = Limits(points=10, dimension=8, depth=100)
+    with pytest.raises(LimitExceeded) as caught:
+        check_limits(KernelsRequest.model_validate(body), limits)
+    assert caught.value.status == status and caught.value.field == field
+
+
+def test_network_limits():
+    body = {"architecture": ARCH, "width": 1000, "x_train": [[1.0, 0.0]], "y_train": [1.0], "steps": 20}
+    with pytest.raises(LimitExceeded, match="width x depth"):
+        check_limits(TrainRequest.model_validate(body), Limits(width_depth=4999))
+    with pytest.raises(LimitExceeded, match="steps"):
+        check_limits(TrainRequest.model_validate(body), Limits(steps=19))
+    check_limits(TrainRequest.model_validate(body), Limits(width_depth=5000, steps=20))
+
+
+def test_api_process_does_not_import_jax(tmp_path):
+    """Build the app, start its Dask cluster, run a request through it: JAX stays in the workers."""
+    script = f"""
+import sys, httpx, anyio
+from service.app import create_app
+from service.settings import Settings
+from service.client import Client
+app = create_app(Settings(data_dir={str(tmp_path)!r}))
+async def main():
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            r = await http.post("/v1/kernels", json={{"x": [[1.0, 0.0]], "architecture": {ARCH!r}}})
+            assert r.status_code == 200, r.text
+            assert r.json()["ntk"][0][0] > 0
+anyio.run(main)
+print("jax" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

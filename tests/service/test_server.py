@@ -1,0 +1,170 @@
+"""Against a real uvicorn on 127.0.0.1 (port 0): Server-Sent Events, the Python client,
+concurrent identical requests, cancellation, a worker killed mid-job, and a restart."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from engine import Architecture, analytic_kernels
+from service.client import Client, ProblemError
+
+ARCH = {"kind": "resnet", "depth": 3, "alpha": 0.1}
+X = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-0.8, 0.6]]
+
+
+def long_training(steps: int, seed: int = 0) -> dict:
+    return {"architecture": ARCH, "width": 256, "x_train": X, "y_train": [1.0, 0.0, -1.0, 0.5], "steps": steps,
+            "record_every": 50, "seed": seed, "lr": 0.1}
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_events_stream_progress_until_done(server):
+    with httpx.Client(base_url=server, timeout=60) as http:
+        job = http.post("/v1/train", json=long_training(3000), headers={"Prefer": "respond-async"}).json()["id"]
+        events = []
+        with http.stream("GET", f"/v1/jobs/{job}/events") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    events.append((kind, httpx.Response(200, content=line[5:]).json()))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress"} and len(kinds) >= 3
+    progress = [e["progress"] for _, e in events]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert events[-1][1]["status"] == "succeeded" and "loss" in events[-1][1]["result"]["arrays"]
+
+
+def test_client_returns_numpy(server):
+    seen = []
+    with Client(server) as rk:
+        grams = rk.kernels(np.array(X), architecture=ARCH, progress=lambda f, m: seen.append(f))
+        assert isinstance(grams["ntk"], np.ndarray) and grams["shape"] == [4, 4]
+        np.testing.assert_array_equal(grams["ntk"], analytic_kernels(X, arch=Architecture.from_dict(ARCH))["ntk"])
+        assert seen[-1] == 1.0
+        fit = rk.run("train", long_training(100, seed=7))
+        assert fit["loss"].shape == (1, 3) and fit["lr"] == 0.1
+        with pytest.raises(ProblemError, match="422") as caught:
+            rk.run("kernels", {"x": [[1.0]], "architecture": {"kind": "mlp", "depth": 0}})
+        assert caught.value.problem["errors"][0]["field"] == "architecture.depth"
+
+
+def test_concurrent_identical_requests_compute_once(server, jobs):
+    body = long_training(1500, seed=11)
+    answers = []
+
+    def post():
+        with httpx.Client(base_url=server, timeout=120) as http:
+            answers.append(http.post("/v1/train", json=body))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.headers["etag"] for a in answers}) == 1 and len({a.content for a in answers}) == 1
+    job = jobs.store.get(answers[0].headers["etag"].strip('"'))
+    assert job.attempts == 1  # each run claims the job and counts an attempt: it ran once
+
+
+def test_cancel_a_long_training_job(server, jobs):
+    with httpx.Client(base_url=server, timeout=60) as http:
+        job = http.post("/v1/train", json=long_training(400_000, seed=3),
+                        headers={"Prefer": "respond-async"}).json()["id"]
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["progress"] > 0, 120, "training to start")
+        asked = time.monotonic()
+        assert http.post(f"/v1/jobs/{job}:cancel").status_code == 202
+        final = wait_until(lambda: (s := http.get(f"/v1/jobs/{job}").json())["status"] != "running" and s, 30,
+                           "the job to stop")
+        stopped = time.monotonic() - asked
+        assert final["status"] == "canceled" and final["progress"] < 0.5, final
+        assert stopped < 20
+        assert http.post(f"/v1/jobs/{job}:cancel").status_code == 409
+        answer = http.get(f"/v1/jobs/{job}/result")
+        assert answer.status_code == 409 and answer.headers["content-type"] == "application/problem+json"
+    assert not list(jobs.store.job_dir(job).glob("staging-*"))
+
+
+def test_worker_killed_mid_job_reruns_it(server, jobs):
+    with httpx.Client(base_url=server, timeout=60) as http:
+        job = http.post("/v1/train", json=long_training(6000, seed=5),
+                        headers={"Prefer": "respond-async"}).json()["id"]
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["progress"] > 0, 120, "training to start")
+        for pid in jobs.executor.worker_pids().values():
+            os.kill(pid, signal.SIGKILL)
+        final = wait_until(lambda: (s := http.get(f"/v1/jobs/{job}").json())["status"] not in ("queued", "running")
+                           and s, 240, "the job to end after its worker died")
+    assert final["status"] == "succeeded" and final["attempts"] == 2, final
+    wait_until(lambda: jobs.executor.workers() == 1, 60, "the worker to come back")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "RESKERNEL_DATA_DIR": str(data_dir), "RESKERNEL_WAIT_S": "60"}
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            assert process.poll() is None, "reskernel serve exited"
+            return False
+
+    wait_until(ready, 120, "reskernel serve")
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+
+
+def test_restart_keeps_results_and_reruns_interrupted_jobs(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = serve(tmp_path, port)
+    try:
+        done = httpx.post(f"{base}/v1/kernels", json={"x": X, "architecture": ARCH}, timeout=60)
+        assert done.status_code == 200 and done.headers["x-cache"] == "miss"
+        running = httpx.post(f"{base}/v1/train", json=long_training(4000, seed=9), timeout=60,
+                             headers={"Prefer": "respond-async"}).json()["id"]
+        wait_until(lambda: httpx.get(f"{base}/v1/jobs/{running}").json()["progress"] > 0, 120, "training")
+    finally:
+        stop(process)
+
+    process = serve(tmp_path, port)
+    try:
+        again = httpx.post(f"{base}/v1/kernels", json={"x": X, "architecture": ARCH}, timeout=60)
+        assert again.headers["x-cache"] == "hit" and again.content == done.content
+        final = wait_until(lambda: (s := httpx.get(f"{base}/v1/jobs/{running}").json())["status"]
+                           not in ("queued", "running") and s, 240, "the interrupted job")
+        assert final["status"] == "succeeded" and final["attempts"] == 2, final
+    finally:
+        stop(process)
