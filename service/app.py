@@ -63,6 +63,25 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _problem_schemas(app: FastAPI) -> None:
+    """OpenAPI: error responses are application/problem+json (FastAPI would say application/json)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for response in operation.get("responses", {}).values():
+                        content = response.get("content", {})
+                        if errors.PROBLEM in content:
+                            content[errors.PROBLEM] = content.pop("application/json")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None, jobs_service: Jobs | None = None) -> FastAPI:
     """The app. With `jobs_service`, the caller owns it (tests share one Dask cluster);
     otherwise the app starts the store and executor on startup and stops them on shutdown."""
@@ -89,4 +108,5 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     for module in (operations, jobs, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
+    _problem_schemas(app)
     return app

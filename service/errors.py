@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("reskernel")
@@ -98,8 +99,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every route of this path, not just the first one Starlette tried
+            methods = {m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
+                       for m in getattr(r, "methods", ()) or ()}
+            headers["Allow"] = ", ".join(sorted(methods))
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
-                       instance=request.url.path, headers=getattr(exc, "headers", None))
+                       instance=request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

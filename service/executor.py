@@ -48,7 +48,7 @@ class Executor:
             self.client = Client(self.settings.dask_address, set_as_default=False)
         else:
             self.cluster = LocalCluster(n_workers=self.settings.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+                                        dashboard_address=":0", memory_limit=0, silence_logs=logging.ERROR)
             self.client = Client(self.cluster, set_as_default=False)
         log.info("dask scheduler at %s", self.client.scheduler.address)
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from service.deps import get_jobs, get_settings
 from service.errors import Conflict, ServiceError
@@ -15,8 +16,22 @@ from service.schemas import JobList, JobStatus, Problem
 from service.settings import Settings
 from service.store import TERMINAL, Job, Store
 
+
+class JobIdConvertor(Convertor):
+    """Job ids in paths are 64 hex digits, so '/v1/jobs/{id}:cancel' never matches '/v1/jobs/{id}'."""
+
+    regex = "[0-9a-f]{64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("job_id", JobIdConvertor())
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex.")]
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex (64 digits).")]
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 
@@ -61,7 +76,8 @@ def outcome(job: Job, jobs: Jobs, settings: Settings, request: Request, *, hit: 
 @router.get("", summary="List jobs, newest first", response_model=JobList, responses=problems(422))
 def list_jobs(jobs: Annotated[Jobs, Depends(get_jobs)],
               status: Literal["queued", "running", "succeeded", "failed", "canceled"] | None = None,
-              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+              offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
     page, total = jobs.store.page(status=status, offset=offset, limit=limit)
     following = None
     if offset + len(page) < total:
@@ -69,13 +85,13 @@ def list_jobs(jobs: Annotated[Jobs, Depends(get_jobs)],
     return {"jobs": [describe(j) for j in page], "total": total, "next": following}
 
 
-@router.get("/{job_id}", summary="A job's status and progress", response_model=JobStatus,
+@router.get("/{job_id:job_id}", summary="A job's status and progress", response_model=JobStatus,
             responses=problems(404, 422))
 def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
     return describe(jobs.get(job_id), jobs.store)
 
 
-@router.get("/{job_id}/result", summary="A finished job's result (JSON, .npy or .npz by Accept)",
+@router.get("/{job_id:job_id}/result", summary="A finished job's result (JSON, .npy or .npz by Accept)",
             responses={200: {"content": {NPY: {}, NPZ: {}}}, 202: {"model": JobStatus},
                        **problems(404, 406, 409, 410, 422, 500)})
 def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
@@ -85,7 +101,7 @@ def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(ge
     return outcome(jobs.get(job_id), jobs, settings, request, hit=True, array=array)
 
 
-@router.get("/{job_id}/events", summary="Server-Sent Events of progress until the job ends",
+@router.get("/{job_id:job_id}/events", summary="Server-Sent Events of progress until the job ends",
             responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422)})
 async def job_events(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> StreamingResponse:
     jobs.get(job_id)
@@ -114,13 +130,13 @@ async def job_events(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) ->
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/{job_id}:cancel", summary="Cancel a job (a running one stops at its next chunk)",
+@router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops at its next chunk)",
              status_code=202, response_model=JobStatus, responses=problems(404, 409, 422))
 def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
     return describe(jobs.cancel(job_id))
 
 
-@router.delete("/{job_id}", summary="Delete a job and its result (cancelling it first)", status_code=204,
+@router.delete("/{job_id:job_id}", summary="Delete a job and its result (cancelling it first)", status_code=204,
                responses=problems(404, 422))
 def delete_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> Response:
     jobs.delete(job_id)

@@ -246,7 +246,7 @@ async def test_failures_inside_the_engine_are_4xx(api):
 
 async def test_unknown_jobs_and_routes(api):
     assert_problem(await api.get("/v1/jobs/" + "0" * 64), 404)
-    assert_problem(await api.get("/v1/jobs/not-a-hash"), 422)
+    assert_problem(await api.get("/v1/jobs/not-a-hash"), 404)
     assert_problem(await api.get("/v1/nothing"), 404)
     assert_problem(await api.get("/v1/kernels"), 405)
     assert_problem(await api.post("/v1/jobs/" + "0" * 64 + ":cancel"), 404)

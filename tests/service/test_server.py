@@ -38,7 +38,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 def test_events_stream_progress_until_done(server):
     with httpx.Client(base_url=server, timeout=60) as http:
-        job = http.post("/v1/train", json=long_training(3000), headers={"Prefer": "respond-async"}).json()["id"]
+        job = http.post("/v1/train", json=long_training(1000), headers={"Prefer": "respond-async"}).json()["id"]
         events = []
         with http.stream("GET", f"/v1/jobs/{job}/events") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
