@@ -4,9 +4,11 @@ recovery after a restart. Glue between the store and the executor; no maths here
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -47,6 +49,8 @@ def job_id(operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]
 class Jobs:
     def __init__(self, settings: Settings, store: Store, executor: Executor):
         self.settings, self.store, self.executor = settings, store, executor
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start the executor, then re-queue what a previous run left queued or running."""
@@ -96,7 +100,11 @@ class Jobs:
                               error={"status": 500, "title": "Job failed", "detail": detail})
         elif future.status == "cancelled" and job.status == "queued":
             self.store.update(key, status="canceled", message="canceled", finished_at=time.time())
-        if job.status == "succeeded" or future.status == "finished":
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+        if future.status == "finished":
             self.store.evict(self.settings.cache_bytes)
 
     def get(self, key: str) -> Job:
@@ -106,14 +114,26 @@ class Jobs:
         return job
 
     async def wait(self, key: str, timeout: float) -> Job:
-        """The job once it has ended, or as it is after `timeout` seconds."""
-        deadline, pause = time.monotonic() + timeout, 0.01
-        job = self.get(key)
-        while job.status in ACTIVE and time.monotonic() < deadline:
-            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-            pause = min(pause * 1.5, 0.25)
+        """The job once it has ended, or as it is after `timeout` seconds. Woken by this
+        process's task ending; the store is polled too (jobs another process submitted)."""
+        deadline = time.monotonic() + timeout
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters.setdefault(key, []).append((asyncio.get_running_loop(), event))
+        try:
             job = self.get(key)
-        return job
+            while job.status in ACTIVE and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(left, 0.5))
+                job = self.get(key)
+            return job
+        finally:
+            with self._lock:
+                entries = self._waiters.get(key, [])
+                if (asyncio.get_running_loop(), event) in entries:
+                    entries.remove((asyncio.get_running_loop(), event))
+                if not entries:
+                    self._waiters.pop(key, None)
 
     def cancel(self, key: str) -> Job:
         job = self.get(key)

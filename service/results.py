@@ -3,10 +3,11 @@ array as `.npy`, or all arrays as `.npz`. ETags are strong: the job id is the co
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from fastapi import Request, Response
@@ -71,12 +72,12 @@ def respond(store: SQLiteStore, job: Job, request: Request, *, hit: bool, json_l
             raise NotAcceptable(f"the result has {len(arrays)} arrays {sorted(arrays)}: ask for one with "
                                 f"?array=NAME, or for all with Accept: {NPZ}", extra={"arrays": _links(job, arrays)})
         name = array or next(iter(arrays))
-        return FileResponse(folder / f"{name}.npy", media_type=NPY, headers=headers,
-                            filename=f"{job.operation}-{name}.npy")
+        return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
     if kind == NPZ:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.load(folder / f"{name}.npy") for name in ([array] if array else arrays)})
-        return Response(buffer.getvalue(), media_type=NPZ, headers=headers)
+        names = [array] if array else sorted(arrays)
+        path = _rendered(store, job, f"result-{array}.npz" if array else "result.npz",
+                         lambda f: np.savez(f, **{name: np.load(folder / f"{name}.npy") for name in names}))
+        return Download(path, media_type=NPZ, headers=headers, filename=f"{job.operation}.npz")
     if array is not None:
         return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
                         headers=headers)
@@ -85,15 +86,27 @@ def respond(store: SQLiteStore, job: Job, request: Request, *, hit: bool, json_l
         raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
                             f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
                             extra={"arrays": _links(job, arrays), "values": meta["values"]})
-    rendered = folder / "result.json"
-    if not rendered.exists():
+
+    def render(f) -> None:
         body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
-        _write_atomic(rendered, json.dumps(body, allow_nan=False).encode())
-        store.touch(job.id, extra_bytes=rendered.stat().st_size)
-    return FileResponse(rendered, media_type=JSON, headers=headers)
+        f.write(json.dumps(body, allow_nan=False).encode())
+
+    return Download(_rendered(store, job, "result.json", render), media_type=JSON, headers=headers)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+class Download(FileResponse):
+    """A file sent in 4 MiB chunks (the default 64 KiB makes a 16 MB download 5x slower)."""
+
+    chunk_size = 4 * 2**20
+
+
+def _rendered(store: SQLiteStore, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path:
+    """result_dir/name, written once by `write` (atomically) and counted in the job's size."""
+    path = store.result_dir(job.id) / name
+    if not path.exists():
+        temporary = path.with_name(f".{name}.{uuid.uuid4().hex}")
+        with open(temporary, "wb") as f:
+            write(f)
+        temporary.replace(path)
+        store.touch(job.id, extra_bytes=path.stat().st_size)
+    return path
