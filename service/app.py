@@ -42,17 +42,25 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._refuse(scope, receive, send)
-        seen = 0
+        seen, refused = 0, False
 
         async def counted() -> dict:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise errors.LimitExceeded(413, "body", self._detail())
+            if seen > self.limit:  # a streamed body (no Content-Length) that grew too long
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
             return message
 
-        return await self.app(scope, counted, send)
+        async def guarded(message: dict) -> None:
+            if not refused:  # the 413 is the answer; drop what the app says after the disconnect
+                await send(message)
+
+        return await self.app(scope, counted, guarded)
 
     def _detail(self) -> str:
         return f"the request body exceeds the limit of {self.limit} bytes"

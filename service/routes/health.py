@@ -34,8 +34,8 @@ def readyz(jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str, Any]:
 async def info(request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                settings: Annotated[Settings, Depends(get_settings)]) -> dict[str, Any]:
     state = request.app.state
-    if getattr(state, "worker_info", None) is None:
+    if getattr(state, "worker_info", None) is None and jobs.executor.workers() > 0:
         state.worker_info = await run_in_threadpool(jobs.executor.describe)
     packages = {name: version(name) for name in ("reskernel", "fastapi", "pydantic", "distributed", "numpy")}
-    return {"service": {"python": platform.python_version(), **packages}, "worker": state.worker_info,
+    return {"service": {"python": platform.python_version(), **packages}, "worker": state.worker_info,  # null: none yet
             "limits": asdict(settings.limits), "wait_s": settings.wait_s, "workers": jobs.executor.workers()}

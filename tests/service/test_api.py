@@ -257,6 +257,14 @@ async def test_body_limit(api):
     response = await api.post("/v1/kernels", content=body, headers={"content-type": "application/json"})
     assert_problem(response, 413, "body")
 
+    async def streamed():  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start:start + 65536]
+
+    response = await api.post("/v1/kernels", content=streamed(), headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413, "body")
+
 
 async def test_listing_and_delete(api):
     body = {"x": [[0.25, 0.5]], "architecture": {"kind": "mlp", "depth": 2}}

@@ -1,0 +1,194 @@
+"""Figures of the experiments (matplotlib, Agg): one function per experiment, each taking
+the plain data of `engine.experiments.run` and returning a Figure titled and labelled like
+the paper's, with mu in the legend where the paper shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+Data = dict[str, Any]
+
+
+def _grid(n_rows: int, n_cols: int, title: str, data: Data) -> tuple[Figure, np.ndarray]:
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.9 * n_rows), squeeze=False)
+    scale = data["labels"]["scale"]
+    fig.suptitle(f"{title}  [{scale} scale]", fontsize=12)
+    return fig, axes
+
+
+def kernel_shapes(data: Data) -> Figure:
+    kernels = [k for k in ("ntk", "nngp") if k in data]
+    depths, curves = data["labels"]["depths"], data["labels"]["curves"]
+    fig, axes = _grid(len(kernels), len(depths), "Kernels on the unit circle, normalised to unit peak", data)
+    for r, kernel in enumerate(kernels):
+        for c, depth in enumerate(depths):
+            ax = axes[r, c]
+            for k, label in enumerate(curves):
+                ax.plot(data["angles"], data[kernel][c, k], label=label)
+            ax.set(title=f"{kernel.upper()}, L = {depth}", xlabel="angle between x and x' (rad)",
+                   ylabel=f"{kernel.upper()} / peak")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _samples(ax, data: Data, m: int) -> None:
+    ax.plot(data[f"train_angles_{m}"], data[f"train_values_{m}"], "ko", ms=4, label="samples")
+
+
+def interpolation(data: Data) -> Figure:
+    depths, n_trains, curves = data["labels"]["depths"], data["labels"]["n_trains"], data["labels"]["curves"]
+    mu = {(row["L"], row["m"]): row for row in data["tables"]["mu"]}
+    fig, axes = _grid(len(depths), len(n_trains), "NTK interpolation of 0.5 cos b + sin 4b", data)
+    for i, depth in enumerate(depths):
+        for j, m in enumerate(n_trains):
+            ax = axes[i, j]
+            for c, label in enumerate(curves):
+                ax.plot(data["angles"], data["interpolants"][i, j, c], label=f"{label}, mu = {mu[depth, m][label]:.4g}")
+            _samples(ax, data, m)
+            ax.set(title=f"L = {depth}, {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def finite_vs_infinite(data: Data) -> Figure:
+    n_trains = data["labels"]["n_trains"]
+    width, n_init = data["labels"]["width"], data["labels"]["n_init"]
+    fig, axes = _grid(1, 1 + len(n_trains), f"Width-{width} ResNets ({n_init} initialisations) and the NTK", data)
+    ax = axes[0, 0]
+    for i, row in enumerate(data["empirical_ntk"]):
+        ax.plot(data["angles"], row, color="tab:blue", alpha=0.3, lw=0.8, label="empirical NTK" if i == 0 else None)
+    ax.plot(data["angles"], data["analytic_ntk"], "k", lw=2, label="analytic NTK")
+    ax.set(title="Theta(x0, x) on the circle", xlabel="angle (rad)", ylabel="NTK")
+    ax.legend(fontsize=7)
+    for j, m in enumerate(n_trains):
+        ax = axes[0, 1 + j]
+        for i, row in enumerate(data[f"predictions_{m}"]):
+            ax.plot(data["grid"], row, color="tab:orange", alpha=0.35, lw=0.8,
+                    label="trained networks" if i == 0 else None)
+        ax.plot(data["grid"], data[f"ntk_mean_{m}"], "k", lw=1.8, label="NTK regression at the same t")
+        ax.plot(data["grid"], data[f"interpolant_{m}"], "k--", lw=1, label="NTK interpolant (t = inf)")
+        _samples(ax, data, m)
+        ax.set(title=f"GD on {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def beyond_ntk(data: Data) -> Figure:
+    optimizers, n_trains = data["labels"]["optimizers"], data["labels"]["n_trains"]
+    mu = {(r["optimizer"], r["m"], r["network"]): r["mu mean"] for r in data["tables"]["mu"]}
+    fig, axes = _grid(len(optimizers), len(n_trains), "Standard parametrisation, batch size 1: mean prediction",
+                      data)
+    for i, optimizer in enumerate(optimizers):
+        for j, m in enumerate(n_trains):
+            ax = axes[i, j]
+            for label, curve in zip(data["labels"]["curves"][f"{optimizer}_{m}"], data[f"mean_{optimizer}_{m}"],
+                                    strict=True):
+                ax.plot(data["grid"], curve, label=f"{label}, mu = {mu[optimizer, m, label]:.4g}")
+            _samples(ax, data, m)
+            ax.set(title=f"{optimizer.upper()}, {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def bounds(data: Data) -> Figure:
+    fig, axes = _grid(1, 3, "Jacobian bounds (eqs. 18-21) and measured ||df/dx||", data)
+    ax = axes[0, 0]
+    for alpha, ratio in zip(data["labels"]["alphas"], data["ratio"], strict=True):
+        ax.semilogy(data["depths"], ratio, label=f"alpha = {alpha:g}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set(title="B_ResNet / B_MLP", xlabel="depth L", ylabel="ratio")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    ax.plot(data["depths"], data["threshold"], "k", label="largest alpha with B_ResNet <= B_MLP")
+    ax.axhline(2 / 9, color="gray", ls="--", lw=0.8, label="limit 2/9")
+    ax.set(title="alpha threshold", xlabel="depth L", ylabel="alpha")
+    ax.legend(fontsize=7)
+    ax = axes[0, 2]
+    rows = data["tables"]["measured"]
+    positions = np.arange(len(rows))
+    ax.bar(positions - 0.2, [r["max ||df/dx|| at init (mean)"] for r in rows], 0.4, label="at initialisation")
+    ax.bar(positions + 0.2, [r["max ||df/dx|| trained (mean)"] for r in rows], 0.4, label="after GD")
+    ax.set_xticks(positions, [r["network"] for r in rows], fontsize=7)
+    ax.set(title=f"max ||df/dx|| on the circle, width {data['labels']['width']}", ylabel="||df/dx||")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def spectra(data: Data) -> Figure:
+    depths, curves = data["labels"]["depths"], data["labels"]["curves"]
+    fig, axes = _grid(1, len(depths) + 1, "Kernel spectra (Fig. 8) and Gram conditioning", data)
+    keep = data["frequencies"] >= 1
+    for c, depth in enumerate(depths):
+        ax = axes[0, c]
+        for k, label in enumerate(curves):
+            ax.loglog(data["frequencies"][keep], np.maximum(data["magnitudes"][c, k][keep], 1e-18), label=label)
+        ax.set(title=f"|Fourier coefficient| of the NTK profile, L = {depth}", xlabel="frequency k",
+               ylabel="magnitude")
+        ax.legend(fontsize=7)
+    ax = axes[0, -1]
+    for k, label in enumerate(curves):
+        inverse = data["inverse_condition"][k]
+        ok = inverse > 0
+        ax.semilogy(data["condition_depths"][ok], 1 / inverse[ok], "o-", label=label)
+    ax.set(title="condition number of the NTK Gram matrix", xlabel="depth L", ylabel="lambda_max / lambda_min")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def digits(data: Data) -> Figure:
+    n_trains, depths, curves = data["labels"]["n_trains"], data["labels"]["depths"], data["labels"]["curves"]
+    fig, axes = _grid(1, len(n_trains), "Digits 0 vs 8 (scikit-learn 8x8) by NTK regression", data)
+    for i, n in enumerate(n_trains):
+        ax = axes[0, i]
+        for c, label in enumerate(curves):
+            acc = data["accuracy"][i, :, c]
+            ax.errorbar(depths, acc.mean(axis=-1), yerr=acc.std(axis=-1), marker="o", capsize=3, label=label)
+        ax.set(title=f"N = {n} training samples", xlabel="depth L", ylabel="test accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def rkhs_vs_curvature(data: Data) -> Figure:
+    curves, n_trains = data["labels"]["curves"], data["labels"]["n_trains"]
+    fig, axes = _grid(1, len(n_trains), f"RKHS ratio against mu (eq. 22), L = {data['labels']['depth']}", data)
+    for i, m in enumerate(n_trains):
+        ax = axes[0, i]
+        for c, label in enumerate(curves):
+            ax.loglog(data["mu_curvature"][i, c], data["mu_rkhs"][i, c], "o", label=label)
+        ax.set(title=f"{m} samples", xlabel="mu, eq. 22 (smaller = smoother)",
+               ylabel="mu_rkhs (larger = smoother)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
+           "beyond-ntk": beyond_ntk, "bounds": bounds, "spectra": spectra, "digits": digits,
+           "rkhs-vs-curvature": rkhs_vs_curvature}
+
+
+def save(name: str, data: Data, folder: Path) -> list[Path]:
+    """Draw experiment `name` and write folder/figure.png and folder/figure.svg."""
+    fig = FIGURES[name](data)
+    paths = [folder / "figure.png", folder / "figure.svg"]
+    try:
+        for path in paths:
+            fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return paths
