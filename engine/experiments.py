@@ -219,7 +219,7 @@ def beyond_ntk(*, width: int, n_init: int, depth: int, alphas: list[float], n_tr
 
 
 def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, train_depth: int,
-           train_alphas: list[float], steps: int, n_grid: int, seed: int,
+           train_alphas: list[float], steps: int, lr: float, n_grid: int, seed: int,
            progress: Progress | None = None) -> dict[str, Any]:
     """The Jacobian bounds B_ResNet / B_MLP against depth and alpha, the alpha threshold
     curve, next to the measured max ||df/dx|| of networks at initialisation and after GD on
@@ -238,7 +238,7 @@ def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, t
     x, y, points = circle_points(b), paper_target(b), circle_points(circle_grid(n_grid))
     table = []
     for label, arch in archs:
-        run = train(arch, x, y, width=width, seed=seed, n_init=n_init, steps=steps)
+        run = train(arch, x, y, width=width, seed=seed, n_init=n_init, steps=steps, lr=lr)
         initial = _ensemble_jacobians(arch, width, seed, n_init, points, None)
         final = _ensemble_jacobians(arch, width, seed, n_init, points, run["params"])
         table.append({"network": label, "bound B": jacobian_bounds(arch, width, 2)["bound"],
@@ -421,11 +421,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("beyond-ntk", "Outside the NTK regime: SGD and Adam, standard parametrisation (Figs. 3-4)",
                beyond_ntk,
                {"width": 128, "n_init": 3, "depth": 5, "alphas": [1.0, 0.1], "n_trains": [6], "steps": 300,
-                "optimizers": ["sgd", "adam"], "lrs": [0.01, 0.001], "n_grid": 1024, "seed": 0},
-               {"width": 500, "n_init": 30, "n_trains": [6, 10], "steps": 1000, "n_grid": 4096}),
+                "optimizers": ["sgd", "adam"], "lrs": [0.01, 0.001], "n_grid": 4096, "seed": 0},
+               {"width": 500, "n_init": 30, "n_trains": [6, 10], "steps": 1000}),
     Experiment("bounds", "Jacobian bounds against depth and alpha, and measured ||df/dx||", bounds,
                {"depths": list(range(1, 31)), "alphas": ALPHAS, "width": 128, "n_init": 2, "train_depth": 5,
-                "train_alphas": [1.0, 0.1], "steps": 200, "n_grid": 512, "seed": 0},
+                "train_alphas": [1.0, 0.1], "steps": 200, "lr": 0.2, "n_grid": 512, "seed": 0},
                {"width": 2000, "n_init": 10, "steps": 2000, "n_grid": 4096}),
     Experiment("spectra", "Kernel spectra (Fig. 8) and Gram condition numbers", spectra,
                {"depths": [5, 15], "alphas": ALPHAS, "n_grid": 1024,

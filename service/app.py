@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service import errors
 from service.executor import Executor
 from service.jobs import Jobs
-from service.routes import health, jobs, operations
+from service.routes import experiments, health, jobs, operations
 from service.settings import Settings
 from service.store import SQLiteStore
 
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     app.state.jobs = jobs_service
     app.state.worker_info = None
     errors.install(app)
-    for module in (operations, jobs, health):
+    for module in (operations, experiments, jobs, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
     _problem_schemas(app)

@@ -63,10 +63,9 @@ class Jobs:
     def close(self) -> None:
         self.executor.close()
 
-    def submit(self, operation: str, request: Model) -> tuple[Job, bool]:
-        """The job for this request, created and dispatched unless it exists; and whether
-        its result was already there (a cache hit)."""
-        params, inputs = split_request(request)
+    def submit(self, operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[Job, bool]:
+        """The job for this request (scalar params, float64 input arrays), created and
+        dispatched unless it exists; and whether its result was already there (a cache hit)."""
         key = job_id(operation, params, inputs)
         job = self.store.get(key)
         if job is not None and not _retryable(job):

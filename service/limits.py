@@ -40,3 +40,20 @@ def check_limits(request: Model, limits: Limits) -> None:
         size = len(value) if isinstance(value, list) else value
         if size is not None and size > limit:
             raise LimitExceeded(422, name, f"{name} = {size} exceeds the limit of {limit}")
+
+
+def check_experiment(parameters: dict, limits: Limits) -> None:
+    """The same limits for an experiment's parameters (all filled in)."""
+    depths = [v for key in ("depth", "depths", "train_depth", "condition_depths") if key in parameters
+              for v in (parameters[key] if isinstance(parameters[key], list) else [parameters[key]])]
+    depth = max(depths, default=0)
+    if depth > limits.depth:
+        raise LimitExceeded(422, "parameters.depths", f"depth {depth} exceeds the limit of {limits.depth}")
+    width = parameters.get("width")
+    if width is not None and width * max(depth, 1) > limits.width_depth:
+        raise LimitExceeded(422, "parameters.width", f"width x depth = {width * max(depth, 1)} exceeds the limit "
+                            f"of {limits.width_depth}")
+    for name, limit in (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
+                        ("n_angles", limits.grid)):
+        if name in parameters and parameters[name] > limit:
+            raise LimitExceeded(422, f"parameters.{name}", f"{name} = {parameters[name]} exceeds the limit of {limit}")

@@ -207,6 +207,22 @@ class TrainRequest(NetworkFields):
         return self
 
 
+class ExperimentRequest(Model):
+    """One of the paper's experiments (GET /v1/experiments lists them and their parameters)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"scale": "quick", "parameters": {"depths": [5]}}]})
+    scale: Literal["quick", "paper"] = Field("quick", description="Parameter set: 'quick' (CPU) or the paper's.")
+    parameters: dict[str, Any] = Field({}, description="Overrides of the scale's parameters, by name.")
+
+
+class ExperimentInfo(BaseModel):
+    name: str
+    title: str
+    description: str
+    quick: dict[str, Any] = Field(description="Parameters at the quick scale (the default).")
+    paper: dict[str, Any] = Field(description="Parameters at the paper's scale.")
+
+
 OPERATIONS: dict[str, type[Model]] = {
     "kernels": KernelsRequest, "regression": RegressionRequest, "smoothness": SmoothnessRequest,
     "bounds": BoundsRequest, "spectrum": SpectrumRequest, "empirical-kernels": EmpiricalKernelsRequest,

@@ -183,9 +183,26 @@ def train(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple
     return {"lr": run["lr"], "lr_bound": run["lr_bound"]}, arrays
 
 
+def experiment(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
+    """One of the paper's experiments: its data, and its figure as figure.png / figure.svg."""
+    from engine import Cancelled
+    from engine.experiments import run
+    from report.figures import save
+
+    def progress(fraction: float, message: str) -> None:
+        report(fraction, message)
+        if report.should_stop():
+            raise Cancelled(f"experiment {params['name']} was cancelled")
+
+    data = run(params["name"], params["scale"], params["parameters"], progress=progress)
+    save(params["name"], data, folder)
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+    return {k: v for k, v in data.items() if k not in arrays}, arrays
+
+
 OPERATIONS: dict[str, Callable[[dict, Arrays, Path, Reporter], tuple[dict, Arrays]]] = {
     "kernels": kernels, "regression": regression, "smoothness": smoothness, "bounds": bounds,
-    "spectrum": spectrum, "empirical-kernels": empirical_kernels, "train": train,
+    "spectrum": spectrum, "empirical-kernels": empirical_kernels, "train": train, "experiment": experiment,
 }
 
 

@@ -11,7 +11,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from service.deps import get_jobs, get_settings
 from service.errors import Conflict, ServiceError
 from service.jobs import Jobs
-from service.results import NPY, NPZ, manifest, respond
+from service.results import NPY, NPZ, Download, manifest, respond
 from service.schemas import JobList, JobStatus, Problem
 from service.settings import Settings
 from service.store import TERMINAL, Job, Store
@@ -99,6 +99,22 @@ def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(ge
                array: Annotated[str | None, Query(description="One array of the result, by name.")] = None,
                ) -> Response:
     return outcome(jobs.get(job_id), jobs, settings, request, hit=True, array=array)
+
+
+@router.get("/{job_id:job_id}/figure.{kind}", summary="An experiment job's figure (PNG or SVG)",
+            responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, 202: {"model": JobStatus},
+                       **problems(404, 409, 422, 500)})
+def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
+               settings: Annotated[Settings, Depends(get_settings)]) -> Response:
+    job = jobs.get(job_id)
+    if job.status != "succeeded":
+        return outcome(job, jobs, settings, request, hit=True)
+    path = jobs.store.result_dir(job_id) / f"figure.{kind}"
+    if not path.exists():
+        raise ServiceError(f"job {job_id} ({job.operation}) has no figure; experiments have one", status=404,
+                           title="No figure")
+    media = "image/png" if kind == "png" else "image/svg+xml"
+    return Download(path, media_type=media, headers={"ETag": f'"{job_id}-{kind}"'})
 
 
 @router.get("/{job_id:job_id}/events", summary="Server-Sent Events of progress until the job ends",

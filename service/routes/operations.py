@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import get_jobs, get_settings
 from service.errors import ServiceError
-from service.jobs import Jobs
+from service.jobs import Jobs, split_request
 from service.limits import check_limits
 from service.results import NPY, NPZ
 from service.routes.jobs import outcome, problems
@@ -35,14 +35,21 @@ def wait_seconds(prefer: str | None, settings: Settings) -> float:
     return min(max(wait, 0.0), settings.max_wait_s)
 
 
-async def run_operation(operation: str, body: Model, request: Request, jobs: Jobs, settings: Settings,
-                        prefer: str | None) -> Response:
-    check_limits(body, settings.limits)
+async def submit_and_wait(operation: str, params: dict, inputs: dict, request: Request, jobs: Jobs,
+                          settings: Settings, prefer: str | None) -> Response:
+    """Submit (or find) the job, wait as the Prefer header asks, answer with its outcome."""
     wait = wait_seconds(prefer, settings)
-    job, hit = await run_in_threadpool(jobs.submit, operation, body)
+    job, hit = await run_in_threadpool(jobs.submit, operation, params, inputs)
     if job.status in ACTIVE and wait > 0:
         job = await jobs.wait(job.id, wait)
     return outcome(job, jobs, settings, request, hit=hit)
+
+
+async def run_operation(operation: str, body: Model, request: Request, jobs: Jobs, settings: Settings,
+                        prefer: str | None) -> Response:
+    check_limits(body, settings.limits)
+    params, inputs = split_request(body)
+    return await submit_and_wait(operation, params, inputs, request, jobs, settings, prefer)
 
 
 def _route(operation: str, model: type[Model]) -> None:

@@ -1,0 +1,46 @@
+"""/v1/experiments: the paper's experiments, listed, and run as jobs like any operation."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from engine.experiments import EXPERIMENTS
+from service.deps import get_jobs, get_settings
+from service.errors import ServiceError
+from service.jobs import Jobs
+from service.limits import check_experiment
+from service.results import NPY, NPZ
+from service.routes.jobs import problems
+from service.routes.operations import PREFER, submit_and_wait
+from service.schemas import ExperimentInfo, ExperimentRequest, JobStatus
+from service.settings import Settings
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+@router.get("", summary="The paper's experiments, their descriptions and parameters",
+            response_model=list[ExperimentInfo])
+def list_experiments() -> list[dict]:
+    return [{"name": e.name, "title": e.title, "description": e.description, "quick": e.parameters("quick"),
+             "paper": e.parameters("paper")} for e in EXPERIMENTS.values()]
+
+
+@router.post("/{name}", summary="Run an experiment as a job (cached by its parameters)",
+             description="The result holds the experiment's tables, labels and arrays; its figure is at "
+                         "/v1/jobs/{id}/figure.png and .svg.",
+             responses={200: {"content": {NPY: {}, NPZ: {}}, "description": "The experiment's data."},
+                        202: {"model": JobStatus}, **problems(400, 404, 406, 409, 422, 429, 500)})
+async def run_experiment(name: str, body: ExperimentRequest, request: Request,
+                         jobs: Annotated[Jobs, Depends(get_jobs)],
+                         settings: Annotated[Settings, Depends(get_settings)],
+                         prefer: Annotated[str | None, Header(description=PREFER)] = None) -> Response:
+    if name not in EXPERIMENTS:
+        raise ServiceError(f"no experiment {name!r}; the experiments are {sorted(EXPERIMENTS)}", status=404,
+                           title="No such experiment")
+    try:
+        parameters = EXPERIMENTS[name].parameters(body.scale, body.parameters)
+    except ValueError as exc:
+        raise ServiceError(str(exc), status=422, title="Invalid request", field="parameters") from None
+    check_experiment(parameters, settings.limits)
+    params = {"name": name, "scale": body.scale, "parameters": parameters}
+    return await submit_and_wait("experiment", params, {}, request, jobs, settings, prefer)

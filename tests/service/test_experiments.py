@@ -1,0 +1,63 @@
+"""Experiments through the API: listed, run as cached jobs, figures served; the CLI and the
+API give the same data for the same parameters."""
+
+import json
+
+import pytest
+
+from engine.experiments import EXPERIMENTS
+from service.cli import main as cli
+
+pytestmark = pytest.mark.anyio
+TINY = {"depths": [3], "n_trains": [6], "alphas": [0.5, 0.1], "n_grid": 256}
+
+
+async def test_listing(api):
+    listed = (await api.get("/v1/experiments")).json()
+    assert [e["name"] for e in listed] == list(EXPERIMENTS)
+    finite = next(e for e in listed if e["name"] == "finite-vs-infinite")
+    assert finite["quick"]["width"] < finite["paper"]["width"] == 2000 and finite["description"]
+
+
+async def test_cli_and_api_give_the_same_data(api, tmp_path):
+    response = await api.post("/v1/experiments/interpolation", json={"parameters": TINY})
+    assert response.status_code == 200 and response.headers["x-cache"] == "miss"
+    again = await api.post("/v1/experiments/interpolation", json={"scale": "quick", "parameters": TINY})
+    assert again.headers["x-cache"] == "hit"
+
+    sets = [arg for key, value in TINY.items() for arg in ("--set", f"interpolation.{key}={json.dumps(value)}")]
+    cli(["reproduce", "interpolation", "--out", str(tmp_path), *sets])
+    from_cli = json.loads((tmp_path / "interpolation" / "data.json").read_text())
+    assert response.json() == from_cli
+    report = (tmp_path / "report.md").read_text()
+    assert "interpolation/figure.png" in report and "not published" in report
+    assert (tmp_path / "interpolation" / "figure.svg").exists() and (tmp_path / "interpolation" / "mu.csv").exists()
+
+    job = response.headers["etag"].strip('"')
+    png = await api.get(f"/v1/jobs/{job}/figure.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    svg = await api.get(f"/v1/jobs/{job}/figure.svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml") and b"<svg" in svg.content[:1000]
+
+
+async def test_bad_experiment_requests(api):
+    for name, body, status in [
+        ("fig-9", {}, 404),
+        ("interpolation", {"parameters": {"depthz": [5]}}, 422),
+        ("interpolation", {"parameters": {"depths": ["5"]}}, 422),
+        ("interpolation", {"scale": "huge"}, 422),
+        ("finite-vs-infinite", {"parameters": {"width": 10**6}}, 422),
+        ("spectra", {"parameters": {"condition_depths": [10**6]}}, 422),
+    ]:
+        response = await api.post(f"/v1/experiments/{name}", json=body)
+        assert response.status_code == status, (name, body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_figure_of_a_job_without_one(api):
+    response = await api.post("/v1/bounds", json={"architecture": {"kind": "mlp", "depth": 2}, "width": 8,
+                                                  "input_dim": 2})
+    job = response.headers["etag"].strip('"')
+    figure = await api.get(f"/v1/jobs/{job}/figure.png")
+    assert figure.status_code == 404 and figure.headers["content-type"] == "application/problem+json"
+    assert (await api.get(f"/v1/jobs/{job}/figure.gif")).status_code == 422
