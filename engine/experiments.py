@@ -219,14 +219,15 @@ def beyond_ntk(*, width: int, n_init: int, depth: int, alphas: list[float], n_tr
 
 
 def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, train_depth: int,
-           train_alphas: list[float], steps: int, lr: float, n_grid: int, seed: int,
+           train_alphas: list[float], steps: int, lr_fraction: float, n_grid: int, seed: int,
            progress: Progress | None = None) -> dict[str, Any]:
     """The Jacobian bounds B_ResNet / B_MLP against depth and alpha, the alpha threshold
     curve, next to the measured max ||df/dx|| of networks at initialisation and after GD on
-    the 6-sample set. Arrays: depths (D,), ratio (alphas, D), threshold (D,)."""
+    the 6-sample set (step: lr_fraction of each network's bound 2 / (lambda_min + lambda_max)).
+    Arrays: depths (D,), ratio (alphas, D), threshold (D,)."""
     from engine.bounds import jacobian_bounds
     from engine.smoothness import circle_grid, circle_points, paper_target, paper_train_angles
-    from engine.training import train
+    from engine.training import lr_bound, train
 
     ratio = np.array([[jacobian_bounds(Architecture("resnet", d, alpha=a), width, 2)["ratio_to_mlp"]
                        for d in depths] for a in alphas])
@@ -238,7 +239,8 @@ def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, t
     x, y, points = circle_points(b), paper_target(b), circle_points(circle_grid(n_grid))
     table = []
     for label, arch in archs:
-        run = train(arch, x, y, width=width, seed=seed, n_init=n_init, steps=steps, lr=lr)
+        run = train(arch, x, y, width=width, seed=seed, n_init=n_init, steps=steps,
+                    lr=lr_fraction * lr_bound(arch, x))
         initial = _ensemble_jacobians(arch, width, seed, n_init, points, None)
         final = _ensemble_jacobians(arch, width, seed, n_init, points, run["params"])
         table.append({"network": label, "bound B": jacobian_bounds(arch, width, 2)["bound"],
@@ -425,7 +427,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                {"width": 500, "n_init": 30, "n_trains": [6, 10], "steps": 1000}),
     Experiment("bounds", "Jacobian bounds against depth and alpha, and measured ||df/dx||", bounds,
                {"depths": list(range(1, 31)), "alphas": ALPHAS, "width": 128, "n_init": 2, "train_depth": 5,
-                "train_alphas": [1.0, 0.1], "steps": 200, "lr": 0.2, "n_grid": 512, "seed": 0},
+                "train_alphas": [1.0, 0.1], "steps": 200, "lr_fraction": 0.5, "n_grid": 512, "seed": 0},
                {"width": 2000, "n_init": 10, "steps": 2000, "n_grid": 4096}),
     Experiment("spectra", "Kernel spectra (Fig. 8) and Gram condition numbers", spectra,
                {"depths": [5, 15], "alphas": ALPHAS, "n_grid": 1024,

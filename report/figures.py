@@ -18,7 +18,7 @@ Data = dict[str, Any]
 
 
 def _grid(n_rows: int, n_cols: int, title: str, data: Data) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 3.9 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(5.2 * n_cols, 8.0), 3.9 * n_rows), squeeze=False)
     scale = data["labels"]["scale"]
     fig.suptitle(f"{title}  [{scale} scale]", fontsize=12)
     return fig, axes

@@ -144,23 +144,32 @@ def _claims(name: str, data: dict[str, Any]) -> str:
 
 
 def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), scale: str = "quick",
-              overrides: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> Path:
-    """Run the experiments (all by default) and write out/<name>/... and out/report.md."""
+              overrides: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> tuple[Path, list[str]]:
+    """Run the experiments (all by default) and write out/<name>/... and out/report.md.
+    An experiment that fails is reported there and the others still run. Returns the
+    report's path and the names of the experiments that failed."""
     names = names or list(EXPERIMENTS)
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; choose from {sorted(EXPERIMENTS)}")
     out.mkdir(parents=True, exist_ok=True)
-    sections, started = [], time.monotonic()
+    sections, failed, started = [], [], time.monotonic()
     for name in names:
         bar = Bar(name) if progress else None
         start = time.monotonic()
-        data = run(name, scale, (overrides or {}).get(name), progress=bar)
-        if bar is not None:
-            bar.close()
-        write_experiment(name, data, out / name)
-        seconds = time.monotonic() - start
         experiment = EXPERIMENTS[name]
+        try:
+            data = run(name, scale, (overrides or {}).get(name), progress=bar)
+            write_experiment(name, data, out / name)
+        except Exception as exc:  # one experiment's failure is reported, the rest still run
+            failed.append(name)
+            sections.append(f"## {experiment.title}\n\n`{name}`, {scale} scale: **failed**: "
+                            f"{type(exc).__name__}: {exc}\n")
+            continue
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds = time.monotonic() - start
         tables = "\n\n".join(f"**{table}**\n\n{markdown_table(rows)}" for table, rows in data["tables"].items()
                              if not table.startswith("published"))
         sections.append(
@@ -171,6 +180,7 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
     header = (f"# reskernel: the paper reproduced\n\nTirer, Bruna & Giryes, \"Kernel-Based Smoothness Analysis of "
               f"Residual Networks\" (MSML 2021). Scale: **{scale}** (`quick` fits a 2-core CPU; the kernel-only "
               f"experiments use the paper's settings at both scales; `--scale paper` runs the finite networks at the "
-              f"paper's widths and initialisations). {len(names)} experiments in {total:.0f} s.\n")
+              f"paper's widths and initialisations). {len(names)} experiments in {total:.0f} s"
+              + (f"; failed: {', '.join(failed)}" if failed else "") + ".\n")
     (out / "report.md").write_text(header + "\n" + "\n".join(sections))
-    return out / "report.md"
+    return out / "report.md", failed

@@ -42,10 +42,12 @@ def reproduce(args: argparse.Namespace) -> None:
         except json.JSONDecodeError as exc:
             raise SystemExit(f"--set {key}: {value!r} is not JSON ({exc})") from None
     try:
-        report = run(args.names, Path(args.out), args.scale, overrides)
+        report, failed = run(args.names, Path(args.out), args.scale, overrides)
     except ValueError as exc:
         raise SystemExit(f"reskernel reproduce: {exc}") from None
     print(f"report: {report}")
+    if failed:
+        raise SystemExit(f"reskernel reproduce: failed: {', '.join(failed)} (see the report)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ TINY = {
     "beyond-ntk": ({"width": 16, "n_init": 2, "alphas": [0.1], "n_trains": [6], "steps": 20, "optimizers": ["adam"],
                     "lrs": [0.001], "n_grid": 64}, [3]),
     "bounds": ({"depths": [1, 2, 3, 4, 5], "alphas": [1.0, 0.1], "width": 16, "n_init": 1, "train_alphas": [0.1],
-                "steps": 10, "n_grid": 32}, [2, 2, 2]),
+                "steps": 10, "lr_fraction": 0.1, "n_grid": 32}, [2, 2, 2]),
     "spectra": ({"depths": [2], "alphas": [0.1], "n_grid": 64, "condition_depths": [2, 3], "n_points": 8}, [2, 2]),
     "digits": ({"n_trains": [20], "depths": [2], "alphas": [0.1], "draws": 2}, [2]),
     "rkhs-vs-curvature": ({"n_trains": [6], "alphas": [0.1], "n_grid": 256}, [2]),
