@@ -266,7 +266,7 @@ def spectra(*, depths: list[int], alphas: list[float], n_grid: int, condition_de
     """Fourier magnitudes of the NTK profiles (Fig. 8) and Gram condition numbers against
     depth on n_points equispaced circle points. Arrays: frequencies (K,), magnitudes
     (depths, curves, K), condition_depths (D,), inverse_condition (curves, D): lambda_min /
-    lambda_max, 0 for a singular Gram matrix (in the table: condition null)."""
+    lambda_max, 0 for a singular Gram matrix ("singular" in the table)."""
     from engine.smoothness import circle_grid, circle_points
     from engine.spectra import circle_spectrum, gram_spectrum
 
@@ -285,7 +285,7 @@ def spectra(*, depths: list[int], alphas: list[float], n_grid: int, condition_de
         for c, (_, arch) in enumerate(architectures(depth, alphas)):
             inverse[c, j] = 1 / gram_spectrum(x, arch=arch)["condition"]
         step(f"condition numbers L={depth}")
-    table = [{"L": d, **{label: float(1 / inverse[c, j]) if inverse[c, j] > 0 else None
+    table = [{"L": d, **{label: float(1 / inverse[c, j]) if inverse[c, j] > 0 else "singular"
                          for c, (label, _) in enumerate(architectures(d, alphas))}}
              for j, d in enumerate(condition_depths)]
     return {"frequencies": spectrum["frequencies"].astype(float), "magnitudes": np.array(magnitudes),

@@ -57,7 +57,7 @@ def write_experiment(name: str, data: dict[str, Any], folder: Path) -> None:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    return ("singular" if value is None else str(value)).replace("|", "\\|")
+    return ("-" if value is None else str(value)).replace("|", "\\|")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -108,10 +108,13 @@ def _claims(name: str, data: dict[str, Any]) -> str:
         return _mu_comparison(data)
     if name == "digits":
         classes = data["labels"]["parameters"]["classes"]
-        lines = [f"The data set is scikit-learn's 8x8 handwritten digits (classes {classes}, "
-                 f"{data['labels']['test_size']} or more test images), **not MNIST**: the 0-vs-8 task is much "
-                 "easier at 8x8 (near-perfect accuracy for every kernel), so the absolute numbers are not comparable "
-                 "with the paper's Table 1, which is shown for reference.", "", "Published (MNIST, Table 1):", "",
+        rows = tables["accuracy"]
+        better = sum(r["ResNet alpha=0.1 mean"] >= r["MLP mean"] for r in rows if "ResNet alpha=0.1 mean" in r)
+        lines = [f"The data set is scikit-learn's 8x8 handwritten digits (classes {classes}, at least "
+                 f"{data['labels']['test_size']} test images), **not MNIST**: this two-class task is much easier at "
+                 "8x8, so the absolute numbers are not comparable with the paper's Table 1 (below, for reference). "
+                 f"The paper's claim (ResNet alpha = 0.1 at least as accurate as the MLP) holds in {better} of "
+                 f"{len(rows)} (N, L) cells here.", "", "Published (MNIST, Table 1):", "",
                  markdown_table(tables["published_mnist"])]
         return "\n".join(lines)
     if name == "beyond-ntk":
