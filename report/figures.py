@@ -40,8 +40,11 @@ def kernel_shapes(data: Data) -> Figure:
     return fig
 
 
-def _samples(ax, data: Data, m: int) -> None:
+def _function_axis(ax, data: Data, m: int, title: str) -> None:
+    """Finish an axis of functions of the angle: the m training samples, labels, legend."""
     ax.plot(data[f"train_angles_{m}"], data[f"train_values_{m}"], "ko", ms=4, label="samples")
+    ax.set(title=title, xlabel="angle b (rad)", ylabel="f(b)")
+    ax.legend(fontsize=7)
 
 
 def interpolation(data: Data) -> Figure:
@@ -53,9 +56,7 @@ def interpolation(data: Data) -> Figure:
             ax = axes[i, j]
             for c, label in enumerate(curves):
                 ax.plot(data["angles"], data["interpolants"][i, j, c], label=f"{label}, mu = {mu[depth, m][label]:.4g}")
-            _samples(ax, data, m)
-            ax.set(title=f"L = {depth}, {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
-            ax.legend(fontsize=7)
+            _function_axis(ax, data, m, f"L = {depth}, {m} samples")
     fig.tight_layout()
     return fig
 
@@ -77,9 +78,7 @@ def finite_vs_infinite(data: Data) -> Figure:
                     label="trained networks" if i == 0 else None)
         ax.plot(data["grid"], data[f"ntk_mean_{m}"], "k", lw=1.8, label="NTK regression at the same t")
         ax.plot(data["grid"], data[f"interpolant_{m}"], "k--", lw=1, label="NTK interpolant (t = inf)")
-        _samples(ax, data, m)
-        ax.set(title=f"GD on {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
-        ax.legend(fontsize=7)
+        _function_axis(ax, data, m, f"GD on {m} samples")
     fig.tight_layout()
     return fig
 
@@ -95,9 +94,7 @@ def beyond_ntk(data: Data) -> Figure:
             for label, curve in zip(data["labels"]["curves"][f"{optimizer}_{m}"], data[f"mean_{optimizer}_{m}"],
                                     strict=True):
                 ax.plot(data["grid"], curve, label=f"{label}, mu = {mu[optimizer, m, label]:.4g}")
-            _samples(ax, data, m)
-            ax.set(title=f"{optimizer.upper()}, {m} samples", xlabel="angle b (rad)", ylabel="f(b)")
-            ax.legend(fontsize=7)
+            _function_axis(ax, data, m, f"{optimizer.upper()}, {m} samples")
     fig.tight_layout()
     return fig
 

@@ -113,26 +113,28 @@ class Jobs:
         return job
 
     async def wait(self, key: str, timeout: float) -> Job:
-        """The job once it has ended, or as it is after `timeout` seconds. Woken by this
-        process's task ending; the store is polled too (jobs another process submitted)."""
-        deadline = time.monotonic() + timeout
-        event = asyncio.Event()
-        with self._lock:
-            self._waiters.setdefault(key, []).append((asyncio.get_running_loop(), event))
-        try:
-            job = self.get(key)
-            while job.status in ACTIVE and (left := deadline - time.monotonic()) > 0:
+        """The job once it has ended, or as it is after `timeout` seconds. Woken when this
+        process sees its task end; the store is read at least every 0.5 s as well (a job
+        another process runs)."""
+        deadline, loop = time.monotonic() + timeout, asyncio.get_running_loop()
+        while True:
+            event = asyncio.Event()
+            with self._lock:  # registered before the status is read, so no wake-up is missed
+                self._waiters.setdefault(key, []).append((loop, event))
+            try:
+                job = self.get(key)
+                left = deadline - time.monotonic()
+                if job.status not in ACTIVE or left <= 0:
+                    return job
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(left, 0.5))
-                job = self.get(key)
-            return job
-        finally:
-            with self._lock:
-                entries = self._waiters.get(key, [])
-                if (asyncio.get_running_loop(), event) in entries:
-                    entries.remove((asyncio.get_running_loop(), event))
-                if not entries:
-                    self._waiters.pop(key, None)
+            finally:
+                with self._lock:
+                    entries = self._waiters.get(key, [])
+                    if (loop, event) in entries:
+                        entries.remove((loop, event))
+                    if not entries:
+                        self._waiters.pop(key, None)
 
     def cancel(self, key: str) -> Job:
         job = self.get(key)
