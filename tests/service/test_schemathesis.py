@@ -16,7 +16,7 @@ LIMITS = Limits(points=24, dimension=8, depth=6, width_depth=256, n_init=2, step
                 body_bytes=2**20, json_elements=20_000)
 APP = create_app(Settings(limits=LIMITS, wait_s=10))  # its jobs are attached below, before any request
 # Running the experiments themselves (10-40 s each at the quick scale) is left to
-# test_experiments.py; their listing and every other operation are fuzzed here.
+# test_experiments_api.py; their listing and every other operation are fuzzed here.
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/experiments/{name}", method="POST")
 
 
