@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.architectures import QUADRATURE_ACTIVATIONS
 from service.errors import LimitExceeded
 from service.schemas import Model
 from service.settings import Limits
@@ -17,11 +18,16 @@ def check_limits(request: Model, limits: Limits) -> None:
     points = sum(_rows(request, name) for name in ("x", "x2", "x_train", "x_test"))
     if points > limits.points:
         raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
+    archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
+    slow = sorted({a.activation for a in archs if a is not None and a.activation in QUADRATURE_ACTIVATIONS})
+    if slow and points > limits.quadrature_points:
+        raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
+                            f"{', '.join(slow)}, whose kernels are computed by quadrature (about 1000x slower "
+                            "than relu or erf)")
     for name in ("x", "x_train"):
         rows = getattr(request, name, None)
         if rows is not None and len(rows[0]) > limits.dimension:
             raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")
-    archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
     if len(archs) > limits.architectures:
         raise LimitExceeded(413, "architectures", f"{len(archs)} architectures exceed the limit of "
                             f"{limits.architectures}")

@@ -298,3 +298,10 @@ async def test_health_and_info(api):
     schema = (await api.get("/openapi.json")).json()
     assert {"/v1/kernels", "/v1/regression", "/v1/smoothness", "/v1/bounds", "/v1/spectrum",
             "/v1/empirical-kernels", "/v1/train", "/v1/jobs/{job_id}/events"} <= set(schema["paths"])
+
+
+async def test_results_that_overflow_are_4xx(api):
+    body = {"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": {"kind": "mlp", "depth": 150, "sigma_w": 1000.0}}
+    response = await api.post("/v1/kernels", json=body)
+    assert_problem(response, 422)
+    assert "overflowed float64" in response.json()["detail"]
