@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.responses import FileResponse
 
 from service.errors import NotAcceptable, ServiceError
-from service.store import Job, SQLiteStore
+from service.store import Job, Store
 
 NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
 
@@ -32,7 +32,7 @@ def negotiate(accept: str | None) -> str:
     raise NotAcceptable(f"cannot answer with {accept!r}; choose {JSON}, {NPY} or {NPZ}")
 
 
-def _meta(store: SQLiteStore, job: Job) -> dict:
+def _meta(store: Store, job: Job) -> dict:
     path = store.result_dir(job.id) / "meta.json"
     if not path.exists():
         raise ServiceError(f"the result files of job {job.id} are missing; submit the request again",
@@ -40,7 +40,7 @@ def _meta(store: SQLiteStore, job: Job) -> dict:
     return json.loads(path.read_text())
 
 
-def manifest(store: SQLiteStore, job: Job) -> dict:
+def manifest(store: Store, job: Job) -> dict:
     """What a finished result holds: its scalar values, and each array's shape and URL."""
     meta = _meta(store, job)
     links = _links(job, meta["arrays"])
@@ -52,7 +52,7 @@ def _links(job: Job, names) -> dict[str, str]:
     return {name: f"/v1/jobs/{job.id}/result?array={name}" for name in names}
 
 
-def respond(store: SQLiteStore, job: Job, request: Request, *, hit: bool, json_limit: int,
+def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: int,
             array: str | None = None) -> Response:
     """200 with the result in the negotiated form, or 304 when the client's ETag matches."""
     kind = negotiate(request.headers.get("accept"))
@@ -100,7 +100,7 @@ class Download(FileResponse):
     chunk_size = 4 * 2**20
 
 
-def _rendered(store: SQLiteStore, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path:
+def _rendered(store: Store, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path:
     """result_dir/name, written once by `write` (atomically) and counted in the job's size."""
     path = store.result_dir(job.id) / name
     if not path.exists():
