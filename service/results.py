@@ -58,7 +58,8 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
     kind = negotiate(request.headers.get("accept"))
     meta = _meta(store, job)
     arrays = meta["arrays"]
-    tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{kind.split("-")[-1]}-{array or ""}"'
+    suffix = {JSON: "json", NPY: "npy", NPZ: "npz"}[kind]
+    tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{suffix}-{array or ""}"'
     headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000"}
     if array is not None and array not in arrays:
         raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
@@ -78,14 +79,14 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         path = _rendered(store, job, f"result-{array}.npz" if array else "result.npz",
                          lambda f: np.savez(f, **{name: np.load(folder / f"{name}.npy") for name in names}))
         return Download(path, media_type=NPZ, headers=headers, filename=f"{job.operation}.npz")
-    if array is not None:
-        return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
-                        headers=headers)
-    size = sum(int(np.prod(a["shape"])) for a in arrays.values())
+    size = sum(int(np.prod(a["shape"])) for name, a in arrays.items() if array in (None, name))
     if size > json_limit:
         raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
                             f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
                             extra={"arrays": _links(job, arrays), "values": meta["values"]})
+    if array is not None:
+        return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
+                        headers=headers)
 
     def render(f) -> None:
         body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
