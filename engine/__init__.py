@@ -31,6 +31,7 @@ _EXPORTS = {
     "gram_spectrum": "spectra",
     "jacobian_bounds": "bounds",
     "init_params": "networks",
+    "ensemble_member": "networks",
     "apply": "networks",
     "empirical_ntk": "empirical",
     "empirical_nngp": "empirical",

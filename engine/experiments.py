@@ -122,9 +122,10 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
     the NTK regression mean at the same time t = lr x steps (one lr per m). Arrays: angles (A,),
     analytic_ntk (A,), empirical_ntk (n_init, A), grid (G,), per m: predictions_<m> (n_init, G),
     ntk_mean_<m> (G,), interpolant_<m> (G,), loss_<m> (n_init, R), steps_<m> (R,)."""
+    from engine.analytic import analytic_kernels
     from engine.empirical import empirical_ntk
-    from engine.networks import init_params
-    from engine.regression import kernel_regression
+    from engine.networks import ensemble_member, init_params
+    from engine.regression import gram_regression
     from engine.smoothness import circle_grid, circle_points, paper_target, paper_train_angles
     from engine.spectra import kernel_profile
     from engine.training import train
@@ -138,8 +139,7 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
     ensemble = init_params(arch, width, 2, seed, n_init=n_init)
     empirical = []
     for i in range(n_init):
-        network = {name: value[i] for name, value in ensemble.items()}
-        empirical.append(empirical_ntk(arch, network, anchor, circle_points(angles))[0])
+        empirical.append(empirical_ntk(arch, ensemble_member(ensemble, i), anchor, circle_points(angles))[0])
         step(f"empirical NTK, network {i + 1}/{n_init}")
     out: dict[str, Any] = {"angles": angles, "analytic_ntk": kernel_profile(arch, angles),
                            "empirical_ntk": np.array(empirical), "grid": grid}
@@ -149,8 +149,10 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
         x, y = circle_points(b), paper_target(b)
         run = train(arch, x, y, width=width, seed=seed, n_init=n_init, lr=lr, steps=steps, x_test=circle_points(grid),
                     track_ntk=True)
-        ntk_mean = kernel_regression(x, y, circle_points(grid), arch=arch, t=lr * steps).mean
-        interpolant = kernel_regression(x, y, circle_points(grid), arch=arch).mean
+        k_train = analytic_kernels(x, arch=arch, kernels=("ntk",))["ntk"]
+        k_grid = analytic_kernels(circle_points(grid), x, arch=arch, kernels=("ntk",))["ntk"]
+        ntk_mean = gram_regression(k_train, k_grid, y, t=lr * steps).mean
+        interpolant = gram_regression(k_train, k_grid, y).mean
         mean = run["mean_prediction"][-1]
         out |= {f"predictions_{m}": run["predictions"][-1], f"ntk_mean_{m}": ntk_mean,
                 f"interpolant_{m}": interpolant, f"loss_{m}": run["loss"], f"steps_{m}": run["steps"],
@@ -254,10 +256,10 @@ def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, t
 def _ensemble_jacobians(arch: Architecture, width: int, seed: int, n_init: int, points, params) -> np.ndarray:
     """max over points of ||df/dx|| for each network: of `params` (an ensemble), or at init."""
     from engine.empirical import input_jacobian_norms
-    from engine.networks import init_params
+    from engine.networks import ensemble_member, init_params
 
     ensemble = params if params is not None else init_params(arch, width, 2, seed, n_init=n_init)
-    return np.array([input_jacobian_norms(arch, {k: v[i] for k, v in ensemble.items()}, points).max()
+    return np.array([input_jacobian_norms(arch, ensemble_member(ensemble, i), points).max()
                      for i in range(n_init)])
 
 

@@ -101,6 +101,11 @@ def ensemble_keys(seed: int, n_init: int) -> jnp.ndarray:
     return jax.random.split(jax.random.PRNGKey(seed), n_init)
 
 
+def ensemble_member(ensemble: Params, index: int) -> Params:
+    """Network `index` of an ensemble (every array without its leading n_init axis)."""
+    return {name: value[index] for name, value in ensemble.items()}
+
+
 def init_ensemble(arch: Architecture, width: int, input_dim: int, keys, parametrization: str = "ntk") -> Params:
     """One network per key (keys from `ensemble_keys`), stacked on a leading axis."""
     check_network(arch, width, input_dim, parametrization)

@@ -31,13 +31,15 @@ def circle_spectrum(arch: Architecture, n_grid: int = 1024, *, kernel: str = "nt
                     normalize: bool = True) -> dict[str, np.ndarray]:
     """Fourier magnitudes of the kernel profile on the circle (the paper's Fig. 8).
 
-    Returns {"frequencies": k = 0 .. n_grid/2, "magnitudes": |c_k|}, with c_k the Fourier
-    coefficients of the profile (normalised to unit peak unless normalize=False). These
-    are the eigenvalues of the kernel as an integral operator on the circle, per harmonic.
+    Returns {"frequencies": k = 0 .. n_grid/2, "magnitudes": |c_k|, "angles": `circle_grid(n_grid)`,
+    "profile": the kernel at those angles (normalised to unit peak unless normalize=False)}, with
+    c_k the Fourier coefficients of the profile. These are the eigenvalues of the kernel as an
+    integral operator on the circle, per harmonic.
     """
-    profile = kernel_profile(arch, circle_grid(n_grid), kernel=kernel, normalize=normalize)
+    angles = circle_grid(n_grid)
+    profile = kernel_profile(arch, angles, kernel=kernel, normalize=normalize)
     coef = np.fft.rfft(profile) / n_grid
-    return {"frequencies": np.arange(coef.size), "magnitudes": np.abs(coef)}
+    return {"frequencies": np.arange(coef.size), "magnitudes": np.abs(coef), "angles": angles, "profile": profile}
 
 
 def gram_spectrum(x=None, *, arch: Architecture | None = None, kernel: str = "ntk", gram=None) -> dict[str, Any]:

@@ -31,21 +31,18 @@ def check_limits(request: Model, limits: Limits) -> None:
     if len(archs) > limits.architectures:
         raise LimitExceeded(413, "architectures", f"{len(archs)} architectures exceed the limit of "
                             f"{limits.architectures}")
+    width = getattr(request, "width", None) if hasattr(request, "n_init") else None  # finite networks only
     for i, arch in enumerate(a for a in archs if a is not None):
-        where = "architecture" if len(archs) == 1 and hasattr(request, "architecture") else f"architectures.{i}"
-        if arch.depth > limits.depth:
-            raise LimitExceeded(422, f"{where}.depth", f"depth {arch.depth} exceeds the limit of {limits.depth}")
-        width = getattr(request, "width", None) if hasattr(request, "n_init") else None  # finite networks only
-        if width is not None and width * arch.depth > limits.width_depth:
-            raise LimitExceeded(422, "width", f"width x depth = {width * arch.depth} exceeds the limit of "
-                                f"{limits.width_depth}")
+        where = "architecture" if hasattr(request, "architecture") else f"architectures.{i}"
+        _at_most(f"{where}.depth", "depth", arch.depth, limits.depth)
+        if width is not None:
+            _at_most("width", "width x depth", width * arch.depth, limits.width_depth)
     checks = (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
               ("samples", limits.grid), ("train_angles", limits.points), ("n_train", limits.points))
     for name, limit in checks:
         value = getattr(request, name, None)
-        size = len(value) if isinstance(value, list) else value
-        if size is not None and size > limit:
-            raise LimitExceeded(422, name, f"{name} = {size} exceeds the limit of {limit}")
+        if value is not None:
+            _at_most(name, name, len(value) if isinstance(value, list) else value, limit)
 
 
 def check_experiment(parameters: dict, limits: Limits) -> None:
@@ -53,13 +50,16 @@ def check_experiment(parameters: dict, limits: Limits) -> None:
     depths = [v for key in ("depth", "depths", "train_depth", "condition_depths") if key in parameters
               for v in (parameters[key] if isinstance(parameters[key], list) else [parameters[key]])]
     depth = max(depths, default=0)
-    if depth > limits.depth:
-        raise LimitExceeded(422, "parameters.depths", f"depth {depth} exceeds the limit of {limits.depth}")
-    width = parameters.get("width")
-    if width is not None and width * max(depth, 1) > limits.width_depth:
-        raise LimitExceeded(422, "parameters.width", f"width x depth = {width * max(depth, 1)} exceeds the limit "
-                            f"of {limits.width_depth}")
+    _at_most("parameters.depths", "depth", depth, limits.depth)
+    if "width" in parameters:
+        _at_most("parameters.width", "width x depth", parameters["width"] * max(depth, 1), limits.width_depth)
     for name, limit in (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
                         ("n_angles", limits.grid)):
-        if name in parameters and parameters[name] > limit:
-            raise LimitExceeded(422, f"parameters.{name}", f"{name} = {parameters[name]} exceeds the limit of {limit}")
+        if name in parameters:
+            _at_most(f"parameters.{name}", name, parameters[name], limit)
+
+
+def _at_most(field: str, what: str, value: int, limit: int) -> None:
+    """422 naming `field` when value > limit."""
+    if value > limit:
+        raise LimitExceeded(422, field, f"{what} = {value} exceeds the limit of {limit}")

@@ -112,13 +112,10 @@ def bounds(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tupl
 
 
 def spectrum(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
-    from engine import Architecture, circle_grid, circle_spectrum, gram_spectrum, kernel_profile
+    from engine import Architecture, circle_spectrum, gram_spectrum
 
-    arch, kernel, n_grid = Architecture.from_dict(params["architecture"]), params["kernel"], params["n_grid"]
-    angles = circle_grid(n_grid)
-    arrays = {"angles": angles,
-              "profile": kernel_profile(arch, angles, kernel=kernel, normalize=params["normalize"])}
-    arrays |= circle_spectrum(arch, n_grid, kernel=kernel, normalize=params["normalize"])
+    arch, kernel = Architecture.from_dict(params["architecture"]), params["kernel"]
+    arrays = circle_spectrum(arch, params["n_grid"], kernel=kernel, normalize=params["normalize"])
     meta: dict[str, Any] = {}
     if "x" in inputs:
         gram = gram_spectrum(inputs["x"], arch=arch, kernel=kernel)
@@ -127,13 +124,16 @@ def spectrum(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tu
     return meta, arrays
 
 
-def _network(ensemble: dict, index: int) -> dict:
-    """Network `index` of an ensemble (arrays with a leading n_init axis)."""
-    return {name: value[index] for name, value in ensemble.items()}
-
-
 def empirical_kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
-    from engine import Architecture, Cancelled, empirical_nngp, empirical_ntk, init_params, input_jacobian_norms
+    from engine import (
+        Architecture,
+        Cancelled,
+        empirical_nngp,
+        empirical_ntk,
+        ensemble_member,
+        init_params,
+        input_jacobian_norms,
+    )
 
     arch, x, x2 = Architecture.from_dict(params["architecture"]), inputs["x"], inputs.get("x2")
     how = {"parametrization": params["parametrization"]}
@@ -143,7 +143,7 @@ def empirical_kernels(params: dict, inputs: Arrays, folder: Path, report: Report
     if "ntk" in params["kernels"]:
         ntk = _memmaps(folder, ["ntk"], (n_init, *shape))["ntk"]
         for i in range(n_init):
-            ntk[i] = empirical_ntk(arch, _network(ensemble, i), x, x2, **how)
+            ntk[i] = empirical_ntk(arch, ensemble_member(ensemble, i), x, x2, **how)
             report((i + 1) / n_init, f"{i + 1}/{n_init} networks")
             if report.should_stop():
                 raise Cancelled("empirical_kernels was cancelled")
@@ -151,13 +151,13 @@ def empirical_kernels(params: dict, inputs: Arrays, folder: Path, report: Report
     if "nngp" in params["kernels"]:
         arrays["nngp"] = empirical_nngp(arch, ensemble, x, x2, **how)
     if params["jacobian_norms"]:
-        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, _network(ensemble, i), x, **how)
+        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, ensemble_member(ensemble, i), x, **how)
                                              for i in range(n_init)])
     return {"shape": list(shape)}, arrays
 
 
 def train(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
-    from engine import Architecture, empirical_ntk, init_params, input_jacobian_norms
+    from engine import Architecture, empirical_ntk, ensemble_member, init_params, input_jacobian_norms
     from engine import train as train_networks
 
     arch, x = Architecture.from_dict(params["architecture"]), inputs["x_train"]
@@ -174,11 +174,11 @@ def train(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple
     if params["return_ntk"]:
         initial = init_params(arch, params["width"], x.shape[1], params["seed"], n_init=params["n_init"], **how)
         for name, ensemble in (("ntk_initial", initial), ("ntk_final", final)):
-            arrays[name] = np.stack([empirical_ntk(arch, _network(ensemble, i), x, **how)
+            arrays[name] = np.stack([empirical_ntk(arch, ensemble_member(ensemble, i), x, **how)
                                      for i in range(params["n_init"])])
     if params["jacobian_norms"]:
         points = inputs.get("x_test", x)
-        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, _network(final, i), points, **how)
+        arrays["jacobian_norms"] = np.stack([input_jacobian_norms(arch, ensemble_member(final, i), points, **how)
                                              for i in range(params["n_init"])])
     return {"lr": run["lr"], "lr_bound": run["lr_bound"]}, arrays
 
