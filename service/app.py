@@ -10,13 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import errors
 from service.executor import Executor
 from service.jobs import Jobs
 from service.routes import experiments, health, jobs, operations
+from service.schemas import BODY_MODELS
 from service.settings import Settings
 from service.store import SQLiteStore
 
@@ -71,8 +74,34 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _problem_schemas(app: FastAPI) -> None:
-    """OpenAPI: error responses are application/problem+json (FastAPI would say application/json)."""
+class TrustedHosts:
+    """The Host header must name this service (against DNS rebinding); 400 problem+json."""
+
+    def __init__(self, app: ASGIApp, trusted_hosts: tuple[str, ...]):
+        self.app, self.any_host = app, "*" in trusted_hosts
+        self.hosts = {h.lower().strip("[]") for h in trusted_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        if not self.any_host and _hostname(headers.get("host", "")) not in self.hosts:
+            detail = "the Host header names no host this service answers for (RESKERNEL_TRUSTED_HOSTS)"
+            return await errors.problem(400, "Untrusted host", detail, instance=scope["path"])(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """'example.org' from 'example.org:8000', '::1' from '[::1]:8000'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _openapi(app: FastAPI) -> None:
+    """OpenAPI: error responses are application/problem+json (FastAPI would say application/json),
+    and the request models of routes that read their own bodies are in the components."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -84,6 +113,11 @@ def _problem_schemas(app: FastAPI) -> None:
                         content = response.get("content", {})
                         if errors.PROBLEM in content:
                             content[errors.PROBLEM] = content.pop("application/json")
+            _, definitions = models_json_schema([(m, "validation") for m in BODY_MODELS],
+                                                ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in definitions.get("$defs", {}).items():
+                components.setdefault(name, definition)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -111,10 +145,11 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     app = FastAPI(title="reskernel", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.jobs = jobs_service
-    app.state.worker_info = None
+    app.state.event_streams = 0  # open Server-Sent Events streams
     errors.install(app)
     for module in (operations, experiments, jobs, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
-    _problem_schemas(app)
+    app.add_middleware(TrustedHosts, trusted_hosts=settings.trusted_hosts)
+    _openapi(app)
     return app

@@ -67,12 +67,12 @@ class Client:
         return response
 
     def submit(self, operation: str, body: dict[str, Any]) -> str:
-        """Start (or find) the job for this request; returns its id at once."""
+        """Start (or find) the job for this request; returns its id at once. The service
+        answers with the job's status document (`return=minimal`), never with the result,
+        so this works for results of any size, computed now or found in the cache."""
         response = self._check(self.http.post(f"/v1/{operation}", json=_jsonable(body),
-                                              headers={"Prefer": "respond-async"}))
-        if response.status_code == 202:
-            return response.json()["id"]
-        return response.headers["etag"].strip('"')
+                                              headers={"Prefer": "respond-async, return=minimal"}))
+        return response.json()["id"]
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
@@ -134,7 +134,7 @@ class Client:
         return self.result(job_id, self.wait(job_id, progress=progress, timeout=timeout))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._check(self.http.post(f"/v1/jobs/{job_id}:cancel")).json()
+        return self._check(self.http.post(f"/v1/jobs/{job_id}:cancel", json={})).json()
 
     def kernels(self, x, x2=None, *, architecture: dict[str, Any], kernels=("nngp", "ntk"),
                 progress: Progress | None = None) -> dict[str, Any]:

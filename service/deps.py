@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from service.errors import UnsupportedMediaType
 from service.jobs import Jobs
 from service.settings import Settings
 
@@ -14,3 +15,12 @@ def get_jobs(request: Request) -> Jobs:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def require_json(request: Request) -> None:
+    """State-changing routes take `application/json` only, so no HTML form or other simple
+    cross-site request can reach them (a browser must ask first, by CORS preflight)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaType(f"a POST body must be application/json, got {kind or 'no Content-Type'}",
+                                   field="Content-Type")

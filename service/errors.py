@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +58,37 @@ class Unavailable(ServiceError):
     status, title = 503, "Service unavailable"
 
 
+class UnsupportedMediaType(ServiceError):
+    status, title = 415, "Unsupported media type"
+
+
+class StorageFull(ServiceError):
+    """The data directory is full: nothing is lost, the request can be retried once space returns."""
+
+    status, title = 507, "Insufficient storage"
+
+    def __init__(self, detail: str = "the service's data directory is full; retry later"):
+        super().__init__(detail, headers={"Retry-After": "60"})
+
+
+MAX_ERRORS = 20  # field errors listed in one 422; the rest are counted
+
+
+def capped(errors: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The first MAX_ERRORS field errors, and {"error_count": N} when there were more."""
+    if len(errors) <= MAX_ERRORS:
+        return errors, {}
+    return errors[:MAX_ERRORS], {"error_count": len(errors)}
+
+
+def internal_error(instance: str | None, where: str) -> JSONResponse:
+    """A generic 500 whose correlation id is in the logs beside the traceback."""
+    correlation = uuid.uuid4().hex
+    log.exception("internal error %s on %s", correlation, where)
+    return problem(500, "Internal error", f"an internal error occurred (correlation id {correlation}); "
+                   "it is logged with that id", instance=instance, correlation_id=correlation)
+
+
 def problem(status: int, title: str, detail: str, *, instance: str | None = None,
             errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
             **extra: Any) -> JSONResponse:
@@ -88,13 +121,7 @@ def install(app: FastAPI) -> None:
             detail = next(e for e in raw if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
             return problem(400, "Malformed JSON", f"the body is not valid JSON: {detail}".rstrip(": "),
                            instance=request.url.path)
-        merged: dict[str, list[str]] = {}
-        for e in raw:
-            merged.setdefault(_field(e["loc"]), []).append(e["msg"].removeprefix("Value error, "))
-        errors = [{"field": f, "message": " or ".join(dict.fromkeys(m))} for f, m in merged.items()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        return problem(422, "Invalid request", detail + more, instance=request.url.path, errors=errors)
+        return invalid_request(raw, request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -109,5 +136,30 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return problem(500, "Internal error", f"{type(exc).__name__}: {exc}", instance=request.url.path)
+        if storage_full(exc):
+            full = StorageFull()
+            return problem(full.status, full.title, full.detail, instance=request.url.path, headers=full.headers)
+        return internal_error(request.url.path, f"{request.method} {request.url.path}")
+
+
+def invalid_request(raw: list[dict[str, Any]], instance: str) -> JSONResponse:
+    """422 from pydantic's errors: one entry per field (messages merged), capped."""
+    merged: dict[str, list[str]] = {}
+    for e in raw:
+        merged.setdefault(_field(e["loc"]), []).append(e["msg"].removeprefix("Value error, "))
+    errors = [{"field": f, "message": " or ".join(dict.fromkeys(m))} for f, m in merged.items()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    listed, count = capped(errors)
+    return problem(422, "Invalid request", detail + more, instance=instance, errors=listed, **count)
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether exc (or its cause) is a full disk: ENOSPC, or SQLite's 'database or disk is full'."""
+    while exc is not None:
+        if isinstance(exc, StorageFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -47,8 +47,10 @@ class Executor:
         if self.settings.dask_address:
             self.client = Client(self.settings.dask_address, set_as_default=False)
         else:
+            # loopback only; the dashboard is off unless RESKERNEL_DASHBOARD_ADDRESS names where it listens
             self.cluster = LocalCluster(n_workers=self.settings.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", memory_limit=0, silence_logs=logging.ERROR)
+                                        host="127.0.0.1", dashboard_address=self.settings.dashboard_address,
+                                        memory_limit=0, silence_logs=logging.ERROR)
             self.client = Client(self.cluster, set_as_default=False)
         log.info("dask scheduler at %s", self.client.scheduler.address)
 
@@ -58,11 +60,11 @@ class Executor:
                 closable.close()
         self.client = self.cluster = None
 
-    def submit(self, job_id: str, operation: str, params: dict, inputs: dict,
-               on_done: Callable[[str, Future], None]) -> None:
+    def submit(self, job_id: str, operation: str, params: dict, on_done: Callable[[str, Future], None]) -> None:
+        """Run the job on a worker; its input arrays are read there from the store."""
         key = f"{operation}-{job_id[:12]}-{uuid.uuid4().hex[:8]}"
-        future = self.client.submit(_run_job, job_id, operation, params, inputs, str(self.settings.data_dir),
-                                    self.settings.max_attempts, key=key, pure=False)
+        future = self.client.submit(_run_job, job_id, operation, params, str(self.settings.data_dir),
+                                    self.settings.max_attempts, self.settings.cancel_grace_s, key=key, pure=False)
         self._futures[job_id] = future
 
         def done(f: Future) -> None:
@@ -81,8 +83,13 @@ class Executor:
     def workers(self) -> int:
         return len(self.client.scheduler_info().get("workers", {})) if self.client else 0
 
-    def describe(self, timeout: float = 120) -> dict[str, Any]:
-        return self.client.submit(_describe, pure=False).result(timeout=timeout)
+    def describe(self) -> dict[str, Any] | None:
+        """One worker's versions and JAX backend, asked outside its task queue (a busy worker
+        answers at once); None when no worker is connected."""
+        workers = list(self.client.scheduler_info().get("workers", {})) if self.client else []
+        if not workers:
+            return None
+        return self.client.run(_describe, workers=workers[:1], wait=True)[workers[0]]
 
     def worker_pids(self) -> dict[str, int]:
         return self.client.run(os.getpid)

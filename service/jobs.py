@@ -10,13 +10,14 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import numpy as np
 from distributed import Future
 
 from engine import NUMERICS_VERSION
-from service.errors import Conflict, JobNotFound, QueueFull
+from service.errors import Conflict, JobNotFound, QueueFull, StorageFull, storage_full
 from service.executor import Executor
 from service.schemas import ARRAY_FIELDS, Model
 from service.settings import Settings
@@ -26,11 +27,23 @@ log = logging.getLogger("reskernel")
 
 
 def split_request(request: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The request's scalar fields (JSON form, defaults filled in) and its arrays as float64."""
-    params = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
-    inputs = {name: np.asarray(value, dtype=np.float64) for name in ARRAY_FIELDS
+    """The request's scalar fields (JSON form, defaults filled in) and its arrays as float64,
+    in canonical form: -0.0 is 0.0, so equal requests have one id."""
+    params = _canonical(request.model_dump(mode="json", exclude=set(ARRAY_FIELDS)))
+    inputs = {name: np.asarray(value, dtype=np.float64) + 0.0 for name in ARRAY_FIELDS
               if (value := getattr(request, name, None)) is not None}
     return params, inputs
+
+
+def _canonical(value: Any) -> Any:
+    """-0.0 as 0.0 throughout a JSON-like value."""
+    if isinstance(value, float):
+        return value + 0.0
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def job_id(operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> str:
@@ -49,19 +62,41 @@ def job_id(operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]
 class Jobs:
     def __init__(self, settings: Settings, store: Store, executor: Executor):
         self.settings, self.store, self.executor = settings, store, executor
+        self.worker_info: dict[str, Any] | None = None  # one worker's versions and devices, once known
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
+        self._unsettled: set[str] = set()  # jobs whose task ended but whose end could not be recorded
+        self._closing = threading.Event()
+        self._settler = threading.Thread(target=self._settle_loop, daemon=True, name="reskernel-settle")
 
     def start(self) -> None:
-        """Start the executor, then re-queue what a previous run left queued or running."""
+        """Start the executor, then re-queue what a previous run left queued or running. A job
+        that cannot be re-queued is failed (and logged); it never stops the service starting."""
         self.executor.start()
         for job in self.store.active():
-            if job.status == "running":
-                self.store.update(job.id, status="queued", message="re-queued after a restart")
-            self._dispatch(job.id, job.operation, job.params, self.store.inputs(job.id))
+            try:
+                if job.status == "running":
+                    self.store.update(job.id, status="queued", message="re-queued after a restart")
+                self._dispatch(job.id, job.operation, job.params)
+            except Exception:
+                log.exception("job %s could not be re-queued after a restart", job.id)
+                with contextlib.suppress(Exception):
+                    self._end(job.id, _internal("the job could not be re-queued after a restart"))
+        self._settler.start()
+        threading.Thread(target=self._describe_workers, daemon=True, name="reskernel-describe").start()
 
     def close(self) -> None:
+        self._closing.set()
         self.executor.close()
+
+    def _describe_workers(self) -> None:
+        """Learn the workers' versions and devices in the background (/v1/info never waits)."""
+        while not self._closing.is_set() and self.worker_info is None:
+            try:
+                self.worker_info = self.executor.describe()
+            except Exception:
+                log.debug("could not describe the workers yet", exc_info=True)
+            self._closing.wait(1.0)
 
     def submit(self, operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[Job, bool]:
         """The job for this request (scalar params, float64 input arrays), created and
@@ -74,37 +109,83 @@ class Jobs:
         if self.store.count_active() >= self.settings.limits.queue:
             raise QueueFull(f"{self.settings.limits.queue} jobs are queued or running; retry later",
                             headers={"Retry-After": "5"})
-        if job is not None:  # cancelled, or failed for a reason other than its input: run it again
-            self.store.update(key, status="queued", progress=0.0, message="queued", error=None, attempts=0,
-                              cancel_requested=False, started_at=None, finished_at=None)
-            self._dispatch(key, operation, params, inputs)
-        elif self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
-            self._dispatch(key, operation, params, inputs)
+        try:
+            if job is not None:  # cancelled, or failed for a reason other than its input: run it again
+                self.store.update(key, status="queued", progress=0.0, message="queued", error=None, attempts=0,
+                                  cancel_requested=False, started_at=None, finished_at=None)
+                self._dispatch(key, operation, params)
+            elif self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
+                self._dispatch(key, operation, params)
+        except Exception as exc:
+            if storage_full(exc):
+                with contextlib.suppress(Exception):
+                    self._end(key, {"status": 507, "title": "Insufficient storage",
+                                    "detail": "the data directory was full when the job was submitted"})
+                raise StorageFull() from exc
+            with contextlib.suppress(Exception):  # never leave a job queued that nothing will run
+                self._end(key, _internal("the job could not be dispatched to a worker"))
+            raise
         return self.get(key), False
 
-    def _dispatch(self, key: str, operation: str, params: dict, inputs: dict) -> None:
-        self.executor.submit(key, operation, params, inputs, self._on_done)
+    def _dispatch(self, key: str, operation: str, params: dict) -> None:
+        self.executor.submit(key, operation, params, self._on_done)
+
+    def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed") -> None:
+        """Record a job's end when its worker could not (only while the job is still active)."""
+        job = self.store.get(key)
+        if job is not None and job.status in ACTIVE:
+            self.store.update(key, status=status, message=status if error is None else error["title"],
+                              finished_at=time.time(), error=error)
 
     def _on_done(self, key: str, future: Future) -> None:
         """Runs in Dask's client thread when a task ends: record what the worker could not."""
+        try:
+            self._record_end(key, future)
+        except Exception:
+            log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
+            with self._lock:
+                self._unsettled.add(key)
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    def _record_end(self, key: str, future: Future) -> None:
         job = self.store.get(key)
         if job is None:
             return
         if future.status == "error" and job.status in ACTIVE:
             exc = future.exception()
-            detail = f"{type(exc).__name__}: {exc}"
             if type(exc).__name__ == "KilledWorker":
-                detail = f"the worker running this job died {job.attempts} times ({exc})"
-            self.store.update(key, status="failed", message="failed", finished_at=time.time(),
-                              error={"status": 500, "title": "Job failed", "detail": detail})
+                error = {"status": 500, "title": "Job abandoned", "abandoned": True,
+                         "detail": f"the worker running this job died {job.attempts} times (out of memory?); "
+                                   "DELETE the job to try again"}
+            elif storage_full(exc):
+                error = {"status": 507, "title": "Insufficient storage",
+                         "detail": "the data directory was full while the job ran; submit it again"}
+            else:
+                log.error("job %s: its task failed", key, exc_info=exc)
+                error = _internal("the job's task failed")
+            self._end(key, error)
         elif future.status == "cancelled" and job.status == "queued":
-            self.store.update(key, status="canceled", message="canceled", finished_at=time.time())
-        with self._lock:
-            waiters = self._waiters.pop(key, [])
-        for loop, event in waiters:
-            loop.call_soon_threadsafe(event.set)
+            self._end(key, None, "canceled")
         if future.status == "finished":
-            self.store.evict(self.settings.cache_bytes)
+            self.store.evict(self.settings.cache_bytes, keep=(key,))
+
+    def _settle_loop(self) -> None:
+        """Every 2 s, record the ends that could not be written when their tasks ended."""
+        while not self._closing.wait(2.0):
+            with self._lock:
+                keys = list(self._unsettled)
+            for key in keys:
+                try:
+                    self._end(key, {"status": 507, "title": "Insufficient storage",
+                                    "detail": "the job's end could not be recorded (the data directory was "
+                                              "full); submit it again"})
+                    with self._lock:
+                        self._unsettled.discard(key)
+                except Exception:
+                    pass  # still full: next round
 
     def get(self, key: str) -> Job:
         job = self.store.get(key)
@@ -148,12 +229,28 @@ class Jobs:
             self.store.update(key, cancel_requested=True, message="cancel requested")
         return self.get(key)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, timeout: float | None = None) -> None:
+        """Stop the job's work first (cancel it and wait until it has ended, at most the
+        worker's grace time and a little), then remove its files and record."""
         job = self.get(key)
         if job.status in ACTIVE:
             self.cancel(key)
+            deadline = time.monotonic() + (self.settings.cancel_grace_s + 5 if timeout is None else timeout)
+            while time.monotonic() < deadline and (job := self.store.get(key)) is not None and job.status in ACTIVE:
+                time.sleep(0.1)
         self.store.delete(key)
 
 
 def _retryable(job: Job) -> bool:
-    return job.status == "canceled" or (job.status == "failed" and (job.error or {}).get("status", 500) >= 500)
+    """Cancelled jobs, and failures not caused by the request (5xx) except a job that killed
+    its worker every time it ran (it would again: DELETE it to try once more)."""
+    error = job.error or {}
+    return job.status == "canceled" or (job.status == "failed" and error.get("status", 500) >= 500
+                                        and not error.get("abandoned"))
+
+
+def _internal(what: str) -> dict[str, Any]:
+    correlation = uuid.uuid4().hex
+    log.error("%s (correlation id %s)", what, correlation)
+    return {"status": 500, "title": "Internal error",
+            "detail": f"{what} (correlation id {correlation}); it is logged with that id"}

@@ -42,7 +42,7 @@ def check_limits(request: Model, limits: Limits) -> None:
     for name, limit in checks:
         value = getattr(request, name, None)
         if value is not None:
-            _at_most(name, name, len(value) if isinstance(value, list) else value, limit)
+            _at_most(name, name, len(value) if hasattr(value, "__len__") else value, limit)
 
 
 def check_experiment(parameters: dict, limits: Limits) -> None:

@@ -3,15 +3,18 @@ array as `.npy`, or all arrays as `.npz`. ETags are strong: the job id is the co
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import uuid
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from fastapi import Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from service.errors import NotAcceptable, ServiceError
 from service.store import Job, Store
@@ -20,14 +23,28 @@ NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
 
 
 def negotiate(accept: str | None) -> str:
-    """The media type to answer with, by the Accept header's order: JSON, .npy or .npz."""
-    if not accept:
+    """The media type to answer with: JSON, .npy or .npz, by the Accept header's quality
+    values (RFC 9110: highest q first, ties in the header's order; q=0 means "not this")."""
+    if not accept or not accept.strip():
         return JSON
-    for part in accept.split(","):
-        kind = part.split(";")[0].strip().lower()
+    ranked = []
+    for order, part in enumerate(accept.split(",")):
+        kind, *options = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranked.append((-quality, order, kind.lower(), quality))
+    for _, _, kind, quality in sorted(ranked):
+        if quality <= 0:
+            break
         if kind in (NPY, NPZ, JSON):
             return kind
-        if kind in ("*/*", "application/*", ""):
+        if kind in ("*/*", "application/*"):
             return JSON
     raise NotAcceptable(f"cannot answer with {accept!r}; choose {JSON}, {NPY} or {NPZ}")
 
@@ -71,19 +88,21 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
     if kind == NPY:
         if array is None and len(arrays) != 1:
             raise NotAcceptable(f"the result has {len(arrays)} arrays {sorted(arrays)}: ask for one with "
-                                f"?array=NAME, or for all with Accept: {NPZ}", extra={"arrays": _links(job, arrays)})
+                                f"?array=NAME, or for all with Accept: {NPZ}",
+                                extra={"job": job.id, "arrays": _links(job, arrays)},
+                                headers={"Location": f"/v1/jobs/{job.id}"})
         name = array or next(iter(arrays))
         return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
     if kind == NPZ:
         names = [array] if array else sorted(arrays)
-        path = _rendered(store, job, f"result-{array}.npz" if array else "result.npz",
-                         lambda f: np.savez(f, **{name: np.load(folder / f"{name}.npy") for name in names}))
-        return Download(path, media_type=NPZ, headers=headers, filename=f"{job.operation}.npz")
+        return StreamingResponse(_npz(folder, names), media_type=NPZ, headers=headers | {
+            "Content-Disposition": f'attachment; filename="{job.operation}.npz"'})
     size = sum(int(np.prod(a["shape"])) for name, a in arrays.items() if array in (None, name))
     if size > json_limit:
         raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
                             f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
-                            extra={"arrays": _links(job, arrays), "values": meta["values"]})
+                            extra={"job": job.id, "arrays": _links(job, arrays), "values": meta["values"]},
+                            headers={"Location": f"/v1/jobs/{job.id}"})
     if array is not None:
         return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
                         headers=headers)
@@ -92,7 +111,10 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
         f.write(json.dumps(body, allow_nan=False).encode())
 
-    return Download(_rendered(store, job, "result.json", render), media_type=JSON, headers=headers)
+    rendered = _rendered(store, job, "result.json", render)
+    if isinstance(rendered, bytes):
+        return Response(rendered, media_type=JSON, headers=headers)
+    return Download(rendered, media_type=JSON, headers=headers)
 
 
 class Download(FileResponse):
@@ -101,13 +123,55 @@ class Download(FileResponse):
     chunk_size = 4 * 2**20
 
 
-def _rendered(store: Store, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path:
-    """result_dir/name, written once by `write` (atomically) and counted in the job's size."""
+def _rendered(store: Store, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path | bytes:
+    """result_dir/name, written once by `write` (atomically) and counted in the job's size;
+    its bytes instead when the disk is full (a read never needs space)."""
     path = store.result_dir(job.id) / name
     if not path.exists():
         temporary = path.with_name(f".{name}.{uuid.uuid4().hex}")
-        with open(temporary, "wb") as f:
-            write(f)
-        temporary.replace(path)
+        try:
+            with open(temporary, "wb") as f:
+                write(f)
+            temporary.replace(path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            if exc.errno != errno.ENOSPC:
+                raise
+            buffer = io.BytesIO()
+            write(buffer)
+            return buffer.getvalue()
         store.touch(job.id, extra_bytes=path.stat().st_size)
     return path
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only, unseekable file whose written bytes are taken out as chunks."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _npz(folder: Path, names: list[str]) -> Iterator[bytes]:
+    """An .npz (a zip of .npy members, as numpy writes it) streamed from the result's files:
+    memory stays at one chunk whatever the result's size."""
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name in names:
+            path = folder / f"{name}.npy"
+            with open(path, "rb") as source, archive.open(f"{name}.npy", "w",
+                                                          force_zip64=path.stat().st_size >= 2**31) as member:
+                while chunk := source.read(Download.chunk_size):
+                    member.write(chunk)
+                    yield sink.take()
+    yield sink.take()

@@ -8,39 +8,102 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from engine.architectures import ACTIVATIONS, KINDS
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Kernel = Literal["nngp", "ntk"]
 Parametrization = Literal["ntk", "standard"]
+_NUMBER_TYPES = {int, float}
 
 
-def _rectangular(rows: list[list[float]]) -> list[list[float]]:
-    if len({len(row) for row in rows}) > 1:
-        raise ValueError(f"rows must all have the same length (ragged array: lengths {sorted({len(r) for r in rows})})")
-    return rows
+def _numbers(value: Any, ndim: int) -> np.ndarray:
+    """A JSON array of numbers (ndim 1) or of equal-length rows of numbers (ndim 2) as a
+    float64 array, its shape checked before its numbers; strict (no strings, booleans,
+    null) and finite. Raises ValueError with the first problem only."""
+    if not isinstance(value, list) or not value:  # the first problem only; `where` locates an element
+        raise ValueError(f"must be a non-empty array of {'numbers' if ndim == 1 else 'arrays of numbers'}")
+    rows = [value] if ndim == 1 else value
+    if ndim == 2:
+        if not all(isinstance(row, list) for row in rows):
+            raise ValueError("must be an array of arrays of numbers")
+        lengths = set(map(len, rows))
+        if 0 in lengths:
+            raise ValueError(f"row {next(i for i, r in enumerate(rows) if not r)} is empty")
+        if len(lengths) > 1:
+            raise ValueError(f"rows must all have the same length (ragged array: lengths {sorted(lengths)[:5]})")
+    kinds: set[type] = set()
+    for row in rows:
+        kinds.update(map(type, row))
+    if not kinds <= _NUMBER_TYPES:
+        bad = next(t for t in kinds if t not in _NUMBER_TYPES)
+        where = next((i, j) for i, row in enumerate(rows) for j, v in enumerate(row) if type(v) is bad)
+        raise PydanticCustomError("array_element", "must be a number, got {kind}",
+                                  {"kind": _json_type(bad), "where": where[1:] if ndim == 1 else where})
+    try:
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise ValueError("holds an integer too large for float64") from None
+    finite = np.isfinite(array)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise PydanticCustomError("finite_number", "must be a finite number (NaN, Infinity and numbers beyond "
+                                  "float64 are refused)", {"where": where})
+    return array
 
 
-Points = Annotated[list[Annotated[list[Number], Field(min_length=1)]], Field(min_length=1),
-                   AfterValidator(_rectangular)]
-Values = Annotated[list[Number], Field(min_length=1)]
+def _json_type(kind: type) -> str:
+    return {str: "a string", bool: "a boolean", type(None): "null", dict: "an object", list: "an array"}.get(
+        kind, kind.__name__)
+
+
+def _array_type(ndim: int, schema: dict[str, Any]) -> Any:
+    return Annotated[np.ndarray, PlainValidator(lambda v: _numbers(v, ndim)),
+                     PlainSerializer(lambda a: a.tolist(), when_used="json"), WithJsonSchema(schema)]
+
+
+_VALUES_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+_POINTS_SCHEMA = {"type": "array", "minItems": 1, "items": _VALUES_SCHEMA}
+Points = _array_type(2, _POINTS_SCHEMA)
+Values = _array_type(1, _VALUES_SCHEMA)
+
+
+def _targets(value: Any) -> np.ndarray:
+    """(n,) or (n, k): the rank follows the first entry."""
+    return _numbers(value, 2 if isinstance(value, list) and value and isinstance(value[0], list) else 1)
+
+
+Targets = Annotated[np.ndarray, PlainValidator(_targets), PlainSerializer(lambda a: a.tolist(), when_used="json"),
+                    WithJsonSchema({"anyOf": [_VALUES_SCHEMA, _POINTS_SCHEMA]})]
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32,
                                       description="Random seed (explicit: equal requests give equal results).")]
 
 
 def _unique(items: list[str]) -> list[str]:
+    """Unique entries, in one canonical order (so equal requests have one job id)."""
     if len(set(items)) != len(items):
         raise ValueError("entries must be unique")
-    return items
+    return sorted(items)
 
 
 Kernels = Annotated[list[Kernel], Field(min_length=1, description="Which kernels to compute."), AfterValidator(_unique)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, arbitrary_types_allowed=True)
 
 
 class ArchitectureSpec(Model):
@@ -55,9 +118,16 @@ class ArchitectureSpec(Model):
     alpha: Number = Field(1.0, ge=0, description="Residual-branch scale alpha (ignored by the MLP).")
     sigma_b: Number = Field(0.0, ge=0, description="Bias scale (0 = no biases).")
 
+    @model_validator(mode="after")
+    def _canonical(self) -> ArchitectureSpec:
+        """The MLP has no residual branch: its alpha and sigma_v are set to their defaults."""
+        if self.kind == "mlp":
+            self.alpha, self.sigma_v = 1.0, 1.0
+        return self
 
-def _same_dimension(*pairs: tuple[str, list[list[float]] | None]) -> None:
-    present = [(name, len(x[0])) for name, x in pairs if x is not None]
+
+def _same_dimension(*pairs: tuple[str, np.ndarray | None]) -> None:
+    present = [(name, x.shape[1]) for name, x in pairs if x is not None]
     if len({d for _, d in present}) > 1:
         raise ValueError("points must share one dimension d; got " + ", ".join(f"{n} d={d}" for n, d in present))
 
@@ -85,7 +155,7 @@ class RegressionRequest(Model):
     """Kernel regression: the interpolant (t = null), the GD mean at time t, the GP posterior."""
 
     x_train: Points = Field(description="Training points (n, d).")
-    y_train: Values | list[Values] = Field(description="Targets (n,) or (n, k).")
+    y_train: Targets = Field(description="Targets (n,) or (n, k).")
     x_test: Points = Field(description="Test points (m, d).")
     architecture: ArchitectureSpec
     kernel: Kernel = "ntk"
@@ -98,8 +168,6 @@ class RegressionRequest(Model):
         _same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
         if len(self.y_train) != len(self.x_train):
             raise ValueError(f"y_train has {len(self.y_train)} rows, x_train {len(self.x_train)}")
-        if isinstance(self.y_train[0], list):
-            _rectangular(self.y_train)
         if self.return_variance and self.kernel != "nngp":
             raise ValueError("return_variance needs kernel 'nngp' (the posterior variance is the NNGP's)")
         return self
@@ -135,6 +203,8 @@ class SmoothnessRequest(Model):
             raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
         if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
             raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
+        if self.measure == "curvature":  # the RKHS parameters do not apply: one job id whatever they are
+            self.bandwidth, self.cutoff = 0.5, None
         return self
 
 
@@ -204,6 +274,13 @@ class TrainRequest(NetworkFields):
             raise ValueError(f"batch_size {self.batch_size} exceeds the {len(self.x_train)} training points")
         if self.lr == "auto" and self.parametrization != "ntk":
             raise ValueError("lr 'auto' needs the NTK parametrisation; give a number")
+        # the engine's defaults made explicit, so implicit and explicit requests share one job id
+        if self.record_every is None:
+            self.record_every = max(1, self.steps // 20)
+        if self.batch_size is None and self.optimizer == "sgd":
+            self.batch_size = 1
+        if self.batch_size == len(self.x_train):
+            self.batch_size = None
         return self
 
 
@@ -228,6 +305,7 @@ OPERATIONS: dict[str, type[Model]] = {
     "bounds": BoundsRequest, "spectrum": SpectrumRequest, "empirical-kernels": EmpiricalKernelsRequest,
     "train": TrainRequest,
 }
+BODY_MODELS: tuple[type[Model], ...] = (*OPERATIONS.values(), ExperimentRequest)  # parsed by service.bodies
 ARRAY_FIELDS = ("x", "x2", "x_train", "y_train", "x_test", "train_angles", "targets", "samples")
 
 

@@ -1,8 +1,10 @@
 """The service's settings: environment variables with embedded defaults (no server needed).
 
 Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
-RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS and the limits
-RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCEL_GRACE_S,
+RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
+"*" allows any Host) and the limits RESKERNEL_MAX_<NAME> for each field of `Limits`
+(e.g. RESKERNEL_MAX_POINTS=50000).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class Limits:
     body_bytes: int = 256 * 2**20  # request body
     queue: int = 256              # jobs queued or running at once
     json_elements: int = 4_000_000  # numbers in a JSON result; larger results are binary only
+    event_streams: int = 64       # Server-Sent Events connections open at once
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def _default_data_dir() -> Path:
@@ -44,6 +51,10 @@ class Settings:
     max_wait_s: float = 300.0         # the most `Prefer: wait=N` may ask
     cache_bytes: int = 8 * 2**30      # results kept on disk (LRU beyond)
     max_attempts: int = 3             # runs of one job (worker or service deaths) before it fails
+    cancel_grace_s: float = 10.0      # a cancelled job still running this long after has its worker restarted
+    event_stream_s: float = 600.0     # an event stream ends after this long (the client reconnects)
+    dashboard_address: str | None = None  # Dask's dashboard of the local cluster: off unless set
+    trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -53,7 +64,8 @@ class Settings:
                            if f"RESKERNEL_MAX_{f.name.upper()}" in env})
         settings = cls(limits=limits)
         read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
-                "cache_bytes": int, "max_attempts": int}
+                "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
+                "dashboard_address": str, "trusted_hosts": _names}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)

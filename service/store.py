@@ -9,7 +9,9 @@ request's arrays, kept so queued jobs survive a restart) and result/ (meta.json,
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import sqlite3
 import threading
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+log = logging.getLogger("reskernel")
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -61,7 +64,7 @@ class Store(Protocol):
     def job_dir(self, job_id: str) -> Path: ...
     def touch(self, job_id: str, extra_bytes: int = 0) -> None: ...
     def delete(self, job_id: str) -> None: ...
-    def evict(self, budget_bytes: int) -> list[str]: ...
+    def evict(self, budget_bytes: int, keep: tuple[str, ...] = ()) -> list[str]: ...
 
 
 _COLUMNS = ("id", "operation", "params", "status", "progress", "message", "attempts", "created_at",
@@ -107,20 +110,28 @@ class SQLiteStore:
         return self.root / "jobs" / job_id[:2] / job_id
 
     def create(self, job: Job, inputs: dict[str, np.ndarray]) -> bool:
-        """Insert a new record; False (and nothing written) when the id exists already."""
+        """Insert a new record with its input files; False (and nothing written) when the id
+        exists already. A failure (a full disk) leaves nothing behind and raises."""
         if self.get(job.id) is not None:
             return False
         folder = self.job_dir(job.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, array in inputs.items():
-            _save_atomic(folder / f"input-{name}.npy", array)
-        values = [getattr(job, c) for c in _COLUMNS]
-        values = [json.dumps(v) if c in _JSON and v is not None else v for c, v in zip(_COLUMNS, values, strict=True)]
-        with self._lock:
-            cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}, accessed_at) VALUES "
-                f"({', '.join('?' * (len(_COLUMNS) + 1))})", (*values, time.time()))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, array in inputs.items():
+                _save_atomic(folder / f"input-{name}.npy", array)
+            job.size_bytes = _size(folder)
+            values = [getattr(job, c) for c in _COLUMNS]
+            values = [json.dumps(v) if c in _JSON and v is not None else v
+                      for c, v in zip(_COLUMNS, values, strict=True)]
+            with self._lock:
+                cursor = self._db.execute(
+                    f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}, accessed_at) VALUES "
+                    f"({', '.join('?' * (len(_COLUMNS) + 1))})", (*values, time.time()))
             return cursor.rowcount == 1
+        except BaseException:
+            if self.get(job.id) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def get(self, job_id: str) -> Job | None:
         rows = self._execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,))
@@ -149,9 +160,9 @@ class SQLiteStore:
                                      (time.time(), job_id))
                     job = None
                 elif job.attempts >= max_attempts:
-                    error = {"status": 500, "title": "Job abandoned",
+                    error = {"status": 500, "title": "Job abandoned", "abandoned": True,
                              "detail": f"the job was started {job.attempts} times and never finished "
-                                       "(its worker or the service died each time)"}
+                                       "(its worker or the service died each time); DELETE it to try again"}
                     self._db.execute("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
                                      (json.dumps(error), time.time(), job_id))
                     job = None
@@ -162,7 +173,8 @@ class SQLiteStore:
                                      "WHERE id = ?", (job.status, job.attempts, job.started_at, job_id))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended the transaction
+                    self._db.execute("ROLLBACK")
                 raise
         return job
 
@@ -195,7 +207,7 @@ class SQLiteStore:
         final = self.result_dir(job_id)
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
-        size = sum(p.stat().st_size for p in self.job_dir(job_id).rglob("*") if p.is_file())
+        size = _size(self.job_dir(job_id))
         self.update(job_id, status="succeeded", progress=1.0, message="done", finished_at=time.time(),
                     size_bytes=size, accessed_at=time.time())
 
@@ -203,24 +215,34 @@ class SQLiteStore:
         return self.job_dir(job_id) / "result"
 
     def touch(self, job_id: str, extra_bytes: int = 0) -> None:
-        self._execute("UPDATE jobs SET accessed_at = ?, size_bytes = size_bytes + ? WHERE id = ?",
-                      (time.time(), extra_bytes, job_id))
+        """Mark a job used (for eviction). Best effort: a read never fails because this write did."""
+        try:
+            self._execute("UPDATE jobs SET accessed_at = ?, size_bytes = size_bytes + ? WHERE id = ?",
+                          (time.time(), extra_bytes, job_id))
+        except sqlite3.OperationalError as exc:
+            log.warning("could not record the use of job %s: %s", job_id, exc)
 
     def delete(self, job_id: str) -> None:
-        self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        """Remove the files first (that frees space even when the disk is full), then the record."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def evict(self, budget_bytes: int) -> list[str]:
-        """Delete finished jobs, least recently used first, until they fit in budget_bytes."""
+    def evict(self, budget_bytes: int, keep: tuple[str, ...] = ()) -> list[str]:
+        """Delete ended jobs (inputs and results), least recently used first, until they fit in
+        budget_bytes; the ids in `keep` are spared."""
         rows = self._execute("SELECT id, size_bytes FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') "
                              "ORDER BY accessed_at DESC")
         total, evicted = 0, []
         for job_id, size in rows:
             total += size
-            if total > budget_bytes:
+            if total > budget_bytes and job_id not in keep:
                 self.delete(job_id)
                 evicted.append(job_id)
         return evicted
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

@@ -5,18 +5,23 @@ JAX code. `run_job` claims a job in the store, calls the engine, and writes the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import platform
 import shutil
+import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from service.errors import storage_full
 from service.store import SQLiteStore
 
 log = logging.getLogger("reskernel.worker")
@@ -24,13 +29,13 @@ Arrays = dict[str, np.ndarray]
 
 
 class Reporter:
-    """progress(fraction, message) and should_stop() for the engine, throttled: the store is
-    written at most every `interval` seconds and asked about cancellation as often."""
+    """progress(fraction, message) for the engine, throttled: the store is written at most
+    every `interval` seconds. should_stop() reads the watchdog's flag (no store access)."""
 
     def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
         self.store, self.job_id, self.interval = store, job_id, interval
-        self._written = self._asked = 0.0
-        self._stop = False
+        self._written = 0.0
+        self.stop = threading.Event()
 
     def __call__(self, fraction: float, message: str) -> None:
         now = time.monotonic()
@@ -39,12 +44,45 @@ class Reporter:
             self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
 
     def should_stop(self) -> bool:
-        now = time.monotonic()
-        if not self._stop and now - self._asked >= self.interval:
-            self._asked = now
-            job = self.store.get(self.job_id)
-            self._stop = job is None or job.cancel_requested
-        return self._stop
+        return self.stop.is_set()
+
+
+class Watchdog(threading.Thread):
+    """Watches the store while a job runs. When the job is cancelled or deleted it sets the
+    reporter's stop flag (the engine stops at its next tile, chunk or step); a job that has
+    not stopped `grace_s` seconds later is marked canceled and its worker process exits, so
+    that no cancelled work runs on (the Dask nanny starts a fresh worker)."""
+
+    def __init__(self, data_dir: str, job_id: str, report: Reporter, grace_s: float, interval: float = 0.25):
+        super().__init__(daemon=True, name=f"watchdog-{job_id[:12]}")
+        self.data_dir, self.job_id, self.report = data_dir, job_id, report
+        self.grace_s, self.interval = grace_s, interval
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        store = SQLiteStore(self.data_dir)
+        try:
+            while not self.done.wait(self.interval):
+                try:
+                    job = store.get(self.job_id)
+                except Exception:  # a store that cannot be read now is asked again
+                    continue
+                if job is None or job.cancel_requested:
+                    self.report.stop.set()
+                    break
+            else:
+                return
+            if self.done.wait(self.grace_s):
+                return
+            log.warning("job %s did not stop within %.0f s of its cancellation: restarting the worker",
+                        self.job_id, self.grace_s)
+            with contextlib.suppress(Exception):
+                if store.get(self.job_id) is not None:
+                    store.update(self.job_id, status="canceled", message="canceled (worker restarted)",
+                                 finished_at=time.time())
+            os._exit(70)
+        finally:
+            store.close()
 
 
 def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
@@ -210,6 +248,17 @@ def _failure(status: int, title: str, detail: str) -> dict[str, Any]:
     return {"status": status, "title": title, "detail": detail}
 
 
+def _non_finite(value: Any, where: str = "") -> list[str]:
+    """Paths of the non-finite numbers in a JSON-like value (dicts, lists, floats)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [where or "value"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{where}.{i}")]
+    return []
+
+
 def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
     """Write the arrays, check every number is finite, and describe the result."""
     for name, value in arrays.items():
@@ -221,40 +270,58 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
         if not all(np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step)):
             raise ArithmeticError(f"'{path.stem}' overflowed float64 (non-finite values): reduce depth or the sigmas")
         listing[path.stem] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-    bad = [k for k, v in meta.items() if isinstance(v, float) and not np.isfinite(v)]
+    bad = _non_finite(meta)
     if bad:
-        raise ArithmeticError(f"{bad} overflowed float64: reduce depth or the sigmas")
+        raise ArithmeticError(f"{', '.join(bad[:5])} overflowed float64 (non-finite values): reduce depth, the "
+                              "sigmas or the size of the targets")
     return {"values": meta, "arrays": listing}
 
 
-def run_job(job_id: str, operation: str, params: dict, inputs: Arrays, data_dir: str, max_attempts: int) -> str:
-    """Run one job to its end; returns the final status. Never raises for the job's own errors."""
+def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attempts: int,
+            cancel_grace_s: float = 10.0) -> str:
+    """Run one job to its end; returns the final status. Never raises for the job's own errors.
+    The job's input arrays are read from the store (they never travel through Dask)."""
+    from engine import Cancelled
+
     store = SQLiteStore(data_dir)
     try:
         if store.claim(job_id, max_attempts) is None:
             return "skipped"
         report = Reporter(store, job_id)
-        folder = store.staging(job_id)
+        watchdog = Watchdog(data_dir, job_id, report, cancel_grace_s)
+        watchdog.start()
+        folder = None
         try:
-            meta, arrays = OPERATIONS[operation](params, inputs, folder, report)
+            folder = store.staging(job_id)
+            meta, arrays = OPERATIONS[operation](params, store.inputs(job_id), folder, report)
+            if report.should_stop():
+                raise Cancelled(f"{operation} was cancelled")
             store.commit(job_id, folder, _finish(folder, meta, arrays))
             return "succeeded"
         except BaseException as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            from engine import Cancelled
-
-            if isinstance(exc, Cancelled):
-                store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, Cancelled) or report.should_stop():
+                if store.get(job_id) is not None:
+                    store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
                 return "canceled"
             if isinstance(exc, (ValueError, ArithmeticError, np.linalg.LinAlgError)):
                 error = _failure(422, "Invalid input", str(exc))
+            elif storage_full(exc):
+                error = _failure(507, "Insufficient storage", "the service's data directory filled up while "
+                                 "the job ran; submit it again once space is freed")
             elif isinstance(exc, Exception):
-                log.error("job %s (%s) failed:\n%s", job_id, operation, traceback.format_exc())
-                error = _failure(500, "Internal error", f"{type(exc).__name__}: {exc}")
+                correlation = uuid.uuid4().hex
+                log.error("job %s (%s) failed, correlation id %s:\n%s", job_id, operation, correlation,
+                          traceback.format_exc())
+                error = _failure(500, "Internal error", f"the job failed with an internal error (correlation id "
+                                 f"{correlation}); it is logged with that id")
             else:
                 raise
             store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
             return "failed"
+        finally:
+            watchdog.done.set()
     finally:
         store.close()
 

@@ -3,9 +3,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from engine.experiments import EXPERIMENTS
-from service.deps import get_jobs, get_settings
+from service.bodies import parse, read_body, request_body
+from service.deps import get_jobs, get_settings, require_json
 from service.errors import ServiceError
 from service.jobs import Jobs
 from service.limits import check_experiment
@@ -28,15 +30,16 @@ def list_experiments() -> list[dict]:
 @router.post("/{name}", summary="Run an experiment as a job (cached by its parameters)",
              description="The result holds the experiment's tables, labels and arrays; its figure is at "
                          "/v1/jobs/{id}/figure.png and .svg.",
+             openapi_extra=request_body(ExperimentRequest), dependencies=[Depends(require_json)],
              responses={200: {"content": {NPY: {}, NPZ: {}}, "description": "The experiment's data."},
-                        202: {"model": JobStatus}, **problems(400, 404, 406, 409, 422, 429, 500)})
-async def run_experiment(name: str, body: ExperimentRequest, request: Request,
-                         jobs: Annotated[Jobs, Depends(get_jobs)],
+                        202: {"model": JobStatus}, **problems(400, 404, 406, 409, 413, 415, 422, 429, 500, 507)})
+async def run_experiment(name: str, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                          settings: Annotated[Settings, Depends(get_settings)],
                          prefer: Annotated[str | None, Header(description=PREFER)] = None) -> Response:
     if name not in EXPERIMENTS:
         raise ServiceError(f"no experiment {name!r}; the experiments are {sorted(EXPERIMENTS)}", status=404,
                            title="No such experiment")
+    body = await run_in_threadpool(parse, ExperimentRequest, await read_body(request), settings.limits)
     try:
         parameters = EXPERIMENTS[name].parameters(body.scale, body.parameters)
     except ValueError as exc:

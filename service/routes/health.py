@@ -5,8 +5,7 @@ from dataclasses import asdict
 from importlib.metadata import version
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends
 
 from service.deps import get_jobs, get_settings
 from service.errors import Unavailable
@@ -18,7 +17,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:  # on the event loop: no thread pool to wait for
     return {"status": "ok"}
 
 
@@ -31,11 +30,9 @@ def readyz(jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str, Any]:
 
 
 @router.get("/v1/info", summary="Versions, the workers' JAX backend and devices, x64, limits")
-async def info(request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
-               settings: Annotated[Settings, Depends(get_settings)]) -> dict[str, Any]:
-    state = request.app.state
-    if getattr(state, "worker_info", None) is None and jobs.executor.workers() > 0:
-        state.worker_info = await run_in_threadpool(jobs.executor.describe)
+def info(jobs: Annotated[Jobs, Depends(get_jobs)], settings: Annotated[Settings, Depends(get_settings)],
+         ) -> dict[str, Any]:
+    """Answers from what the service already knows: never waits on a worker."""
     packages = {name: version(name) for name in ("reskernel", "fastapi", "pydantic", "distributed", "numpy")}
-    return {"service": {"python": platform.python_version(), **packages}, "worker": state.worker_info,  # null: none yet
+    return {"service": {"python": platform.python_version(), **packages}, "worker": jobs.worker_info,  # null: not yet
             "limits": asdict(settings.limits), "wait_s": settings.wait_s, "workers": jobs.executor.workers()}

@@ -2,13 +2,14 @@
 
 import asyncio
 import json
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.convertors import Convertor, register_url_convertor
 
-from service.deps import get_jobs, get_settings
+from service.deps import get_jobs, get_settings, require_json
 from service.errors import Conflict, ServiceError
 from service.jobs import Jobs
 from service.results import NPY, NPZ, Download, manifest, respond
@@ -118,42 +119,57 @@ def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, job
 
 
 @router.get("/{job_id:job_id}/events", summary="Server-Sent Events of progress until the job ends",
-            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422)})
-async def job_events(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> StreamingResponse:
+            description="A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an `event: timeout`; "
+                        "connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once (then 429).",
+            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422, 429)})
+async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
+                     settings: Annotated[Settings, Depends(get_settings)]) -> StreamingResponse:
     jobs.get(job_id)
+    state = request.app.state
+    if state.event_streams >= settings.limits.event_streams:
+        raise ServiceError(f"{state.event_streams} event streams are open, the limit; retry later or poll "
+                           f"/v1/jobs/{job_id}", status=429, title="Too many event streams",
+                           headers={"Retry-After": "5"})
+    deadline = time.monotonic() + settings.event_stream_s
 
     async def stream():
-        last, quiet = None, 0.0
-        while True:
-            job = jobs.store.get(job_id)
-            if job is None:
-                yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
-                return
-            state = (job.status, job.progress, job.message)
-            if state != last:
-                last, quiet = state, 0.0
-                kind = "done" if job.status in TERMINAL else "progress"
-                yield f"event: {kind}\ndata: {json.dumps(describe(job, jobs.store))}\n\n"
-                if kind == "done":
+        state.event_streams += 1  # counted while the stream runs (a stream never started holds nothing)
+        try:
+            last, quiet = None, 0.0
+            while time.monotonic() < deadline:
+                job = jobs.store.get(job_id)
+                if job is None:
+                    yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
                     return
-            await asyncio.sleep(0.2)
-            quiet += 0.2
-            if quiet >= 15:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
+                state_now = (job.status, job.progress, job.message)
+                if state_now != last:
+                    last, quiet = state_now, 0.0
+                    kind = "done" if job.status in TERMINAL else "progress"
+                    yield f"event: {kind}\ndata: {json.dumps(describe(job, jobs.store))}\n\n"
+                    if kind == "done":
+                        return
+                await asyncio.sleep(0.2)
+                quiet += 0.2
+                if quiet >= 15:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
+            yield f"event: timeout\ndata: {json.dumps({'id': job_id})}\n\n"
+        finally:
+            state.event_streams -= 1
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops at its next chunk)",
-             status_code=202, response_model=JobStatus, responses=problems(404, 409, 422))
+@router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",
+             status_code=202, response_model=JobStatus, responses=problems(404, 409, 415, 422),
+             dependencies=[Depends(require_json)])
 def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
     return describe(jobs.cancel(job_id))
 
 
-@router.delete("/{job_id:job_id}", summary="Delete a job and its result (cancelling it first)", status_code=204,
-               responses=problems(404, 422))
+@router.delete("/{job_id:job_id}", summary="Delete a job and its result (stopping its work first)",
+               status_code=204, responses=problems(404, 422, 507))
 def delete_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> Response:
     jobs.delete(job_id)
     return Response(status_code=204)

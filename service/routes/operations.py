@@ -3,21 +3,29 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import get_jobs, get_settings
+from service.bodies import parse, read_body, request_body
+from service.deps import get_jobs, get_settings, require_json
 from service.errors import ServiceError
 from service.jobs import Jobs, split_request
 from service.limits import check_limits
 from service.results import NPY, NPZ
-from service.routes.jobs import outcome, problems
+from service.routes.jobs import describe, outcome, problems
 from service.schemas import OPERATIONS, RESULTS, JobStatus, Model
 from service.settings import Settings
 from service.store import ACTIVE
 
-router = APIRouter(prefix="/v1", tags=["operations"])
+router = APIRouter(prefix="/v1", tags=["operations"], dependencies=[Depends(require_json)])
 PREFER = ("How long to wait for the result: 'wait=N' seconds (default 30; 0 = do not wait), or "
-          "'respond-async' (answer 202 at once).")
+          "'respond-async' (answer 202 at once); 'return=minimal' answers with the job's status document "
+          "(its result's values and array links) instead of the result itself, whatever its size.")
+
+
+def minimal(prefer: str | None) -> bool:
+    """Whether an RFC 7240 Prefer header asks for `return=minimal`."""
+    return "return=minimal" in [token.strip().lower() for token in (prefer or "").split(",")]
 
 
 def wait_seconds(prefer: str | None, settings: Settings) -> float:
@@ -42,24 +50,29 @@ async def submit_and_wait(operation: str, params: dict, inputs: dict, request: R
     job, hit = await run_in_threadpool(jobs.submit, operation, params, inputs)
     if job.status in ACTIVE and wait > 0:
         job = await jobs.wait(job.id, wait)
+    if job.status == "succeeded" and minimal(prefer):
+        return JSONResponse(describe(job, jobs.store), headers={
+            "Location": f"/v1/jobs/{job.id}", "X-Cache": "hit" if hit else "miss",
+            "Preference-Applied": "return=minimal"})
     return outcome(job, jobs, settings, request, hit=hit)
 
 
-async def run_operation(operation: str, body: Model, request: Request, jobs: Jobs, settings: Settings,
-                        prefer: str | None) -> Response:
+def _admit(model: type[Model], raw: bytes, settings: Settings) -> tuple[dict, dict]:
+    """Parse, validate and admit a request body (in a worker thread): its params and arrays."""
+    body = parse(model, raw, settings.limits)
     check_limits(body, settings.limits)
-    params, inputs = split_request(body)
-    return await submit_and_wait(operation, params, inputs, request, jobs, settings, prefer)
+    return split_request(body)
 
 
 def _route(operation: str, model: type[Model]) -> None:
-    async def handler(body: model, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
+    async def handler(request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                       settings: Annotated[Settings, Depends(get_settings)],
                       prefer: Annotated[str | None, Header(description=PREFER)] = None) -> Response:
-        return await run_operation(operation, body, request, jobs, settings, prefer)
+        params, inputs = await run_in_threadpool(_admit, model, await read_body(request), settings)
+        return await submit_and_wait(operation, params, inputs, request, jobs, settings, prefer)
 
     router.add_api_route(
-        f"/{operation}", handler, methods=["POST"], name=operation,
+        f"/{operation}", handler, methods=["POST"], name=operation, openapi_extra=request_body(model),
         summary=(model.__doc__ or operation).strip().splitlines()[0],
         description=(model.__doc__ or "").strip() + "\n\nRuns as a job (see /v1/jobs); equal requests share one "
                     "job and its cached result.",
@@ -67,7 +80,7 @@ def _route(operation: str, model: type[Model]) -> None:
                          "description": "The result (X-Cache: hit or miss; strong ETag)."},
                    202: {"model": JobStatus, "description": "Not finished yet: poll Location."},
                    304: {"description": "Not modified (If-None-Match)."},
-                   **problems(400, 406, 409, 413, 422, 429, 500)})
+                   **problems(400, 406, 409, 413, 415, 422, 429, 500, 507)})
 
 
 for _name, _model in OPERATIONS.items():

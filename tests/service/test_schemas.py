@@ -86,7 +86,7 @@ from service.client import Client
 app = create_app(Settings(data_dir={str(tmp_path)!r}))
 async def main():
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             r = await http.post("/v1/kernels", json={{"x": [[1.0, 0.0]], "architecture": {ARCH!r}}})
             assert r.status_code == 200, r.text
             assert r.json()["ntk"][0][0] > 0

@@ -14,7 +14,8 @@ from service.settings import Limits, Settings
 
 LIMITS = Limits(points=24, dimension=8, depth=6, width_depth=256, n_init=2, steps=40, grid=128, architectures=3,
                 body_bytes=2**20, json_elements=20_000)
-APP = create_app(Settings(limits=LIMITS, wait_s=10))  # its jobs are attached below, before any request
+# its jobs are attached below, before any request
+APP = create_app(Settings(limits=LIMITS, wait_s=2, trusted_hosts=("*",)))
 # Running the experiments themselves (10-40 s each at the quick scale) is left to
 # test_experiments_api.py; their listing and every other operation are fuzzed here.
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/experiments/{name}", method="POST")
@@ -22,7 +23,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/
 
 @pytest.fixture(autouse=True, scope="module")
 def _shared_cluster(settings, jobs):
-    small = replace(settings, limits=LIMITS, wait_s=10)
+    small = replace(settings, limits=LIMITS, wait_s=2, trusted_hosts=("*",))
     APP.state.settings, APP.state.jobs = small, Jobs(small, jobs.store, jobs.executor)
 
 

@@ -94,13 +94,13 @@ def test_cancel_a_long_training_job(server, jobs):
                         headers={"Prefer": "respond-async"}).json()["id"]
         wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["progress"] > 0, 120, "training to start")
         asked = time.monotonic()
-        assert http.post(f"/v1/jobs/{job}:cancel").status_code == 202
+        assert http.post(f"/v1/jobs/{job}:cancel", json={}).status_code == 202
         final = wait_until(lambda: (s := http.get(f"/v1/jobs/{job}").json())["status"] != "running" and s, 30,
                            "the job to stop")
         stopped = time.monotonic() - asked
         assert final["status"] == "canceled" and final["progress"] < 0.5, final
         assert stopped < 20
-        assert http.post(f"/v1/jobs/{job}:cancel").status_code == 409
+        assert http.post(f"/v1/jobs/{job}:cancel", json={}).status_code == 409
         answer = http.get(f"/v1/jobs/{job}/result")
         assert answer.status_code == 409 and answer.headers["content-type"] == "application/problem+json"
     assert not list(jobs.store.job_dir(job).glob("staging-*"))
