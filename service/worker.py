@@ -86,8 +86,15 @@ class Watchdog(threading.Thread):
 
 
 def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
-    return {name: np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float64, shape=shape)
-            for name in names}
+    """.npy files mapped for writing, their space reserved first: a full disk is an ENOSPC
+    here, not a SIGBUS when a page is written later."""
+    arrays = {}
+    for name in names:
+        path = folder / f"{name}.npy"
+        arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    return arrays
 
 
 def kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:

@@ -25,7 +25,7 @@ def anyio_backend():
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
     return Settings(data_dir=tmp_path_factory.mktemp("store"), workers=1, wait_s=60, limits=LIMITS,
-                    trusted_hosts=("reskernel", "127.0.0.1"))
+                    trusted_hosts=("reskernel", "127.0.0.1"), cancel_grace_s=3)
 
 
 @pytest.fixture(scope="session")
