@@ -99,7 +99,8 @@ def _unique(items: list[str]) -> list[str]:
     return sorted(items)
 
 
-Kernels = Annotated[list[Kernel], Field(min_length=1, description="Which kernels to compute."), AfterValidator(_unique)]
+Kernels = Annotated[list[Kernel], Field(min_length=1, max_length=2, description="Which kernels to compute.",
+                                         json_schema_extra={"uniqueItems": True}), AfterValidator(_unique)]
 
 
 class Model(BaseModel):
@@ -154,6 +155,10 @@ class KernelsRequest(Model):
 class RegressionRequest(Model):
     """Kernel regression: the interpolant (t = null), the GD mean at time t, the GP posterior."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [  # the variance is the NNGP's
+        {"properties": {"return_variance": {"const": False}}},
+        {"required": ["kernel"], "properties": {"kernel": {"const": "nngp"}}}]})
+
     x_train: Points = Field(description="Training points (n, d).")
     y_train: Targets = Field(description="Targets (n,) or (n, k).")
     x_test: Points = Field(description="Test points (m, d).")
@@ -179,7 +184,14 @@ class SmoothnessRequest(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"architectures": [
         {"kind": "mlp", "depth": 5}, {"kind": "resnet", "depth": 5, "alpha": 1.0},
-        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}]})
+        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}],
+        # the rules below as JSON Schema says them: one training set, or samples alone
+        "anyOf": [
+            {"required": ["n_train"], "properties": {"n_train": {"type": "integer"}, "train_angles": {"type": "null"}}},
+            {"required": ["train_angles"], "properties": {"train_angles": {"type": "array"},
+                                                          "n_train": {"type": "null"}}},
+            {"required": ["samples"], "properties": {"samples": {"type": "array"}, "architectures": {"maxItems": 0},
+                                                     "measure": {"const": "curvature"}}}]})
     architectures: list[ArchitectureSpec] = Field([], description="Architectures to compare.")
     n_train: int | None = Field(None, ge=1, description="The paper's n equispaced training angles.")
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
@@ -222,7 +234,7 @@ class SpectrumRequest(Model):
 
     architecture: ArchitectureSpec
     kernel: Kernel = "ntk"
-    n_grid: int = Field(1024, ge=8)
+    n_grid: int = Field(1024, ge=8, multiple_of=2, description="Uniform grid on the circle (even).")
     normalize: bool = Field(True, description="Divide the profile by its peak (unit peak, as in Fig. 2).")
     x: Points | None = Field(None, description="Points whose Gram eigenvalues and condition number to return.")
 
@@ -251,6 +263,10 @@ class EmpiricalKernelsRequest(NetworkFields):
 
 class TrainRequest(NetworkFields):
     """Train networks by GD / SGD / Adam; loss curves, predictions, weight movement, NTK drift."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [  # lr 'auto' needs the NTK parametrisation
+        {"properties": {"parametrization": {"const": "ntk"}}},
+        {"required": ["lr"], "properties": {"lr": {"type": "number"}}}]})
 
     x_train: Points
     y_train: Values

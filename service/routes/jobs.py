@@ -163,7 +163,9 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
 
 @router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",
              status_code=202, response_model=JobStatus, responses=problems(404, 409, 415, 422),
-             dependencies=[Depends(require_json)])
+             dependencies=[Depends(require_json)], openapi_extra={"requestBody": {
+                 "required": True, "description": "An empty JSON object (the Content-Type is what matters).",
+                 "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}})
 def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
     return describe(jobs.cancel(job_id))
 

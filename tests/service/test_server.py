@@ -125,8 +125,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "RESKERNEL_DATA_DIR": str(data_dir), "RESKERNEL_WAIT_S": "60"}
+def serve(data_dir: Path, port: int, settings: dict[str, str] | None = None) -> subprocess.Popen:
+    """`reskernel serve` on 127.0.0.1:port, ready; `settings`: more RESKERNEL_* variables."""
+    env = {**os.environ, "RESKERNEL_DATA_DIR": str(data_dir), "RESKERNEL_WAIT_S": "60", **(settings or {})}
     process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
