@@ -47,7 +47,7 @@ async def submit_and_wait(operation: str, params: dict, inputs: dict, request: R
 
 async def run_operation(operation: str, body: Model, request: Request, jobs: Jobs, settings: Settings,
                         prefer: str | None) -> Response:
-    check_limits(body, settings.limits)
+    check_limits(body, settings.limits, settings.cache_bytes)
     params, inputs = split_request(body)
     return await submit_and_wait(operation, params, inputs, request, jobs, settings, prefer)
 
