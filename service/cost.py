@@ -47,7 +47,8 @@ EIGVALSH_S_PER_N3 = 1e-10             # np.linalg.eigvalsh, n = 2000
 EIGH_S_PER_N3 = 1e-10                 # np.linalg.eigh, n = 2000
 LSTSQ_S_PER_N3 = 1e-10                # np.linalg.lstsq, n = 2000
 ELEMENTWISE_S = 1e-8                  # np.cos(b * 0.5).sum(-1) per element (the RKHS Gram)
-WORKER_BASE_BYTES = 500 * 2**20       # a worker process with JAX and the engine loaded, one job compiled
+WORKER_BASE_BYTES = 350 * 2**20       # peak RSS of a width-8 training job run as the worker runs it (JAX
+                                      # loaded: 199 MiB, its functions compiled: 349 MiB; /tmp peak script)
 
 # engine.analytic's tile shapes (tests/service/test_admission.py checks they still agree)
 TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
@@ -344,8 +345,9 @@ def train_cost(r: TrainRequest) -> Cost:
         held.append(_bytes(3 * nets * n * n, "track_ntk", f"track_ntk: 3 x n_init {nets} x {n} x {n} NTKs",
                            "lower the number of training points (x_train) or n_init, or drop track_ntk"))
     layers = _layers(arch)
-    step = [_bytes(3 * state * p, "width", f"one step's gradient and update 3 x {state} x {p} weights",
-                   "lower the width or depth"),
+    # inside a chunk: the scan's carry in and out (2 x state), the gradient, Adam's new moments, the update
+    step = [_bytes((4 + 2 * state) * p, "width", f"one step's carry, gradient and update {4 + 2 * state} x {p} "
+                   "weights", "lower the width or depth"),
             _bytes(6 * layers * batch * width, "x_train",
                    f"signals 6 x {layers} layers x batch {batch} x width {width}",
                    "lower the batch size (or the training points) or the width"),
