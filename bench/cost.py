@@ -3,12 +3,17 @@
     python bench/cost.py              # all rates, 3 repeats each, medians
     python bench/cost.py --repeats 5
 
-Measures, on this machine, with compilation excluded (one warm-up call first):
+Measures, on this machine, with compilation excluded (a warm-up call first):
 analytic kernel entry-layers per second (ReLU, N = 2048, L = 15) and each activation's
-slowdown against ReLU (closed forms at N = 1024, L = 15; quadrature at N = 128, L = 5),
+slowdown against ReLU (closed forms at N = 1024, L = 15; quadrature at N = 64, L = 5),
 a training chunk's effective flop rate and per-parameter step cost, the random
 initialisation's cost per parameter, and the dense linear algebra constants. Prints the
 constants to paste into `service/cost.py`.
+
+The constants come from the process's CPU time, not the wall clock: this VM is shared, and under
+load the wall clock of the same call varied 5x while its CPU time did not. CPU seconds are the wall
+time on one core, so for work that uses both cores the estimates are up to 2x high (never low).
+Both are printed.
 """
 
 from __future__ import annotations
@@ -24,14 +29,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # compile / warm up
-    times = []
+def median_time(fn, repeats: int, warm=None) -> float:
+    """Median CPU seconds of fn() over `repeats` calls after one warm-up call (`warm`, default fn);
+    prints the median wall time beside it."""
+    (warm or fn)()
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    print(f"    wall {statistics.median(walls):.4g} s, cpu {statistics.median(cpus):.4g} s")
+    return statistics.median(cpus)
 
 
 def main() -> None:
@@ -45,15 +54,17 @@ def main() -> None:
     from engine import Architecture, analytic_kernels
     from engine.networks import init_ensemble
     from engine.training import State, _chunk
-    from service.cost import tile_entries
+    from service.cost import step_flops, tile_entries
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
 
-    def kernel_rate(activation: str, n: int, depth: int) -> float:
+    def kernel_rate(activation: str, n: int, depth: int, repeats: int = args.repeats) -> float:
         x = rng.normal(size=(n, 3))
         arch = Architecture("resnet", depth, activation=activation, alpha=0.1)
-        seconds = median_time(lambda: analytic_kernels(x, arch=arch), args.repeats)
+        # the warm-up compiles the same tile shape on fewer points
+        seconds = median_time(lambda: analytic_kernels(x, arch=arch), repeats,
+                              lambda: analytic_kernels(x[: min(n, 600)], arch=arch))
         rate = tile_entries(n, None, activation) * depth / seconds
         print(f"analytic {activation:9s} N={n:5d} L={depth:3d}: {seconds:8.3f} s, {rate:.3g} entry-layers/s")
         return rate
@@ -64,9 +75,9 @@ def main() -> None:
         out[f"factor {act}"] = relu / kernel_rate(act, 1024, 15)
     if not args.skip_quadrature:
         for act in ("tanh", "gelu", "softplus", "sigmoid"):
-            out[f"factor {act}"] = relu / kernel_rate(act, 128, 5)
+            out[f"factor {act}"] = relu / kernel_rate(act, 64, 5, 1)
 
-    # training: t(step) = 6 B P / FLOPS + P * SECONDS_PER_PARAMETER_STEP, fitted on B = 1 and B = 256
+    # training: t(step) = step_flops(B) / FLOPS + P * SECONDS_PER_PARAMETER_STEP, fitted on B = 1 and B = 256
     width, depth, steps = 512, 5, 20
     arch = Architecture("resnet", depth, alpha=0.1)
     params_count = 2 * depth * width**2 + 3 * width
@@ -86,7 +97,7 @@ def main() -> None:
             per_step[batch] = median_time(run, args.repeats) / steps
             print(f"train chunk width {width} depth {depth} batch {batch:3d}: {per_step[batch] * 1e3:.2f} ms/step")
         per_param = per_step[1] / params_count
-        flops = 6 * 256 * params_count / max(per_step[256] - params_count * per_param, 1e-9)
+        flops = step_flops(arch, width, 256, params_count) / max(per_step[256] - params_count * per_param, 1e-9)
         out["NETWORK_FLOPS"] = flops
         out["SECONDS_PER_PARAMETER_STEP"] = per_param
         big = 2000

@@ -31,24 +31,28 @@ from service.schemas import (
     TrainRequest,
 )
 
-# Rates measured by `python bench/cost.py` on this 2-core VM (shared, loaded), 2026-11-29: medians
-# of 3 timed calls after a warm-up (compilation excluded); bench/RESULTS.md has the run.
-KERNEL_ENTRY_LAYERS_PER_S = 7.5e7  # analytic_kernels, ReLU ResNet, N = 2048 (padded tile entries), L = 15
-# Seconds of an entry-layer relative to ReLU (same bench: closed forms at N = 1024, L = 15; the
-# quadrature ones at N = 128, L = 5). One table: update it when the activations get faster.
-ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.0, "linear": 1.0,
-                     "tanh": 8000.0, "gelu": 25000.0, "softplus": 8000.0, "sigmoid": 8000.0}
-NETWORK_FLOPS = 1e9                   # training chunk, ResNet width 512, depth 5, batch 256: 6 B P flops / step time
-SECONDS_PER_PARAMETER_STEP = 1e-9     # the same at batch 1 (memory traffic): step time / P
-INIT_SECONDS_PER_PARAMETER = 1e-8     # init_ensemble, width 2000, depth 5, 2 networks
-MATMUL_FLOPS = 1e10                   # numpy float64 matmul, n = 2000
-CHOLESKY_S_PER_N3 = 1e-10             # scipy cho_factor, n = 2000: seconds / n^3
-EIGVALSH_S_PER_N3 = 1e-10             # np.linalg.eigvalsh, n = 2000
-EIGH_S_PER_N3 = 1e-10                 # np.linalg.eigh, n = 2000
+# Rates measured by `python bench/cost.py` on this 2-core VM, 2026-11-29 (bench/RESULTS.md has the run):
+# medians of 3 calls after a warm-up (compilation excluded), in the process's CPU seconds, because
+# the VM was shared (load average 10-19) and the wall clock of one call varied 5x. CPU seconds are
+# one core's wall time: work that uses both cores runs up to 2x faster than estimated.
+KERNEL_ENTRY_LAYERS_PER_S = 1.0e8     # analytic_kernels, ReLU ResNet, N = 2048 (padded tile entries), L = 15
+# Cost of an entry-layer relative to ReLU (same bench: erf and linear at N = 1024, L = 15; the quadrature
+# activations at N = 64, L = 5, one call). One table: update it when the activations get faster.
+ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.1, "linear": 0.74,
+                     "tanh": 13_900.0, "gelu": 48_800.0, "softplus": 51_800.0, "sigmoid": 16_700.0}
+NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
+                                      # time - P x SECONDS_PER_PARAMETER_STEP)
+SECONDS_PER_PARAMETER_STEP = 7.3e-9   # the same chunk at batch 1 (weight traffic): 19.1 ms a step / P = 2.62 M
+INIT_SECONDS_PER_PARAMETER = 3.7e-8   # init_ensemble, width 2000, depth 5, 2 networks: 2.96 s / 80 M weights
+MATMUL_FLOPS = 4.7e10                 # numpy float64 matmul, n = 2000
+CHOLESKY_S_PER_N3 = 2.5e-11           # scipy cho_factor, n = 2000: seconds / n^3
+EIGVALSH_S_PER_N3 = 3.3e-10           # np.linalg.eigvalsh, n = 2000
+EIGH_S_PER_N3 = 9.1e-10               # np.linalg.eigh, n = 2000
 LSTSQ_S_PER_N3 = 1e-10                # np.linalg.lstsq, n = 2000
 ELEMENTWISE_S = 1e-8                  # np.cos(b * 0.5).sum(-1) per element (the RKHS Gram)
 WORKER_BASE_BYTES = 350 * 2**20       # peak RSS of a width-8 training job run as the worker runs it (JAX
-                                      # loaded: 199 MiB, its functions compiled: 349 MiB; /tmp peak script)
+                                      # loaded: 199 MiB; compiled and run: 349 MiB), measured as test_admission's
+                                      # test_memory_estimate_is_above_a_measured_peak measures
 
 # engine.analytic's tile shapes (tests/service/test_admission.py checks they still agree)
 TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
@@ -118,6 +122,12 @@ def parameters(arch: ArchitectureSpec, width: int, input_dim: int) -> int:
 def _layers(arch: ArchitectureSpec) -> int:
     """Width-n signals per point in a forward pass (inputs of each hidden matrix and the readout)."""
     return 2 * arch.depth + 1 if arch.kind == "resnet" else arch.depth
+
+
+def step_flops(arch: ArchitectureSpec, width: int, batch: int, p: int) -> float:
+    """One gradient step of one network on `batch` points: forward and backward (6 B P) and the
+    gradient norm's per-layer Grams (two B x B Grams of 2 B^2 width flops per hidden matrix)."""
+    return 6 * batch * p + 4 * _layers(arch) * batch * batch * width
 
 
 def _columns(y) -> int:
@@ -280,7 +290,7 @@ def _ntk_pass(arch: ArchitectureSpec, width: int, p: int, n1: int, n2: int, fiel
     memory = [_bytes(6 * layers * (n1 + n2) * width, field, f"signals 6 x {layers} layers x {n1 + n2} points "
                      f"x width {width}", remedy),
               _bytes(3 * depth * n1 * cols, field, f"per-layer Grams 3 x depth {depth} x {n1} x {cols}", remedy)]
-    return memory, 6 * (n1 + n2) * p + 8 * layers * n1 * cols * width
+    return memory, 6 * (n1 + n2) * p + 4 * layers * n1 * cols * width
 
 
 def empirical_kernels_cost(r: EmpiricalKernelsRequest) -> Cost:
@@ -368,7 +378,7 @@ def train_cost(r: TrainRequest) -> Cost:
     memory = [_base(), _inputs((n + m) * d + n), weights, *held, *_peak(step, record, lr_bound, final)]
 
     remedy = "lower steps, n_init, the width, the depth or the batch size"
-    per_step = 6 * batch * p + 8 * layers * batch * batch * width
+    per_step = step_flops(arch, width, batch, p)
     record_flops = 2 * (n + m) * p + (ntk_flops if r.track_ntk else 0)
     compute = [_kernel_seconds(n, None, arch, "x_train", "lr bound: "),
                Term(n**3 * EIGVALSH_S_PER_N3, "x_train", f"lr bound: eigenvalues of {n} x {n}", POINTS),
