@@ -48,8 +48,8 @@ MATMUL_FLOPS = 4.7e10                 # numpy float64 matmul, n = 2000
 CHOLESKY_S_PER_N3 = 2.5e-11           # scipy cho_factor, n = 2000: seconds / n^3
 EIGVALSH_S_PER_N3 = 3.3e-10           # np.linalg.eigvalsh, n = 2000
 EIGH_S_PER_N3 = 9.1e-10               # np.linalg.eigh, n = 2000
-LSTSQ_S_PER_N3 = 1e-10                # np.linalg.lstsq, n = 2000
-ELEMENTWISE_S = 1e-8                  # np.cos(b * 0.5).sum(-1) per element (the RKHS Gram)
+LSTSQ_S_PER_N3 = 1.4e-9               # np.linalg.lstsq, n = 2000
+ELEMENTWISE_S = 1.1e-8                # np.cos(b * 0.5).sum(-1) per element (the RKHS Gram)
 WORKER_BASE_BYTES = 350 * 2**20       # peak RSS of a width-8 training job run as the worker runs it (JAX
                                       # loaded: 199 MiB; compiled and run: 349 MiB), measured as test_admission's
                                       # test_memory_estimate_is_above_a_measured_peak measures
