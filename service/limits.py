@@ -77,21 +77,26 @@ def _refuse(status: int, cost: Cost, kind: str, what: str, budget: str) -> None:
     raise LimitExceeded(status, driver.field, f"{what} ({largest}), over {budget}{remedy}")
 
 
+def _number(value: float) -> str:
+    """3 significant digits, whole numbers from 100 up (no exponents)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def size(n: float) -> str:
-    """Bytes in binary units, 3 significant digits: '4 GiB', '191 GiB', '496 MiB'."""
+    """Bytes in binary units: '4 GiB', '194 GiB', '496 MiB', '1023 MiB'."""
     for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
-            return f"{n / scale:.3g} {unit}"
+            return f"{_number(n / scale)} {unit}"
     return f"{n:.0f} bytes"
 
 
 def duration(seconds: float) -> str:
-    """'1 hour', '33.2 hours', '12 min', '40 s' (3 significant digits)."""
+    """'1 hour', '33.2 hours', '12 min', '40 s', '1500 days'."""
     for unit, scale in (("day", 86400), ("hour", 3600), ("min", 60)):
         if seconds >= scale:
-            value = f"{seconds / scale:.3g}"
+            value = _number(seconds / scale)
             return f"{value} {unit}" + ("s" if value != "1" and unit != "min" else "")
-    return f"{seconds:.3g} s"
+    return f"{_number(seconds)} s"
 
 
 def check_experiment(parameters: dict, limits: Limits) -> None:

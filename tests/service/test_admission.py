@@ -24,9 +24,9 @@ from service.app import create_app
 from service.cost import estimate, tile_entries
 from service.errors import LimitExceeded
 from service.jobs import Jobs, job_id, split_request
-from service.limits import check_limits
+from service.limits import check_limits, duration, size
 from service.schemas import OPERATIONS
-from service.settings import Limits
+from service.settings import Limits, Settings
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
@@ -260,3 +260,14 @@ def test_memory_estimate_is_above_a_measured_peak():
     assert predicted >= measured["peak"], (predicted / 2**20, measured)
     added = predicted - cost.WORKER_BASE_BYTES
     assert added <= 2 * (measured["peak"] - measured["base"]), (added / 2**20, measured)
+
+
+def test_budgets_come_from_the_environment_and_read_well():
+    env = {"RESKERNEL_MAX_OUTPUT_BYTES": "1000", "RESKERNEL_MAX_MEMORY_BYTES": "2000",
+           "RESKERNEL_MAX_COMPUTE_SECONDS": "30"}
+    limits = Settings.from_env(env).limits
+    assert (limits.output_bytes, limits.memory_bytes, limits.compute_seconds) == (1000, 2000, 30)
+    assert (Limits().output_bytes, Limits().memory_bytes, Limits().compute_seconds) == (4 * GiB, 8 * GiB, 3600)
+    assert [size(4 * GiB), size(1000 * 2**20), size(208e9)] == ["4 GiB", "1000 MiB", "194 GiB"]
+    assert [duration(3600), duration(5400), duration(600), duration(1500 * 86400)] == [
+        "1 hour", "1.5 hours", "10 min", "1500 days"]
