@@ -220,8 +220,9 @@ def regression_cost(r: RegressionRequest) -> Cost:
 
 def _rkhs_cutoff(cutoff: int | None, bandwidth: float, n_grid: int) -> int:
     """mu_rkhs's harmonics kept: the cut-off, or where exp(-bw^2 k^2 / 2) < RKHS_MIN_WEIGHT; < n_grid / 2."""
-    auto = math.floor(math.sqrt(-2 * math.log(RKHS_MIN_WEIGHT)) / bandwidth) if cutoff is None else cutoff
-    return max(1, min(auto, n_grid // 2 - 1))
+    if cutoff is None:  # bounded before floor(): a bandwidth of 1e-320 gives inf
+        cutoff = math.floor(min(math.sqrt(-2 * math.log(RKHS_MIN_WEIGHT)) / bandwidth, n_grid))
+    return max(1, min(cutoff, n_grid // 2 - 1))
 
 
 def _rkhs(n: int, harmonics: int, field: str) -> tuple[Term, Term]:

@@ -152,6 +152,17 @@ def test_the_api_tests_requests_are_admitted_under_their_limits(settings):
         check_limits(OPERATIONS[operation].model_validate(body), settings.limits, settings.cache_bytes)
 
 
+def test_extreme_parameters_are_estimated_not_crashed():
+    """Valid but extreme values give a finite estimate (and a refusal), never a 500."""
+    smoothness = {"architectures": [RESNET], "train_angles": [float(a) for a in range(2000)], "n_grid": 65_536,
+                  "measure": "rkhs", "bandwidth": 1e-320}
+    with pytest.raises(LimitExceeded) as refused:
+        check_limits(OPERATIONS["smoothness"].model_validate(smoothness), Limits(), 8 * GiB)
+    assert refused.value.field == "train_angles" and "RKHS Gram 2000 x 2000 x 65535 harmonics" in refused.value.detail
+    samples = {"samples": [0.0, 1.0] * 32_768}
+    assert estimate(OPERATIONS["smoothness"].model_validate(samples)).total("output") == 65_536 * 8
+
+
 def test_requests_read_as_numpy_arrays_cost_the_same():
     """The request models may carry numpy arrays instead of nested lists: same estimate."""
     body = {"architecture": RESNET, "x_train": line(30), "y_train": [[1.0, 2.0, 3.0]] * 30, "x_test": line(7)}
