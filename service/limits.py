@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.architectures import QUADRATURE_ACTIVATIONS
+from service.cost import Cost, estimate
 from service.errors import LimitExceeded
 from service.schemas import Model
 from service.settings import Limits
@@ -13,8 +14,10 @@ def _rows(request: Model, name: str) -> int:
     return len(value) if value is not None else 0
 
 
-def check_limits(request: Model, limits: Limits) -> None:
-    """Raise LimitExceeded (413 for sizes, 422 for parameters) naming the first limit crossed."""
+def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
+    """Raise LimitExceeded (413 for sizes, 422 for parameters) naming the first limit crossed:
+    the request's sizes, then its estimated cost (`service.cost`) against the budgets and the
+    result cache (`cache_bytes`: a larger result would be evicted as it is served). Returns the cost."""
     points = sum(_rows(request, name) for name in ("x", "x2", "x_train", "x_test"))
     if points > limits.points:
         raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
@@ -42,7 +45,58 @@ def check_limits(request: Model, limits: Limits) -> None:
     for name, limit in checks:
         value = getattr(request, name, None)
         if value is not None:
-            _at_most(name, name, len(value) if hasattr(value, "__len__") else value, limit)
+            _at_most(name, name, value if isinstance(value, int) else len(value), limit)
+    cost = estimate(request)
+    check_budgets(cost, limits, cache_bytes)
+    return cost
+
+
+def check_budgets(cost: Cost, limits: Limits, cache_bytes: int) -> None:
+    """413 when the output or the peak memory is over its budget (or the output over the cache),
+    422 when the compute time is; the message names the largest part of the cost and its field."""
+    output = cost.total("output")
+    for budget, name in ((limits.output_bytes, "the output budget of {} (RESKERNEL_MAX_OUTPUT_BYTES)"),
+                         (cache_bytes, "the result cache of {} (RESKERNEL_CACHE_BYTES), which would evict it as "
+                                       "it is served")):
+        if output > budget:
+            _refuse(413, cost, "output", f"the result would hold {size(output)}", name.format(size(budget)))
+    memory = cost.total("memory")
+    if memory > limits.memory_bytes:
+        _refuse(413, cost, "memory", f"the worker would hold about {size(memory)} at its peak",
+                f"the memory budget of {size(limits.memory_bytes)} (RESKERNEL_MAX_MEMORY_BYTES)")
+    seconds = cost.total("compute")
+    if seconds > limits.compute_seconds:
+        _refuse(422, cost, "compute", f"the job would compute for about {duration(seconds)} on this machine",
+                f"the compute budget of {duration(limits.compute_seconds)} (RESKERNEL_MAX_COMPUTE_SECONDS)")
+
+
+def _refuse(status: int, cost: Cost, kind: str, what: str, budget: str) -> None:
+    driver, parts = cost.driver(kind), len(getattr(cost, kind))
+    largest = driver.formula + (f", the largest of {parts} parts" if parts > 1 else "")
+    remedy = f"; {driver.remedy}" if driver.remedy else ""
+    raise LimitExceeded(status, driver.field, f"{what} ({largest}), over {budget}{remedy}")
+
+
+def _number(value: float) -> str:
+    """3 significant digits, whole numbers from 100 up (no exponents)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def size(n: float) -> str:
+    """Bytes in binary units: '4 GiB', '194 GiB', '496 MiB', '1023 MiB'."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{_number(n / scale)} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def duration(seconds: float) -> str:
+    """'1 hour', '33.2 hours', '12 min', '40 s', '1500 days'."""
+    for unit, scale in (("day", 86400), ("hour", 3600), ("min", 60)):
+        if seconds >= scale:
+            value = _number(seconds / scale)
+            return f"{value} {unit}" + ("s" if value != "1" and unit != "min" else "")
+    return f"{_number(seconds)} s"
 
 
 def check_experiment(parameters: dict, limits: Limits) -> None:

@@ -60,7 +60,7 @@ async def submit_and_wait(operation: str, params: dict, inputs: dict, request: R
 def _admit(model: type[Model], raw: bytes, settings: Settings) -> tuple[dict, dict]:
     """Parse, validate and admit a request body (in a worker thread): its params and arrays."""
     body = parse(model, raw, settings.limits)
-    check_limits(body, settings.limits)
+    check_limits(body, settings.limits, settings.cache_bytes)
     return split_request(body)
 
 
