@@ -15,10 +15,16 @@ const JSON_HEADERS = { "Content-Type": "application/json", Accept: "application/
 let running = 0;
 const waiting = [];
 
-/** At most 4 requests at once: the browser keeps 6 connections per host, and event streams hold theirs. */
-async function slot(work) {
+/** At most 4 requests at once: the browser keeps 6 connections per host, and event streams hold theirs.
+ * Work whose `signal` was aborted while it waited is dropped without a request. */
+async function slot(work, signal) {
   if (running >= 4) await new Promise((resolve) => waiting.push(resolve));
   running += 1;
+  if (signal?.aborted) {
+    running -= 1;
+    waiting.shift()?.();
+    throw STALE();
+  }
   try {
     return await work();
   } finally {
@@ -37,49 +43,63 @@ async function parse(response) {
 }
 
 /** GET a JSON document. */
-export async function get(path, { signal } = {}) {
-  return parse(await fetch(path, { headers: { Accept: "application/json" }, signal }));
+export async function get(path) {
+  return parse(await fetch(path, { headers: { Accept: "application/json" } }));
 }
 
 /** POST a JSON body (state-changing routes take JSON, even an empty one). */
-export async function post(path, body = {}, { signal, headers = {} } = {}) {
-  const response = await fetch(path, { method: "POST", headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body), signal });
+export async function post(path, body = {}, { headers = {} } = {}) {
+  const response = await fetch(path, { method: "POST", headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) });
   return { status: response.status, body: await parse(response) };
 }
 
-/** Follow a job's events until it ends; onProgress(status) for each. Resolves with the final status. */
-export function follow(id, { onProgress, signal } = {}) {
-  return new Promise((resolve, reject) => {
-    const source = new EventSource(`/v1/jobs/${id}/events`);
-    const close = () => source.close();
-    signal?.addEventListener("abort", () => { close(); reject(new DOMException("stale", "AbortError")); });
-    source.addEventListener("progress", (event) => onProgress?.(JSON.parse(event.data)));
-    source.addEventListener("done", (event) => { close(); resolve(JSON.parse(event.data)); });
-    source.addEventListener("deleted", () => { close(); reject(new Problem({ status: 404, title: "Job deleted", detail: `job ${id} was deleted` })); });
-    source.onerror = () => {  // the stream broke: ask for the status, and follow again while the job runs
-      close();
-      get(`/v1/jobs/${id}`, { signal })
-        .then((status) => (["queued", "running"].includes(status.status) ? follow(id, { onProgress, signal }) : status))
-        .then(resolve, reject);
-    };
-  });
+const STALE = () => new DOMException("a newer request replaced this one", "AbortError");
+
+/** Follow a job's Server-Sent Events (read to the end of the stream, which the service closes after
+ * the "done" event); onProgress(status) for each. Resolves with the final status. */
+export async function follow(id, { onProgress } = {}) {
+  const response = await fetch(`/v1/jobs/${id}/events`, { headers: { Accept: "text/event-stream" } });
+  if (!response.ok) await parse(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let final = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const kind = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (!data) continue;
+      if (kind === "deleted") throw new Problem({ status: 404, title: "Job deleted", detail: `job ${id} was deleted` });
+      const status = JSON.parse(data);
+      if (kind === "progress") onProgress?.(status);
+      if (kind === "done") final = status;
+    }
+  }
+  // A stream cut short (a restart, a proxy): ask for the status, and follow again while the job runs.
+  final ??= await get(`/v1/jobs/${id}`);
+  return ["queued", "running"].includes(final.status) ? follow(id, { onProgress }) : final;
 }
 
-/** Run `operation` to its end: its result (JSON), with progress from the job's events.
- * onJob(id) tells the caller the job id (for a cancel button). Throws Problem on failure. */
-export async function run(operation, body, { onProgress, onJob, signal } = {}) {
+/** Run `operation` to its end: its result (JSON), with progress from the job's events. Requests are
+ * never aborted mid-flight (the job runs and is cached anyway); once `signal` is aborted, the answer
+ * is dropped (AbortError). Throws Problem on failure. */
+export async function run(operation, body, { onProgress, signal } = {}) {
   return slot(async () => {
-    const answer = await post(`/v1/${operation}`, body, { signal, headers: { Prefer: "wait=1" } });
+    const answer = await post(`/v1/${operation}`, body, { headers: { Prefer: "wait=1" } });
     if (answer.status !== 202) return answer.body;
-    onJob?.(answer.body.id);
     return finish(answer.body.id, { onProgress, signal });
-  });
+  }, signal);
 }
 
 /** Start (or find) the job for `operation` without waiting; its id (a done job's is its ETag). */
-export async function submit(operation, body, { signal } = {}) {
+export async function submit(operation, body) {
   const response = await fetch(`/v1/${operation}`, {
-    method: "POST", headers: { ...JSON_HEADERS, Prefer: "respond-async" }, body: JSON.stringify(body), signal,
+    method: "POST", headers: { ...JSON_HEADERS, Prefer: "respond-async" }, body: JSON.stringify(body),
   });
   if (response.status === 202) return (await parse(response)).id;
   await parse(response);
@@ -88,9 +108,9 @@ export async function submit(operation, body, { signal } = {}) {
 
 /** Wait for a job to end (progress from its events); its final status, with the result's manifest.
  * Throws Problem when it failed or was canceled. */
-export async function settle(id, { onProgress, signal } = {}) {
-  let status = await get(`/v1/jobs/${id}`, { signal });
-  if (["queued", "running"].includes(status.status)) status = await follow(id, { onProgress, signal });
+export async function settle(id, { onProgress } = {}) {
+  let status = await get(`/v1/jobs/${id}`);
+  if (["queued", "running"].includes(status.status)) status = await follow(id, { onProgress });
   if (status.status === "failed") throw new Problem(status.error);
   if (status.status === "canceled") throw new Problem({ status: 409, title: "Canceled", detail: `job ${id} was canceled` });
   return status;
@@ -98,8 +118,9 @@ export async function settle(id, { onProgress, signal } = {}) {
 
 /** Wait for a submitted job and fetch its result (JSON). */
 export async function finish(id, { onProgress, signal } = {}) {
-  await settle(id, { onProgress, signal });
-  return get(`/v1/jobs/${id}/result`, { signal });
+  await settle(id, { onProgress });
+  if (signal?.aborted) throw STALE();
+  return get(`/v1/jobs/${id}/result`);
 }
 
 /** Ask the service to stop a job. */

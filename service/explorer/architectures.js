@@ -88,7 +88,7 @@ export class ArchitectureEditor {
       ${field("depth", "Depth L", `${slider("depth", 1, 50, 1)}${numberBox("depth", 'min="1" step="1"')}`)}
       ${field("alpha", "Residual scale α", `${slider("alpha", 0, 1, 0.01)}${numberBox("alpha", 'min="0" step="0.01"')}`)}
       ${field("activation", "Activation", `<select id="${id("activation")}" data-arch-key="activation" aria-describedby="err-arch-${i}-activation">
-        ${this.activations.map((a) => `<option>${a}</option>`).join("")}</select>`)}
+        ${[...new Set([...this.activations, value("activation")])].map((a) => `<option>${a}</option>`).join("")}</select>`)}
       ${field("sigma_w", "σ_w", numberBox("sigma_w", 'min="0" step="0.1"'))}
       ${field("sigma_v", "σ_v", numberBox("sigma_v", 'min="0" step="0.1"'))}
       ${field("sigma_b", "Biases σ_b (0: none)", numberBox("sigma_b", 'min="0" step="0.1"'))}

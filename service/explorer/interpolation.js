@@ -2,10 +2,10 @@
 
 import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
-import { ANGLE_AXIS, busy, latest, paperTarget, plot } from "./ui.js";
+import { ANGLE_AXIS, busy, color, latest, paperTarget, plot } from "./ui.js";
 
 const N_GRID = 4096;  // the paper's grid for mu
-const SWEEP_ALPHAS = [0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1];
+const SWEEP_ALPHAS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 1];
 const SWEEP_DEPTHS = [1, 2, 3, 5, 10, 15, 20];
 
 /** The user's own values as typed: numbers where they parse, the text otherwise (the API names it). */
@@ -22,6 +22,7 @@ export function smoothnessRequest(state, architectures) {
 
 /** The architectures of the second plot, with the name of the curve each belongs to. */
 function sweep(state) {
+  if (state.sweep === "none") return [];
   if (state.sweep === "depth") {
     return state.archs.slice(0, 8).flatMap((arch) => SWEEP_DEPTHS.map((depth) => ({ curve: label({ ...arch, depth: "L" }).replace(" L=L", ""), x: depth, arch: { ...arch, depth } })));
   }
@@ -45,7 +46,7 @@ export function interpolationView(view, editor) {
     if (!current()) return;
     const traces = result.results.map((r, i) => ({
       x: result.angles, y: result.interpolants[i], mode: "lines",
-      name: `${label(state.archs[i])} (μ = ${r.mu.toPrecision(4)})`, meta: { mu: r.mu, architecture: i },
+      name: `${label(state.archs[i])} (μ = ${r.mu.toPrecision(4)})`, meta: { mu: r.mu, architecture: i }, line: { color: color(i) },
     }));
     if (state.target === "paper") {
       traces.push({ x: result.angles.filter((_, k) => k % 16 === 0), y: result.angles.filter((_, k) => k % 16 === 0).map(paperTarget),
@@ -58,10 +59,11 @@ export function interpolationView(view, editor) {
       result.results.map((r, i) => `<tr><td>${label(state.archs[i])}</td><td>${r.mu.toPrecision(6)}</td></tr>`).join("");
 
     const points = sweep(state);
+    second.hidden = !points.length;
     if (!points.length) return;
-    busy(view, `Computing μ against ${state.sweep} (${points.length} architectures)…`);
+    busy(view, `Computing μ against ${state.sweep} (${points.length} architectures)…`, [second]);
     const swept = await run("smoothness", smoothnessRequest(state, points.map((p) => p.arch)), {
-      signal, onProgress: (status) => current() && busy(view, `Computing μ against ${state.sweep}: ${status.message}`),
+      signal, onProgress: (status) => current() && busy(view, `Computing μ against ${state.sweep}: ${status.message}`, [second]),
     });
     if (!current()) return;
     const curves = new Map();

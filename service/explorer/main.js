@@ -8,7 +8,7 @@ import { JobsView } from "./jobs.js";
 import { shapesView } from "./shapes.js";
 import { spectraView } from "./spectra.js";
 import { coerce, load, save } from "./state.js";
-import { debounce } from "./ui.js";
+import { debounce, showProblem } from "./ui.js";
 
 const state = load();
 const section = (name) => document.getElementById(`view-${name}`);
@@ -82,17 +82,19 @@ for (const control of document.querySelectorAll("[data-key]")) {
     change({ [key]: control.type === "checkbox" ? control.checked : coerce(key, control.value) }));
 }
 
+/** The activations the API accepts, from its own schema (until it answers, the list offers relu). */
+async function activations() {
+  const schema = await get("/openapi.json");
+  editor.activations = schema.components.schemas.ArchitectureSpec.properties.activation.enum ?? editor.activations;
+  if (!editor.list.contains(document.activeElement)) editor.render(state.archs);
+}
+
 async function start() {
-  try {  // the activations the API accepts, from its own schema
-    const schema = await get("/openapi.json");
-    editor.activations = schema.components.schemas.ArchitectureSpec.properties.activation.enum ?? editor.activations;
-  } catch {
-    // keep relu; the API will name any other
-  }
   editor.render(state.archs);
   finite.render(state);
   sync();
-  await jobs.load().then(() => jobs.render(state), () => {});
+  activations().catch(() => {});
+  jobs.load().then(() => jobs.render(state), (error) => showProblem(section("jobs"), error));
   if (!tabs.some((tab) => tab.dataset.view === state.view)) state.view = "shapes";
   performance.mark("explorer-interactive");
   document.body.dataset.ready = "interactive";

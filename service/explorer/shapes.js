@@ -2,7 +2,7 @@
 
 import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
-import { ANGLE_AXIS, busy, forArch, latest, plot } from "./ui.js";
+import { ANGLE_AXIS, busy, color, forArch, latest, plot } from "./ui.js";
 
 export const PROFILE_GRID = 256;  // also the spectra view's, so the same jobs serve both
 
@@ -26,7 +26,7 @@ export function shapesView(view, editor) {
     if (!current()) return;
     const traces = results.map((result, k) => ({
       x: result.angles, y: result.profile, mode: "lines", name: `${label(tasks[k].arch)} ${tasks[k].kernel.toUpperCase()}`,
-      legendgroup: String(tasks[k].i), line: { dash: tasks[k].kernel === "nngp" ? "dot" : "solid" },
+      legendgroup: String(tasks[k].i), line: { dash: tasks[k].kernel === "nngp" ? "dot" : "solid", color: color(tasks[k].i) },
       meta: { architecture: tasks[k].i, kernel: tasks[k].kernel },
     }));
     await plot(figure, traces, {

@@ -3,9 +3,9 @@
 import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
 import { profileRequest } from "./shapes.js";
-import { busy, forArch, latest, plot } from "./ui.js";
+import { busy, color, forArch, latest, plot } from "./ui.js";
 
-const CONDITION_DEPTHS = [1, 2, 3, 5, 10, 20];
+const CONDITION_DEPTHS = [1, 2, 5, 10, 20];
 const BOUND_DEPTHS = [1, 2, 3, 5, 8, 10, 15, 20, 30];
 const BOUND_ALPHAS = [0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1];
 // 16 equispaced points on the circle, as in the spectra experiment.
@@ -34,19 +34,19 @@ export function spectraView(view, editor) {
 
     const spectra = await profiles;
     if (!current()) return;
-    await plot(magnitudes, spectra.map((s, i) => ({ x: s.frequencies.slice(0, 64), y: s.magnitudes.slice(0, 64), mode: "lines", name: label(archs[i]) })), {
+    await plot(magnitudes, spectra.map((s, i) => ({ x: s.frequencies.slice(0, 64), y: s.magnitudes.slice(0, 64), mode: "lines", name: label(archs[i]), line: { color: color(i) } })), {
       title: { text: "Fourier magnitudes of the NTK profile" }, xaxis: { title: { text: "frequency k" } },
       yaxis: { title: { text: "|c_k|" }, type: "log", exponentformat: "power" },
     });
     const grams = await conditions;
     if (!current()) return;
-    await plot(condition, grams.map((rows, i) => ({ x: CONDITION_DEPTHS, y: rows.map((r) => r.condition), mode: "lines+markers", name: label(archs[i]) })), {
+    await plot(condition, grams.map((rows, i) => ({ x: CONDITION_DEPTHS, y: rows.map((r) => r.condition), mode: "lines+markers", name: label(archs[i]), line: { color: color(i) } })), {
       title: { text: "Condition number of the 16-point NTK Gram matrix" }, xaxis: { title: { text: "depth L" } },
       yaxis: { title: { text: "λmax / λmin" }, type: "log", exponentformat: "power" },
     });
     const byDepths = await depths;
     if (!current()) return;
-    await plot(byDepth, byDepths.map((rows, i) => ({ x: BOUND_DEPTHS, y: rows.map((r) => r.bound), mode: "lines+markers", name: label(archs[i]) })), {
+    await plot(byDepth, byDepths.map((rows, i) => ({ x: BOUND_DEPTHS, y: rows.map((r) => r.bound), mode: "lines+markers", name: label(archs[i]), line: { color: color(i) } })), {
       title: { text: `Bound on ||df/dx|| (width ${state.bwidth}, d = ${state.dim})` }, xaxis: { title: { text: "depth L" } },
       yaxis: { title: { text: "bound" }, type: "log", exponentformat: "power" },
     });

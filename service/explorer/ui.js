@@ -1,6 +1,13 @@
 // Shared page mechanics: errors beside their controls, busy states, plots, downloads.
 
-const Plotly = window.Plotly;
+// plotly.min.js (4.8 MB, from the plotly wheel) loads beside the page: controls work and requests
+// leave before it has run; plots wait for it.
+const plotly = new Promise((resolve, reject) => {
+  const script = document.getElementById("plotly");
+  if (window.Plotly) resolve(window.Plotly);
+  script.addEventListener("load", () => resolve(window.Plotly));
+  script.addEventListener("error", () => reject(new Error("plotly.min.js did not load")));
+});
 
 /** Empty every error slot inside `scope`. */
 export function clearErrors(scope) {
@@ -28,13 +35,15 @@ export function showProblem(view, error, locate = () => null) {
   status.classList.add("failed");
 }
 
-/** Mark a view as computing (or done): its status line, its plots' dimming, aria-busy. */
-export function busy(view, text) {
+/** Mark a view as computing (or done): its status line, aria-busy, and the dimming of its plots
+ * (of all, or only of the elements in `dim`). */
+export function busy(view, text, dim = null) {
   const status = view.querySelector(".status");
   status.classList.remove("failed");
   status.textContent = text || "";
   view.setAttribute("aria-busy", text ? "true" : "false");
-  view.classList.toggle("computing", Boolean(text));
+  view.classList.toggle("computing", Boolean(text) && !dim);
+  for (const element of view.querySelectorAll(".plot")) element.classList.toggle("pending", Boolean(text) && Boolean(dim?.includes(element)));
 }
 
 const LAYOUT = {
@@ -46,8 +55,8 @@ const LAYOUT = {
 };
 
 /** Draw (or redraw in place) a plot; `layout` adds to the shared layout. */
-export function plot(element, traces, layout = {}) {
-  return Plotly.react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
+export async function plot(element, traces, layout = {}) {
+  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
     { responsive: true, displaylogo: false });
 }
 
@@ -81,6 +90,11 @@ export function forArch(i, promise) {
     throw error;
   });
 }
+
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+
+/** The colour of architecture `i`, the same in every plot. */
+export const color = (i) => PALETTE[i % PALETTE.length];
 
 /** Call `work` once calls have paused for `ms`. */
 export function debounce(work, ms) {
@@ -119,4 +133,4 @@ export function paperAngles(m) {
 /** The paper's target 0.5 cos b + sin 4b. */
 export const paperTarget = (b) => 0.5 * Math.cos(b) + Math.sin(4 * b);
 
-export const ANGLE_AXIS = { title: { text: "angle b (radians)" }, tickvals: [-Math.PI, -Math.PI / 2, 0, Math.PI / 2, Math.PI], ticktext: ["-π", "-π/2", "0", "π/2", "π"] };
+export const ANGLE_AXIS = { range: [-Math.PI, Math.PI], title: { text: "angle b (radians)" }, tickvals: [-Math.PI, -Math.PI / 2, 0, Math.PI / 2, Math.PI], ticktext: ["-π", "-π/2", "0", "π/2", "π"] };
