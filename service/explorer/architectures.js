@@ -24,6 +24,12 @@ export function spec(arch) {
   return out;
 }
 
+/** The collapsed line of the less-used fields. */
+function summary(arch) {
+  const value = (key) => arch[key] ?? DEFAULTS[key];
+  return `Activation and scales: ${value("activation")}, σ_w ${value("sigma_w")}, σ_v ${value("sigma_v")}, σ_b ${value("sigma_b")}`;
+}
+
 function number(text) {
   return text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : text;
 }
@@ -87,11 +93,15 @@ export class ArchitectureEditor {
         <option value="resnet">ResNet</option><option value="mlp">MLP</option></select>`)}
       ${field("depth", "Depth L", `${slider("depth", 1, 50, 1)}${numberBox("depth", 'min="1" step="1"')}`)}
       ${field("alpha", "Residual scale α", `${slider("alpha", 0, 1, 0.01)}${numberBox("alpha", 'min="0" step="0.01"')}`)}
+      <details ${["activation", "sigma_w", "sigma_v", "sigma_b"].some((k) => value(k) !== DEFAULTS[k]) ? "open" : ""}>
+      <summary>${summary(arch)}</summary>
+      <div class="more">
       ${field("activation", "Activation", `<select id="${id("activation")}" data-arch-key="activation" aria-describedby="err-arch-${i}-activation">
         ${[...new Set([...this.activations, value("activation")])].map((a) => `<option>${a}</option>`).join("")}</select>`)}
       ${field("sigma_w", "σ_w", numberBox("sigma_w", 'min="0" step="0.1"'))}
       ${field("sigma_v", "σ_v", numberBox("sigma_v", 'min="0" step="0.1"'))}
       ${field("sigma_b", "Biases σ_b (0: none)", numberBox("sigma_b", 'min="0" step="0.1"'))}
+      </div></details>
       <button type="button" class="remove" aria-label="Remove architecture ${i + 1}" ${this.archs.length < 2 ? "disabled" : ""}>Remove</button>`;
     item.querySelector(`#${id("kind")}`).value = arch.kind;
     item.querySelector(`#${id("activation")}`).value = value("activation");
@@ -115,6 +125,7 @@ export class ArchitectureEditor {
     for (const twin of item.querySelectorAll(`[data-arch-key="${key}"]`)) if (twin !== control) twin.value = control.value;
     item.classList.toggle("mlp", arch.kind === "mlp");
     item.querySelector(".arch-label").textContent = label(arch);
+    item.querySelector("summary").textContent = summary(arch);
     this.archs = this.archs.map((a, j) => (j === i ? arch : a));
     this.changed(this.archs);
   }

@@ -4,7 +4,7 @@
 import { cancel, finish, run, submit } from "./api.js";
 import { label, spec } from "./architectures.js";
 import { ownValues } from "./interpolation.js";
-import { ANGLE_AXIS, busy, clearErrors, forArch, paperAngles, paperTarget, plot, showProblem } from "./ui.js";
+import { ANGLE_AXIS, busy, clearErrors, forArch, note, paperAngles, paperTarget, plot, showProblem } from "./ui.js";
 
 const TEST_ANGLES = Array.from({ length: 181 }, (_, k) => -Math.PI + (2 * Math.PI * k) / 180);
 const circle = (angles) => angles.map((b) => [Math.cos(b), Math.sin(b)]);
@@ -79,7 +79,7 @@ export class FiniteView {
         t: body.optimizer === "gd" ? result.lr * body.steps : null,
       }));
       await this.draw(state, body, result, ntk, lossLayout);
-      busy(this.view, `Done: ${body.n_init} networks, ${body.steps} steps, learning rate ${result.lr.toPrecision(3)}.`);
+      note(this.view, `Done: ${body.n_init} networks, ${body.steps} steps, learning rate ${result.lr.toPrecision(3)}.`);
     } catch (error) {
       busy(this.view, "");
       showProblem(this.view, error, this.locate);

@@ -68,13 +68,14 @@ export function interpolationView(view, editor) {
     if (!current()) return;
     const curves = new Map();
     points.forEach((p, k) => {
-      if (!curves.has(p.curve)) curves.set(p.curve, { x: [], y: [], mode: "lines+markers", name: p.curve });
+      if (!curves.has(p.curve)) curves.set(p.curve, { x: [], y: [], mode: "lines+markers", name: p.curve,
+        line: p.arch.kind === "mlp" ? { dash: "dash" } : {} });
       curves.get(p.curve).x.push(p.x);
       curves.get(p.curve).y.push(swept.results[k].mu);
     });
     await plot(second, [...curves.values()], {
       title: { text: `μ against ${state.sweep === "alpha" ? "α (MLP: flat line)" : "depth L"}` },
-      xaxis: { title: { text: state.sweep === "alpha" ? "α" : "depth L" } }, yaxis: { title: { text: "μ" }, type: "log" },
+      xaxis: { title: { text: state.sweep === "alpha" ? "α" : "depth L" } }, yaxis: { title: { text: "μ" }, type: "log", dtick: "D2" },
     });
   }, [editor.list]);
 }

@@ -2,7 +2,7 @@
 // (status, progress, cancel, downloads as .npy and CSV).
 
 import { cancel, get, settle, submit } from "./api.js";
-import { busy, clearErrors, csv, download, showProblem } from "./ui.js";
+import { busy, clearErrors, csv, download, note, showProblem } from "./ui.js";
 
 const escape = (text) => String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
@@ -79,7 +79,7 @@ export class JobsView {
       });
       this.progress.value = 1;
       this.show(name, status);
-      busy(this.view, `${name}: done.`);
+      note(this.view, `${name}: done.`);
     } catch (error) {
       busy(this.view, "");
       showProblem(this.view, error, (field) => this.view.querySelector(`#err-${CSS.escape(field.split(".")[0])}`));
@@ -150,11 +150,15 @@ export class JobsView {
         holder.querySelector("button")?.focus();
       } else if (button.dataset.act === "npy") {
         const url = `/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`;
-        const response = await fetch(url, { headers: { Accept: "application/x-npy" } });
+        // no-store: the same URL answers JSON or .npy by Accept, and the service does not send Vary: Accept
+        const response = await fetch(url, { headers: { Accept: "application/x-npy" }, cache: "no-store" });
         if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
         download(`${button.dataset.array}.npy`, await response.blob());
       } else if (button.dataset.act === "csv") {
-        const value = await get(`/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`);
+        const response = await fetch(`/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`,
+          { headers: { Accept: "application/json" }, cache: "no-store" });
+        if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+        const value = await response.json();
         download(`${button.dataset.array}.csv`, new Blob([csv(arrayRows(value))], { type: "text/csv" }));
       }
     } catch (error) {

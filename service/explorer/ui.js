@@ -46,9 +46,9 @@ export function busy(view, text, dim = null) {
   for (const element of view.querySelectorAll(".plot")) element.classList.toggle("pending", Boolean(text) && Boolean(dim?.includes(element)));
 }
 
-const LAYOUT = {
-  margin: { l: 60, r: 16, t: 36, b: 48 },
-  legend: { orientation: "h", y: -0.22 },
+const LAYOUT = {  // the legend sits at the bottom of the figure, below the x axis's title
+  margin: { l: 60, r: 16, t: 36, b: 100 },
+  legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom", x: 0 },
   font: { family: "system-ui, sans-serif", size: 12 },
   paper_bgcolor: "rgba(0,0,0,0)",
   autosize: true,
@@ -58,6 +58,12 @@ const LAYOUT = {
 export async function plot(element, traces, layout = {}) {
   return (await plotly).react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
     { responsive: true, displaylogo: false });
+}
+
+/** A final word in the view's status line (the view is not busy). */
+export function note(view, text) {
+  busy(view, "");
+  view.querySelector(".status").textContent = text;
 }
 
 /** A view's update that keeps only the latest: each call aborts the previous one's requests, shows

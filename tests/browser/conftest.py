@@ -100,11 +100,25 @@ class Watch:
 
 
 @pytest.fixture
-def page(browser, server):
-    """A fresh laptop-sized page; the test fails on any problem the page had."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=server, accept_downloads=True)
-    page = context.new_page()
-    page.watch = Watch(page)
-    yield page
-    context.close()
-    assert not page.watch.problems, page.watch.problems
+def new_page(browser, server):
+    """Opens laptop-sized pages, each in a fresh context (no shared cache or storage); the test
+    fails on any problem any of them had."""
+    opened = []
+
+    def open_page():
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=server, accept_downloads=True)
+        page = context.new_page()
+        page.watch = Watch(page)
+        opened.append((context, page))
+        return page
+
+    yield open_page
+    for context, _ in opened:
+        context.close()
+    problems = [problem for _, page in opened for problem in page.watch.problems]
+    assert not problems, problems
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()

@@ -83,7 +83,7 @@ def test_mu_follows_alpha_and_depth(page, server, shots):
     page.screenshot(path=shots / "interpolation-phone.png", full_page=True)
 
 
-def test_shared_url_reproduces_the_view(page, browser, server, shots):
+def test_shared_url_reproduces_the_view(page, new_page, shots):
     open_view(page, "view=shapes")
     settled(page, "shapes")
     page.select_option("select[data-key=kernel]", "ntk")
@@ -98,19 +98,14 @@ def test_shared_url_reproduces_the_view(page, browser, server, shots):
     assert [t["meta"]["kernel"] for t in drawn] == ["ntk"] * 4 and max(max(t["y"]) for t in drawn) > 1.01
     page.screenshot(path=shots / "shapes.png", full_page=True)
 
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    shared = context.new_page()
-    try:
-        open_view(shared, "")  # blank first: the shared link is then a plain navigation
-        shared.goto(page.url)
-        shared.wait_for_function("document.body.dataset.ready === 'plotted'", timeout=60_000)
-        settled(shared, "shapes")
-        assert traces(shared, "plot-shapes") == drawn
-        assert shared.input_value("select[data-key=kernel]") == "ntk" and not shared.is_checked("input[data-key=norm]")
-        assert shared.input_value("#arch-3-alpha") == "0.3"
-        assert shared.get_attribute("#tab-shapes", "aria-selected") == "true"
-    finally:
-        context.close()
+    shared = new_page()  # another browser context: nothing but the link is shared
+    shared.goto(page.url)
+    shared.wait_for_function("document.body.dataset.ready === 'plotted'", timeout=60_000)
+    settled(shared, "shapes")
+    assert traces(shared, "plot-shapes") == drawn
+    assert shared.input_value("select[data-key=kernel]") == "ntk" and not shared.is_checked("input[data-key=norm]")
+    assert shared.input_value("#arch-3-alpha") == "0.3"
+    assert shared.get_attribute("#tab-shapes", "aria-selected") == "true"
 
     page.click("#tab-spectra")
     settled(page, "spectra")
