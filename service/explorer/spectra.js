@@ -6,8 +6,8 @@ import { profileRequest } from "./shapes.js";
 import { busy, color, forArch, latest, plot } from "./ui.js";
 
 const CONDITION_DEPTHS = [1, 2, 5, 10, 20];
-const BOUND_DEPTHS = [1, 2, 3, 5, 8, 10, 15, 20, 30];
-const BOUND_ALPHAS = [0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1];
+const BOUND_DEPTHS = [1, 2, 3, 5, 10, 20, 30];
+const BOUND_ALPHAS = [0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1];
 // 16 equispaced points on the circle, as in the spectra experiment.
 const CIRCLE = Array.from({ length: 16 }, (_, k) => [Math.cos((2 * Math.PI * k) / 16), Math.sin((2 * Math.PI * k) / 16)]);
 

@@ -107,10 +107,15 @@ def test_shared_url_reproduces_the_view(page, new_page, shots):
     assert shared.input_value("#arch-3-alpha") == "0.3"
     assert shared.get_attribute("#tab-shapes", "aria-selected") == "true"
 
-    page.click("#tab-spectra")
-    settled(page, "spectra")
+
+
+def test_spectra_and_bounds(page, shots):
+    archs = [{"kind": "mlp", "depth": 3}, {"kind": "resnet", "depth": 3, "alpha": 0.1}]
+    open_view(page, f"view=spectra&archs={quote(json.dumps(archs))}")
     page.wait_for_function("document.getElementById('plot-bounds-alpha').data?.length === 2", timeout=300_000)
-    assert len(traces(page, "plot-condition")) == 4
+    settled(page, "spectra")
+    assert len(traces(page, "plot-magnitudes")) == len(traces(page, "plot-condition")) == 2
+    assert "threshold" in page.evaluate("document.getElementById('plot-bounds-alpha').layout.title.text")
     page.screenshot(path=shots / "spectra.png", full_page=True)
 
 
@@ -187,5 +192,5 @@ def test_docs_and_redoc_offline(page, server, shots):
     assert set(paths) <= {p.replace("\u200b", "") for p in listed}
     page.screenshot(path=shots / "docs.png")
     page.goto("/redoc")
-    page.wait_for_selector("text=Analytic NNGP / NTK Gram matrices", timeout=60_000)
+    page.locator("h2", has_text="Analytic NNGP / NTK Gram matrices").wait_for(timeout=60_000)
     page.screenshot(path=shots / "redoc.png")
