@@ -55,8 +55,8 @@ export function spectraView(view, editor) {
     const threshold = byAlphas[0].alpha_threshold;
     const base = archs[resnet];
     await plot(byAlpha, [
-      { x: BOUND_ALPHAS, y: byAlphas.map((r) => r.bound_resnet), mode: "lines+markers", name: `B_ResNet, L=${base.depth}` },
-      { x: [0, 1], y: [byAlphas[0].bound_mlp, byAlphas[0].bound_mlp], mode: "lines", name: `B_MLP, L=${base.depth}`, line: { dash: "dash" } },
+      { x: BOUND_ALPHAS, y: byAlphas.map((r) => r.bound_resnet), mode: "lines+markers", name: `B_ResNet, L=${base.depth}`, line: { color: color(resnet) } },
+      { x: [0, 1], y: [byAlphas[0].bound_mlp, byAlphas[0].bound_mlp], mode: "lines", name: `B_MLP, L=${base.depth}`, line: { dash: "dash", color: "#555" } },
     ], {
       title: { text: `Bounds against α; threshold α* = ${threshold === null ? "none" : threshold.toPrecision(3)}` },
       xaxis: { title: { text: "α" } }, yaxis: { title: { text: "bound" }, type: "log", exponentformat: "power" },

@@ -13,7 +13,7 @@ const DEFAULTS = {
   n: 6, target: "paper", values: "", sweep: "alpha",  // interpolation and mu
   bwidth: 512, dim: 2,                                // bounds
   width: 256, ninit: 4, steps: 1000, optimizer: "gd", parametrization: "ntk", lr: "auto", tarch: 2,  // training
-  experiment: "", scale: "quick",                     // experiments
+  experiment: "", scale: "quick", overrides: "{}",    // experiments
 };
 
 function decode(key, text) {

@@ -56,7 +56,10 @@ const LAYOUT = {  // the legend sits at the bottom of the figure, below the x ax
 
 /** Draw (or redraw in place) a plot; `layout` adds to the shared layout. */
 export async function plot(element, traces, layout = {}) {
-  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
+  // room at the bottom for the legend's rows (about 200 px of width per entry)
+  const rows = Math.ceil(traces.filter((t) => t.showlegend !== false).length / Math.max(1, Math.floor(element.clientWidth / 200)));
+  const margin = { ...LAYOUT.margin, b: 64 + 20 * rows };
+  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, margin, legend: { ...LAYOUT.legend, ...layout.legend } },
     { responsive: true, displaylogo: false });
 }
 
