@@ -48,7 +48,7 @@ export async function get(path) {
 }
 
 /** POST a JSON body (state-changing routes take JSON, even an empty one). */
-export async function post(path, body = {}, { headers = {} } = {}) {
+async function post(path, body = {}, { headers = {} } = {}) {
   const response = await fetch(path, { method: "POST", headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) });
   return { status: response.status, body: await parse(response) };
 }
@@ -57,7 +57,7 @@ const STALE = () => new DOMException("a newer request replaced this one", "Abort
 
 /** Follow a job's Server-Sent Events (read to the end of the stream, which the service closes after
  * the "done" event); onProgress(status) for each. Resolves with the final status. */
-export async function follow(id, { onProgress } = {}) {
+async function follow(id, { onProgress } = {}) {
   const response = await fetch(`/v1/jobs/${id}/events`, { headers: { Accept: "text/event-stream" } });
   if (!response.ok) await parse(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

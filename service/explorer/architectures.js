@@ -2,7 +2,7 @@
 
 import { DEFAULT_ARCHS } from "./state.js";
 
-export const DEFAULTS = { activation: "relu", sigma_w: 1, sigma_v: 1, alpha: 1, sigma_b: 0 };
+const DEFAULTS = { activation: "relu", sigma_w: 1, sigma_v: 1, alpha: 1, sigma_b: 0 };
 const NUMBERS = ["depth", "alpha", "sigma_w", "sigma_v", "sigma_b"];
 
 /** A short name: "ResNet alpha=0.1 L=5", with whatever differs from the defaults. */

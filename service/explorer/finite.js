@@ -11,7 +11,7 @@ const circle = (angles) => angles.map((b) => [Math.cos(b), Math.sin(b)]);
 const EVENT = /^step (\d+)\/\d+, loss (\S+)$/;  // the training job's progress message
 
 /** The train request for the current state (samples and target from the interpolation view). */
-export function trainRequest(state) {
+function trainRequest(state) {
   const angles = paperAngles(state.n);
   const lr = state.lr.trim() === "auto" ? "auto" : (Number.isFinite(Number(state.lr)) && state.lr.trim() !== "" ? Number(state.lr) : state.lr);
   return {

@@ -14,7 +14,7 @@ export function ownValues(text) {
 }
 
 /** The smoothness request of the interpolation view for `architectures`. */
-export function smoothnessRequest(state, architectures) {
+function smoothnessRequest(state, architectures) {
   const body = { architectures: architectures.map(spec), n_train: state.n, n_grid: N_GRID };
   if (state.target === "own") body.targets = ownValues(state.values);
   return body;

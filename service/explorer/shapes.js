@@ -4,7 +4,7 @@ import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
 import { ANGLE_AXIS, busy, color, forArch, latest, plot } from "./ui.js";
 
-export const PROFILE_GRID = 256;  // also the spectra view's, so the same jobs serve both
+const PROFILE_GRID = 256;  // also the spectra view's, so the same jobs serve both
 
 /** The spectrum request of one architecture's kernel profile. */
 export function profileRequest(arch, kernel, normalize) {
