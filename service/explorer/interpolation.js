@@ -7,6 +7,7 @@ import { ANGLE_AXIS, busy, color, latest, paperTarget, plot } from "./ui.js";
 const N_GRID = 4096;  // the paper's grid for mu
 const SWEEP_ALPHAS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 1];
 const SWEEP_DEPTHS = [1, 2, 3, 5, 10, 15, 20];
+const ONE_TWO_FIVE = [-2, -1, 0, 1, 2, 3, 4].flatMap((e) => [1, 2, 5].map((m) => Number((m * 10 ** e).toPrecision(1))));  // log-axis ticks
 
 /** The user's own values as typed: numbers where they parse, the text otherwise (the API names it). */
 export function ownValues(text) {
@@ -59,7 +60,7 @@ export function interpolationView(view, editor) {
       result.results.map((r, i) => `<tr><td>${label(state.archs[i])}</td><td>${r.mu.toPrecision(6)}</td></tr>`).join("");
 
     const points = sweep(state);
-    second.hidden = !points.length;
+    second.closest("figure").hidden = !points.length;
     if (!points.length) return;
     busy(view, `Computing μ against ${state.sweep} (${points.length} architectures)…`, [second]);
     const swept = await run("smoothness", smoothnessRequest(state, points.map((p) => p.arch)), {
@@ -75,7 +76,7 @@ export function interpolationView(view, editor) {
     });
     await plot(second, [...curves.values()], {
       title: { text: `μ against ${state.sweep === "alpha" ? "α (MLP: flat line)" : "depth L"}` },
-      xaxis: { title: { text: state.sweep === "alpha" ? "α" : "depth L" } }, yaxis: { title: { text: "μ" }, type: "log", dtick: "D2" },
+      xaxis: { title: { text: state.sweep === "alpha" ? "α" : "depth L" } }, yaxis: { title: { text: "μ" }, type: "log", tickvals: ONE_TWO_FIVE, ticktext: ONE_TWO_FIVE.map(String) },
     });
   }, [editor.list]);
 }

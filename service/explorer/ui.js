@@ -46,20 +46,20 @@ export function busy(view, text, dim = null) {
   for (const element of view.querySelectorAll(".plot")) element.classList.toggle("pending", Boolean(text) && Boolean(dim?.includes(element)));
 }
 
-const LAYOUT = {  // the legend sits at the bottom of the figure, below the x axis's title
-  margin: { l: 60, r: 16, t: 36, b: 100 },
-  legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom", x: 0 },
+const LAYOUT = {  // the legend sits above the plot (Plotly widens the top margin to fit its rows)
+  margin: { l: 60, r: 16, t: 10, b: 48 },
+  legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
   font: { family: "system-ui, sans-serif", size: 12 },
   paper_bgcolor: "rgba(0,0,0,0)",
   autosize: true,
 };
 
-/** Draw (or redraw in place) a plot; `layout` adds to the shared layout. */
-export async function plot(element, traces, layout = {}) {
-  // room at the bottom for the legend's rows (about 200 px of width per entry)
-  const rows = Math.ceil(traces.filter((t) => t.showlegend !== false).length / Math.max(1, Math.floor(element.clientWidth / 200)));
-  const margin = { ...LAYOUT.margin, b: 64 + 20 * rows };
-  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, margin, legend: { ...LAYOUT.legend, ...layout.legend } },
+/** Draw (or redraw in place) a plot; `layout` adds to the shared layout, and its title goes to the
+ * figure's caption (HTML: read by screen readers, wrapped on a phone). */
+export async function plot(element, traces, { title, ...layout } = {}) {
+  const caption = element.closest("figure")?.querySelector("figcaption");
+  if (caption) caption.textContent = title?.text ?? "";
+  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
     { responsive: true, displaylogo: false });
 }
 

@@ -117,7 +117,7 @@ def test_spectra_and_bounds(page, shots):
     page.wait_for_function("document.getElementById('plot-bounds-alpha').data?.length === 2", timeout=300_000)
     settled(page, "spectra")
     assert len(traces(page, "plot-magnitudes")) == len(traces(page, "plot-condition")) == 2
-    assert "threshold" in page.evaluate("document.getElementById('plot-bounds-alpha').layout.title.text")
+    assert "threshold" in page.text_content("figure:has(#plot-bounds-alpha) figcaption")
     page.screenshot(path=shots / "spectra.png", full_page=True)
 
 
