@@ -40,7 +40,7 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory) -> str:
     """Base URL of `reskernel serve` on a free port, with its own data directory."""
     with socket.socket() as s:
@@ -64,8 +64,10 @@ def server(tmp_path_factory) -> str:
     process.wait(60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API runs an event loop in this thread while it is open,
+    which the suite's async tests (anyio) cannot share."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
