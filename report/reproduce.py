@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from engine.experiments import EXPERIMENTS, run
 
@@ -22,21 +24,21 @@ def jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in data.items()}
 
 
-class Bar:
-    """A one-line progress bar on stderr."""
+def progress_bars(console: Console) -> Progress:
+    """One bar per experiment (name, bar, percentage, elapsed time, the experiment's message), on stderr."""
+    return Progress(TextColumn("{task.description:>18}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[message]}"), console=console)
 
-    def __init__(self, name: str, stream=sys.stderr):
-        self.name, self.stream, self.start = name, stream, time.monotonic()
 
-    def __call__(self, fraction: float, message: str) -> None:
-        filled = int(30 * fraction)
-        elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r{self.name:>18} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {elapsed:5.0f}s "
-                          f"{message[:50]:<50}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
+def summary_table(rows: list[tuple[str, str, float]]) -> Table:
+    """The run at a glance: each experiment, how it ended, its seconds."""
+    table = Table(title="reskernel reproduce")
+    table.add_column("experiment")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    for name, result, seconds in rows:
+        table.add_row(name, result if result == "ok" else f"[red]{result}[/red]", f"{seconds:.0f}")
+    return table
 
 
 def write_experiment(name: str, data: dict[str, Any], folder: Path) -> None:
@@ -156,29 +158,18 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; choose from {sorted(EXPERIMENTS)}")
     out.mkdir(parents=True, exist_ok=True)
-    sections, failed, started = [], [], time.monotonic()
-    for name in names:
-        bar = Bar(name) if progress else None
-        start = time.monotonic()
-        experiment = EXPERIMENTS[name]
-        try:
-            data = run(name, scale, (overrides or {}).get(name), progress=bar)
-            write_experiment(name, data, out / name)
-        except Exception as exc:  # one experiment's failure is reported, the rest still run
-            failed.append(name)
-            sections.append(f"## {experiment.title}\n\n`{name}`, {scale} scale: **failed**: "
-                            f"{type(exc).__name__}: {exc}\n")
-            continue
-        finally:
-            if bar is not None:
-                bar.close()
-        seconds = time.monotonic() - start
-        tables = "\n\n".join(f"**{table}**\n\n{markdown_table(rows)}" for table, rows in data["tables"].items()
-                             if not table.startswith("published"))
-        sections.append(
-            f"## {experiment.title}\n\n`{name}`, {scale} scale, {seconds:.0f} s. {experiment.description}\n\n"
-            f"Parameters: `{json.dumps(data['labels']['parameters'])}`\n\n![{name}]({name}/figure.png)\n\n"
-            f"{tables}\n\n{_claims(name, data)}\n\nData: [{name}/data.json]({name}/data.json) and one CSV per table.\n")
+    sections, failed, started, rows = [], [], time.monotonic(), []
+    console = Console(stderr=True, quiet=not progress)
+    bars = progress_bars(console)
+    tasks = {name: bars.add_task(name, total=1.0, message="waiting", start=False) for name in names}
+    with bars:
+        for name in names:
+            section, result, seconds = _run_one(name, scale, (overrides or {}).get(name), out, bars, tasks[name])
+            sections.append(section)
+            rows.append((name, result, seconds))
+            if result != "ok":
+                failed.append(name)
+    console.print(summary_table(rows))
     total = time.monotonic() - started
     header = (f"# reskernel: the paper reproduced\n\nTirer, Bruna & Giryes, \"Kernel-Based Smoothness Analysis of "
               f"Residual Networks\" (MSML 2021). Scale: **{scale}** (`quick` fits a 2-core CPU; the kernel-only "
@@ -187,3 +178,30 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
               + (f"; failed: {', '.join(failed)}" if failed else "") + ".\n")
     (out / "report.md").write_text(header + "\n" + "\n".join(sections))
     return out / "report.md", failed
+
+
+def _run_one(name: str, scale: str, overrides: dict[str, Any] | None, out: Path, bars: Progress,
+             task) -> tuple[str, str, float]:
+    """Run and write one experiment; its report section, how it ended ("ok" or the error), its seconds."""
+    experiment = EXPERIMENTS[name]
+    start = time.monotonic()
+    bars.start_task(task)
+    try:
+        data = run(name, scale, overrides, progress=lambda fraction, message: bars.update(
+            task, completed=fraction, message=message[:60]))
+        write_experiment(name, data, out / name)
+    except Exception as exc:  # one experiment's failure is reported, the rest still run
+        bars.update(task, message=f"[red]failed: {type(exc).__name__}[/red]")
+        bars.stop_task(task)
+        return (f"## {experiment.title}\n\n`{name}`, {scale} scale: **failed**: {type(exc).__name__}: {exc}\n",
+                f"failed: {type(exc).__name__}: {exc}", time.monotonic() - start)
+    seconds = time.monotonic() - start
+    bars.update(task, completed=1.0, message="done")
+    bars.stop_task(task)
+    tables = "\n\n".join(f"**{table}**\n\n{markdown_table(rows)}" for table, rows in data["tables"].items()
+                         if not table.startswith("published"))
+    section = (f"## {experiment.title}\n\n`{name}`, {scale} scale, {seconds:.0f} s. {experiment.description}\n\n"
+               f"Parameters: `{json.dumps(data['labels']['parameters'])}`\n\n![{name}]({name}/figure.png)\n\n"
+               f"{tables}\n\n{_claims(name, data)}\n\n"
+               f"Data: [{name}/data.json]({name}/data.json) and one CSV per table.\n")
+    return section, "ok", seconds

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service import errors
 from service.executor import Executor
 from service.jobs import Jobs
-from service.routes import experiments, health, jobs, operations
+from service.routes import experiments, explorer, health, jobs, operations
 from service.schemas import BODY_MODELS
 from service.settings import Settings
 from service.store import SQLiteStore
@@ -142,12 +142,13 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
         finally:
             await run_in_threadpool(owned.close)
 
-    app = FastAPI(title="reskernel", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="reskernel", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served offline by routes/explorer.py
     app.state.settings = settings
     app.state.jobs = jobs_service
     app.state.event_streams = 0  # open Server-Sent Events streams
     errors.install(app)
-    for module in (operations, experiments, jobs, health):
+    for module in (operations, experiments, jobs, health, explorer):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
     app.add_middleware(TrustedHosts, trusted_hosts=settings.trusted_hosts)
