@@ -283,7 +283,7 @@ async def test_listing_and_delete(api):
 async def test_full_queue_is_429(settings, jobs):
     limited = replace(settings, limits=replace(settings.limits, queue=0))
     app = create_app(limited, Jobs(limited, jobs.store, jobs.executor))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reskernel") as api:
         response = await api.post("/v1/kernels", json={"x": [[0.125, 1.0]], "architecture": ARCH})
     assert_problem(response, 429)
     assert int(response.headers["retry-after"]) > 0
