@@ -77,7 +77,8 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
     arrays = meta["arrays"]
     suffix = {JSON: "json", NPY: "npy", NPZ: "npz"}[kind]
     tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{suffix}-{array or ""}"'
-    headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000"}
+    headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000",
+               "Vary": "Accept"}  # one URL, a representation per Accept
     if array is not None and array not in arrays:
         raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
                            title="No such array", field="array")
