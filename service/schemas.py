@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
-from engine.architectures import ACTIVATIONS, KINDS
+from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Kernel = Literal["nngp", "ntk"]
@@ -48,12 +48,19 @@ class ArchitectureSpec(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "resnet", "depth": 5, "alpha": 0.1}]})
     kind: Literal[KINDS] = Field(description="Network family.")
-    depth: int = Field(ge=1, description="Residual blocks L (resnet) or hidden layers (mlp).")
+    depth: int = Field(ge=1, le=MAX_DEPTH, description="Residual blocks L (resnet) or hidden layers (mlp). Also "
+                       "at most the service's depth limit, and shallow enough that the kernel of a unit input stays "
+                       "within [1e-300, 1e300] (the error names the layer where it would not).")
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")
-    sigma_w: Number = Field(1.0, gt=0, description="Weight scale sigma_w.")
-    sigma_v: Number = Field(1.0, gt=0, description="Residual-branch weight scale sigma_v.")
-    alpha: Number = Field(1.0, ge=0, description="Residual-branch scale alpha (ignored by the MLP).")
-    sigma_b: Number = Field(0.0, ge=0, description="Bias scale (0 = no biases).")
+    sigma_w: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Weight scale sigma_w.")
+    sigma_v: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Residual-branch weight scale sigma_v.")
+    alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the MLP).")
+    sigma_b: Number = Field(0.0, ge=0, le=MAX_SCALE, description="Bias scale (0 = no biases).")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ArchitectureSpec:
+        Architecture.from_dict(self.model_dump())  # the engine's checks (plain numpy): kernel within float64
+        return self
 
 
 def _same_dimension(*pairs: tuple[str, list[list[float]] | None]) -> None:
