@@ -14,7 +14,7 @@ from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Archi
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Kernel = Literal["nngp", "ntk"]
-Parametrization = Literal["ntk", "standard"]
+Parametrization = Literal["ntk", "standard", "xavier", "pytorch"]
 
 
 def _rectangular(rows: list[list[float]]) -> list[list[float]]:
@@ -169,7 +169,10 @@ class NetworkFields(Model):
     width: int = Field(ge=1, description="Hidden width n.")
     n_init: int = Field(1, ge=1, description="Independent initialisations.")
     seed: Seed = 0
-    parametrization: Parametrization = "ntk"
+    parametrization: Parametrization = Field("ntk", description=(
+        "Initialisation: 'ntk' (N(0, 1), scaled by sigma / sqrt(fan_in)), 'standard' (LeCun, std sigma / "
+        "sqrt(fan_in)), 'xavier' (Glorot Gaussian, std sigma sqrt(2 / (fan_in + fan_out)), the paper's Figs. 3-4), "
+        "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5)."))
 
 
 class EmpiricalKernelsRequest(NetworkFields):
