@@ -231,6 +231,12 @@ class ExperimentInfo(BaseModel):
     description: str
     quick: dict[str, Any] = Field(description="Parameters at the quick scale (the default).")
     paper: dict[str, Any] = Field(description="Parameters at the paper's scale.")
+    parameters: dict[str, dict[str, Any]] = Field(description=(
+        "Each parameter's declaration: type ('int', 'float', 'str', 'bool' or 'list[...]'), minimum / maximum / "
+        "exclusive_minimum, choices, min_items / max_items / unique for lists, nullable, and both scales' values."))
+    cost: dict[str, dict[str, int]] = Field(description=(
+        "Cost estimates at both scales: kernel_entry_layers (Gram entries x depth), training_weight_steps "
+        "(networks x steps x samples per step x weights), output_bytes (float64 arrays returned)."))
 
 
 OPERATIONS: dict[str, type[Model]] = {

@@ -23,6 +23,16 @@ from engine.experiments.common import Progress
 from engine.experiments.parameters import Parameter
 
 SCALES = ("quick", "paper")
+
+
+class ParameterError(ValueError):
+    """A bad experiment parameter; `parameter` names it (None: the parameter set as a whole)."""
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
 COST_KEYS = ("kernel_entry_layers", "training_weight_steps", "output_bytes")
 
 
@@ -51,12 +61,15 @@ class Experiment:
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         if overrides is not None and not isinstance(overrides, dict):
-            raise ValueError(f"{self.name} parameters must be an object, got {type(overrides).__name__}")
+            raise ParameterError(f"{self.name} parameters must be an object, got {type(overrides).__name__}")
         params = {**self.quick, **(self.paper if scale == "paper" else {})}
         for key, value in (overrides or {}).items():
             if key not in params:
-                raise ValueError(f"{self.name} has no parameter {key!r}; its parameters are {sorted(params)}")
-            params[key] = self.declared[key].check(f"{self.name}.{key}", value)
+                raise ParameterError(f"{self.name} has no parameter {key!r}; its parameters are {sorted(params)}", key)
+            try:
+                params[key] = self.declared[key].check(f"{self.name}.{key}", value)
+            except ValueError as exc:
+                raise ParameterError(str(exc), key) from None
         if self.rules is not None:
             self.rules(params)
         return params
@@ -77,8 +90,8 @@ def same_length(first: str, second: str) -> Callable[[dict[str, Any]], None]:
     """A rule: parameter `second` gives one entry per entry of `first`."""
     def rule(params: dict[str, Any]) -> None:
         if len(params[second]) != len(params[first]):
-            raise ValueError(f"{second} must give one entry per {first} entry; got {len(params[second])} for "
-                             f"{len(params[first])}")
+            raise ParameterError(f"{second} must give one entry per {first} entry; got {len(params[second])} "
+                                 f"for {len(params[first])}", second)
     return rule
 
 

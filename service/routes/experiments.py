@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from engine.experiments import EXPERIMENTS
+from engine.experiments.registry import ParameterError
 from service.deps import get_jobs, get_settings
 from service.errors import ServiceError
 from service.jobs import Jobs
@@ -21,8 +22,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 @router.get("", summary="The paper's experiments, their descriptions and parameters",
             response_model=list[ExperimentInfo])
 def list_experiments() -> list[dict]:
-    return [{"name": e.name, "title": e.title, "description": e.description, "quick": e.parameters("quick"),
-             "paper": e.parameters("paper")} for e in EXPERIMENTS.values()]
+    return [e.describe() for e in EXPERIMENTS.values()]
 
 
 @router.post("/{name}", summary="Run an experiment as a job (cached by its parameters)",
@@ -39,8 +39,9 @@ async def run_experiment(name: str, body: ExperimentRequest, request: Request,
                            title="No such experiment")
     try:
         parameters = EXPERIMENTS[name].parameters(body.scale, body.parameters)
-    except ValueError as exc:
-        raise ServiceError(str(exc), status=422, title="Invalid request", field="parameters") from None
+    except ParameterError as exc:
+        field = "parameters" if exc.parameter is None else f"parameters.{exc.parameter}"
+        raise ServiceError(str(exc), status=422, title="Invalid request", field=field) from None
     check_experiment(parameters, settings.limits)
     params = {"name": name, "scale": body.scale, "parameters": parameters}
     return await submit_and_wait("experiment", params, {}, request, jobs, settings, prefer)
