@@ -43,3 +43,18 @@ async def test_out_of_range_numbers_are_named(api):
         assert response.status_code == 422, response.text
         errors = response.json()["errors"]
         assert errors[0]["field"] == field and words in errors[0]["message"], errors
+
+
+@pytest.mark.parametrize("parametrization", ["xavier", "pytorch"])
+async def test_initialisations_pass_through(api, parametrization):
+    from engine import empirical_ntk, ensemble_member, init_params
+
+    arch = {"kind": "resnet", "depth": 2, "alpha": 0.5}
+    x = [[0.3], [-1.2], [2.0]]
+    response = await api.post("/v1/empirical-kernels", json={"x": x, "architecture": arch, "width": 8,
+                                                             "parametrization": parametrization})
+    assert response.status_code == 200, response.text
+    engine_arch = Architecture.from_dict(arch)
+    params = ensemble_member(init_params(engine_arch, 8, 1, 0, parametrization=parametrization, n_init=1), 0)
+    expected = empirical_ntk(engine_arch, params, np.array(x), parametrization=parametrization)
+    np.testing.assert_allclose(response.json()["ntk"][0], expected, rtol=1e-12)
