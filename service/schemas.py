@@ -96,7 +96,9 @@ class RegressionRequest(Model):
     x_test: Points = Field(description="Test points (m, d).")
     architecture: ArchitectureSpec
     kernel: Kernel = "ntk"
-    ridge: Number = Field(1e-10, ge=0, description="Added to the training Gram's diagonal.")
+    ridge: Number = Field(1e-10, ge=0, description=(
+        "Relative: ridge x mean(diag K_train) is added to the training Gram's diagonal (the GP's noise variance). "
+        "Coincident training points are merged; with different targets they are a 422 naming them."))
     t: Number | None = Field(None, ge=0, description="GD training time; null = infinity (the interpolant).")
     return_variance: bool = Field(False, description="NNGP posterior variance (needs kernel 'nngp').")
 
@@ -124,7 +126,7 @@ class SmoothnessRequest(Model):
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
     targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
     kernel: Kernel = "ntk"
-    ridge: Number = Field(1e-10, ge=0)
+    ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
     n_grid: int = Field(4096, ge=8, description="Uniform grid on which mu is measured.")
     measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
     bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")

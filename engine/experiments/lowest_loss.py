@@ -19,10 +19,18 @@ def lowest_loss(*, width: int, n_init: int, depth: int, alphas: list[float], n_t
                 n_grid: int, seed: int, parametrization: str, input: str,
                 progress: Progress | None = None) -> dict[str, Any]:
     """Networks trained by Adam (batch size 1) on the paper's target, each kept at its lowest
-    training loss; mu (eq. 22) of each kept network's function of the angle. input "circle":
+    training loss; mu (eq. 22) of each kept network's function of the angle, and mu without
+    the wrap-around (`mu_interior`; the two agree for a periodic function). input "circle":
     x = (cos b, sin b); "angle": x = b itself (1-D). Arrays: grid (G,), predictions
     (curves, n_init, G), mu (curves, n_init), train_angles (m,), train_values (m,)."""
-    from engine.smoothness import circle_grid, circle_points, mu_curvature, paper_target, paper_train_angles
+    from engine.smoothness import (
+        circle_grid,
+        circle_points,
+        mu_curvature,
+        mu_interior,
+        paper_target,
+        paper_train_angles,
+    )
     from engine.training import train
 
     def embed(b: np.ndarray) -> np.ndarray:
@@ -38,9 +46,11 @@ def lowest_loss(*, width: int, n_init: int, depth: int, alphas: list[float], n_t
                     batch_size=1, parametrization=parametrization, x_test=embed(grid), keep_best=True)
         kept = run["best_prediction"]
         mu = [mu_curvature(f) for f in kept]
+        interior = [mu_interior(f) for f in kept]
         predictions.append(kept)
         mus.append(mu)
         table.append({"network": label, "mu mean": float(np.mean(mu)), "mu std": float(np.std(mu)),
+                      "mu interior mean": float(np.mean(interior)), "mu interior std": float(np.std(interior)),
                       "lowest loss (mean)": float(np.mean(run["best_loss"])),
                       "final loss (mean)": float(np.mean(run["loss"][:, -1]))})
         step(f"{label}: mu {np.mean(mu):.4g}")
