@@ -156,6 +156,10 @@ def _claims(name: str, data: dict[str, Any]) -> str:
         text = ("Paper's claim (Figs. 4-5): the ResNet with alpha = 0.1 is visibly smoother than the MLP. "
                 + _smoother(tables["mu"], f"{where}, {labels['parametrization']} initialisation, mu (eq. 22)")
                 + "; " + _smoother(tables["mu"], "without the wrap-around (mu interior)", "mu interior mean") + ".")
+        zero = 0.5 * float(np.sum(np.square(data["train_values"])))
+        losses = ", ".join(f"{r['network']} {r['lowest loss (mean)']:.3g}" for r in tables["mu"])
+        text += (f" Lowest training loss, mean over the networks: {losses} (the zero function's is {zero:.3g}); a "
+                 "network far from fitting its samples is smooth for that reason, not by its architecture.")
         if labels["input"] == "angle":
             text += (" With the angle itself as the input the function need not be periodic, and mu (eq. 22) counts "
                      "the jump between b = pi and -pi as curvature, so eq. 22 is large for every network here; "
