@@ -102,12 +102,6 @@ def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, ba
     return _each(network, state, keys)
 
 
-@partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _final_best(state: State, x, y, *, arch, parametrization) -> State:
-    """The best parameters of a group once its last step is taken (the final ones may be)."""
-    return _each(lambda s: _keep_best(arch, parametrization, s, x, y), state)
-
-
 @partial(jax.jit, static_argnames=("arch", "parametrization", "track_ntk"))
 def _outputs(params, x, y, x_test, *, arch, parametrization, track_ntk):
     """For a group of networks: the loss on (x, y), predictions on x_test (or None) and the
@@ -250,9 +244,14 @@ def train(
         predictions = np.stack(records["predictions"]) if records["predictions"] else None
         movement = np.concatenate([np.asarray(g.movement) for g in groups])
         best = {}
-        if keep_best:
-            groups = [_final_best(g, xj, yj, **static) for g in groups]
-            groups = [g._replace(params=g.best) for g in groups]
+        if keep_best:  # the last step's parameters may be the best: their loss is the last record's
+            final, start = records["loss"][-1], 0
+            for i, g in enumerate(groups):
+                size = g.best_loss.shape[0]
+                better = jnp.asarray(final[start:start + size] < np.asarray(g.best_loss))
+                start += size
+                pick = lambda p, b, better=better: jnp.where(better.reshape((-1,) + (1,) * (p.ndim - 1)), p, b)  # noqa: E731
+                groups[i] = g._replace(params=jax.tree.map(pick, g.params, g.best))
             outputs = [_outputs(g.params, xj, yj, xt, track_ntk=False, **static) for g in groups]
             best = {"best_loss": np.concatenate([np.asarray(loss) for loss, _, _ in outputs]),
                     "best_prediction": None if xt is None else np.concatenate([np.asarray(p) for _, p, _ in outputs])}

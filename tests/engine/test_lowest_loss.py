@@ -21,3 +21,16 @@ def test_keep_best_keeps_the_lowest_recorded_loss():
     np.testing.assert_allclose(kept, lowest, rtol=1e-12)
     ntk = empirical_ntk(arch, {k: v[0] for k, v in run["params"].items()}, x, parametrization="xavier")
     assert ntk.shape == (8, 8)  # "params" are the kept networks, usable as any
+
+
+def test_keep_best_can_keep_the_last_step():
+    """Full-batch GD at a small step lowers the loss at every step: the kept networks are the final ones."""
+    b = paper_train_angles(6)
+    x, y = circle_points(b), paper_target(b)
+    arch = Architecture("mlp", 1)
+    kept = train(arch, x, y, width=8, n_init=2, lr=0.01, steps=12, x_test=x, keep_best=True)
+    plain = train(arch, x, y, width=8, n_init=2, lr=0.01, steps=12, x_test=x)
+    assert np.all(np.diff(plain["loss"], axis=1) < 0)
+    np.testing.assert_allclose(kept["best_loss"], plain["loss"][:, -1], rtol=1e-12)
+    for name, value in plain["params"].items():
+        np.testing.assert_array_equal(kept["params"][name], value)
