@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 KINDS = ("resnet", "mlp")
+MAX_DEPTH = 10_000  # the service's configurable limit (RESKERNEL_MAX_DEPTH) is lower
+MAX_SCALE = 100.0  # sigma_w, sigma_v, alpha, sigma_b
 CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear")
 QUADRATURE_ACTIVATIONS = ("tanh", "gelu", "softplus", "sigmoid")
 ACTIVATIONS = CLOSED_FORM_ACTIVATIONS + QUADRATURE_ACTIVATIONS
@@ -29,6 +31,8 @@ class Architecture:
     kind: "resnet" | "mlp"; depth: residual blocks L, or hidden layers of the MLP (>= 1);
     activation: one of ACTIVATIONS; sigma_w, sigma_v > 0: weight scales; alpha >= 0:
     residual-branch scale (ignored by the MLP); sigma_b >= 0: bias scale (0 = no biases).
+    Bounds: depth <= MAX_DEPTH, every scale <= MAX_SCALE, and the kernels of a unit input
+    (x.x/d = 1) within [1e-300, 1e300] at every layer (ValueError naming the layer).
     """
 
     kind: str
@@ -42,18 +46,29 @@ class Architecture:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH}], got {self.depth!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         for name, positive in (("sigma_w", True), ("sigma_v", True), ("alpha", False), ("sigma_b", False)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if value < 0 or (positive and value == 0):
+            if value < 0 or (positive and value == 0) or value > MAX_SCALE:
                 bound = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be {bound}, got {value!r}")
+                raise ValueError(f"{name} must be {bound} and <= {MAX_SCALE:g}, got {value!r}")
             object.__setattr__(self, name, float(value))
+        from engine.kernel_scale import out_of_range_depth
+
+        crossed = out_of_range_depth(self.kind, self.depth, self.activation, self.sigma_w, self.sigma_v,
+                                     self.alpha, self.sigma_b)
+        if crossed is not None:
+            layer, value = crossed
+            where = "overflow" if value > 1 else "underflow"
+            raise ValueError(
+                f"depth {self.depth} is too deep for this architecture: its kernel would {where} float64 at layer "
+                f"{layer} (kernel of a unit input {value:.3g}); use depth <= {layer - 1} or "
+                f"{'smaller sigma_w, sigma_v or alpha' if value > 1 else 'a larger sigma_w or sigma_b'}")
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Architecture:

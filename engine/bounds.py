@@ -8,6 +8,8 @@ from typing import Any
 
 from engine.architectures import Architecture
 
+_LOG_MAX = math.log(1e300)
+
 
 def jacobian_bounds(arch: Architecture, width: int, input_dim: int, c_phi: float = 1.0) -> dict[str, Any]:
     """B for `arch`, B for the MLP of the same depth, their ratio, and the alpha threshold.
@@ -24,9 +26,18 @@ def jacobian_bounds(arch: Architecture, width: int, input_dim: int, c_phi: float
         raise ValueError(f"c_phi must be > 0, got {c_phi!r}")
     depth, sw, sv = arch.depth, arch.sigma_w, arch.sigma_v
     front = 1 + 2 * math.sqrt(width / input_dim)
-    b_mlp = 2 * c_phi * sw**2 * front * (3 * c_phi * sw) ** (depth - 1)
-    b_resnet = 2 * sw * front * (1 + 9 * arch.alpha * c_phi * sv * sw) ** depth
-    root = (c_phi * sw * (3 * c_phi * sw) ** (depth - 1)) ** (1 / depth)
+    # in logs: the bounds grow geometrically with depth and leave float64 long before the kernels do
+    per_layer = {"mlp": math.log(3 * c_phi * sw), "resnet": math.log1p(9 * arch.alpha * c_phi * sv * sw)}
+    log_b = {"mlp": math.log(2 * c_phi * sw**2 * front) + (depth - 1) * per_layer["mlp"],
+             "resnet": math.log(2 * sw * front) + depth * per_layer["resnet"]}
+    for kind, value in log_b.items():
+        if value > _LOG_MAX:
+            first = log_b[kind] - (depth - 1 if kind == "mlp" else depth) * per_layer[kind]
+            limit = math.floor((_LOG_MAX - first) / per_layer[kind]) + (kind == "mlp")
+            raise ValueError(f"the bound B_{kind} = 10^{value / math.log(10):.1f} at depth {depth} overflows "
+                             f"float64 (from depth {limit + 1} on); use depth <= {limit}")
+    b_mlp, b_resnet = math.exp(log_b["mlp"]), math.exp(log_b["resnet"])
+    root = math.exp((math.log(c_phi * sw) + (depth - 1) * per_layer["mlp"]) / depth)
     threshold = (root - 1) / (9 * c_phi * sv * sw) if root >= 1 else None
     b_arch = b_resnet if arch.kind == "resnet" else b_mlp
     return {"bound": b_arch, "bound_mlp": b_mlp, "bound_resnet": b_resnet,

@@ -59,6 +59,8 @@ def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
     if has_bias:
         theta = theta + c["b"] ** 2 * gram(bias_signals(arch, d1), bias_signals(arch, d2)).sum(0)
         theta = theta + c["b_out"] ** 2 * jnp.outer(r1, r2)
+    if "bU" in c:  # the "pytorch" ResNet's biases of U and V
+        theta = theta + c["bU"] ** 2 * gram(d1["U"], d2["U"]) + c["bV"] ** 2 * gram(d1["V"], d2["V"]).sum(0)
     return theta
 
 

@@ -3,12 +3,18 @@
 Parameters are a dict of arrays; the hidden layers are stacked on a leading axis.
 Every weight enters the forward pass as `scale * M`:
 
-- parametrization "ntk" (the paper's NTK regime): M ~ N(0, 1), scale = sigma / sqrt(fan_in);
-- parametrization "standard" (the paper's "Xavier" runs): M ~ N(0, sigma^2 / fan_in), scale = 1.
+- "ntk" (the paper's NTK regime): M ~ N(0, 1), scale = sigma / sqrt(fan_in);
+- "standard" (LeCun): M ~ N(0, sigma^2 / fan_in), scale = 1;
+- "xavier" (Glorot, the paper's runs outside the NTK regime, Figs. 3-4):
+  M ~ N(0, sigma^2 2 / (fan_in + fan_out)), scale = 1;
+- "pytorch" (torch.nn.Linear's default, the paper's Fig. 5): M ~ U(-sigma / sqrt(fan_in),
+  sigma / sqrt(fan_in)), scale = 1, and a bias in every layer (U and V of the ResNet too),
+  b ~ U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)), whatever sigma_b.
 
-The residual branch carries alpha in both. Biases (only when sigma_b > 0) follow the same
-rule with sigma_b. `init_params(..., n_init=k)` draws k independent networks at once, with
-a leading axis of size k on every array (an ensemble, for `vmap`).
+sigma is sigma_w (sigma_v for V, 1 for the ResNet's U). The residual branch carries alpha in
+all four. Biases (when sigma_b > 0) are N(0, 1) scaled by sigma_b ("ntk"), or N(0, sigma_b^2)
+("standard", "xavier"). `init_params(..., n_init=k)` draws k independent networks at once,
+with a leading axis of size k on every array (an ensemble, for `vmap`).
 """
 
 from __future__ import annotations
@@ -22,25 +28,38 @@ import jax.numpy as jnp
 from engine.architectures import Architecture, check_architecture
 from engine.dual import ACTIVATION_FUNCTIONS
 
-PARAMETRIZATIONS = ("ntk", "standard")
+PARAMETRIZATIONS = ("ntk", "standard", "xavier", "pytorch")
 MAX_PARAMETERS = 2**31  # width^2 x depth beyond this is refused (tens of GB of float64)
 
 Params = dict[str, jnp.ndarray]
 
 
-def _layer_specs(arch: Architecture, width: int, input_dim: int) -> dict[str, tuple[tuple[int, ...], float]]:
-    """name -> (shape, sigma / sqrt(fan_in)): the NTK-parametrisation scale of each array."""
+def _layer_specs(arch: Architecture, width: int, input_dim: int, parametrization: str = "ntk"
+                 ) -> dict[str, tuple[tuple[int, ...], float, int, int]]:
+    """name -> (shape, sigma, fan_in, fan_out) of each array (sigma_b, 1 for the biases)."""
     n, d, depth = width, input_dim, arch.depth
     sw, sv, sb = arch.sigma_w, arch.sigma_v, arch.sigma_b
     if arch.kind == "resnet":
-        specs = {"U": ((n, d), 1 / math.sqrt(d)), "W": ((depth, n, n), sw / math.sqrt(n)),
-                 "V": ((depth, n, n), sv / math.sqrt(n)), "w": ((n,), sw / math.sqrt(n))}
+        specs = {"U": ((n, d), 1.0, d, n), "W": ((depth, n, n), sw, n, n), "V": ((depth, n, n), sv, n, n),
+                 "w": ((n,), sw, n, 1)}
     else:
-        specs = {"W1": ((n, d), sw / math.sqrt(d)), "W": ((depth - 1, n, n), sw / math.sqrt(n)),
-                 "w": ((n,), sw / math.sqrt(n))}
-    if sb > 0:
-        specs |= {"b": ((depth, n), sb), "b_out": ((), sb)}
+        specs = {"W1": ((n, d), sw, d, n), "W": ((depth - 1, n, n), sw, n, n), "w": ((n,), sw, n, 1)}
+    if parametrization == "pytorch":  # torch.nn.Linear: a bias in every layer, on 1 / sqrt(fan_in)
+        specs |= {"b": ((depth, n), 1.0, n, n), "b_out": ((), 1.0, n, 1)}
+        if arch.kind == "resnet":
+            specs |= {"bU": ((n,), 1.0, d, n), "bV": ((depth, n), 1.0, n, n)}
+    elif sb > 0:
+        specs |= {"b": ((depth, n), sb, 1, 1), "b_out": ((), sb, 1, 1)}
     return specs
+
+
+def _draw_scale(name: str, sigma: float, fan_in: int, fan_out: int, parametrization: str) -> float:
+    """The std (the half-width for "pytorch") of array `name` at initialisation."""
+    if parametrization == "ntk" or (name.startswith("b") and parametrization != "pytorch"):
+        return 1.0 if parametrization == "ntk" else sigma
+    if parametrization == "xavier":
+        return sigma * math.sqrt(2 / (fan_in + fan_out))
+    return sigma / math.sqrt(fan_in)  # "standard" and "pytorch"
 
 
 def check_network(arch: Architecture, width: int, input_dim: int, parametrization: str) -> None:
@@ -66,8 +85,10 @@ def check_params(arch: Architecture, params: Params, input_dim: int, ensemble: b
     if width is None:
         raise ValueError(f"params['w'] has shape {params['w'].shape}: expected "
                          f"{'(n_init, width) for an ensemble' if ensemble else '(width,) for one network'}")
-    expected = {name: shape for name, (shape, _) in _layer_specs(arch, width, input_dim).items()}
     got = {name: tuple(a.shape[lead:]) for name, a in params.items()}
+    pytorch = "bV" in params or ("b" in params and arch.sigma_b == 0)  # biases everywhere
+    specs = _layer_specs(arch, width, input_dim, "pytorch" if pytorch else "ntk")
+    expected = {name: spec[0] for name, spec in specs.items()}
     if got != expected:
         raise ValueError(f"params do not fit this architecture and input dimension {input_dim}: expected shapes "
                          f"{expected}, got {got}")
@@ -75,10 +96,15 @@ def check_params(arch: Architecture, params: Params, input_dim: int, ensemble: b
 
 def scales(arch: Architecture, width: int, input_dim: int, parametrization: str = "ntk") -> dict[str, float]:
     """The multiplier of each parameter array in the forward pass (alpha of "V" included)."""
-    specs = _layer_specs(arch, width, input_dim)
-    out = {name: (scale if parametrization == "ntk" else 1.0) for name, (_, scale) in specs.items()}
-    if "V" in out:
-        out["V"] *= arch.alpha
+    specs = _layer_specs(arch, width, input_dim, parametrization)
+    if parametrization == "ntk":
+        out = {name: sigma if name.startswith("b") else sigma / math.sqrt(fan_in)
+               for name, (_, sigma, fan_in, _) in specs.items()}
+    else:
+        out = dict.fromkeys(specs, 1.0)
+    for name in ("V", "bV"):  # the residual branch, its bias included
+        if name in out:
+            out[name] *= arch.alpha
     return out
 
 
@@ -114,10 +140,18 @@ def init_ensemble(arch: Architecture, width: int, input_dim: int, keys, parametr
 
 
 def _draw(arch: Architecture, width: int, input_dim: int, parametrization: str, key) -> Params:
-    specs = _layer_specs(arch, width, input_dim)
+    specs = _layer_specs(arch, width, input_dim, parametrization)
     keys = jax.random.split(key, len(specs))
-    return {name: jax.random.normal(k, shape, dtype=jnp.float64) * (1.0 if parametrization == "ntk" else scale)
-            for k, (name, (shape, scale)) in zip(keys, specs.items(), strict=True)}
+    out = {}
+    for k, (name, (shape, sigma, fan_in, fan_out)) in zip(keys, specs.items(), strict=True):
+        scale = _draw_scale(name, sigma, fan_in, fan_out, parametrization)
+        if parametrization == "pytorch":
+            out[name] = jax.random.uniform(k, shape, jnp.float64, -scale, scale)
+            if name == "b" and arch.kind == "mlp":  # the first layer's fan-in is the input's
+                out[name] = out[name].at[0].multiply(math.sqrt(width / input_dim))
+        else:
+            out[name] = jax.random.normal(k, shape, dtype=jnp.float64) * scale
+    return out
 
 
 def apply(arch: Architecture, params: Params, x, parametrization: str = "ntk") -> jnp.ndarray:
@@ -148,14 +182,15 @@ def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk",
     # Python loops over layers (unrolled under jit): XLA runs them faster than a scan over
     # the stacked weights, whose slices and gradient updates it copies.
     if arch.kind == "resnet":
-        h = c["U"] * x @ params["U"].T + p.get("U", 0.0)
+        h = c["U"] * x @ params["U"].T + (c["bU"] * params["bU"] if "bU" in params else 0.0) + p.get("U", 0.0)
         h_w, h_v = [], []
         for layer in range(arch.depth):
             g = c["W"] * h @ params["W"][layer].T + bias(layer) + probe("W", layer)
             a = phi(g)
             h_w.append(h)
             h_v.append(a)
-            h = h + c["V"] * a @ params["V"][layer].T + probe("V", layer)
+            branch = c["V"] * a @ params["V"][layer].T + (c["bV"] * params["bV"][layer] if "bV" in params else 0.0)
+            h = h + branch + probe("V", layer)
         inputs = {"U": x, "W": jnp.stack(h_w), "V": jnp.stack(h_v), "w": h}
     else:
         g = c["W1"] * x @ params["W1"].T + bias(0) + p.get("W1", 0.0)

@@ -66,6 +66,21 @@ def mu_curvature(values) -> float:
     return float(np.sqrt(np.sum(k**4 * np.abs(spectrum) ** 2) / f.size**2))
 
 
+def mu_interior(values) -> float:
+    """mu without the wrap-around: sqrt(mean (f'')^2) / rms(f), with f'' the central second
+    difference on the grid's interior points (b_1 .. b_{N-2}). For a smooth periodic f it
+    equals mu (eq. 22) up to O(h^2) (Parseval); for a function of the angle that is not
+    periodic (the paper's Fig. 5) it leaves out the jump between b = pi and -pi, which eq. 22
+    counts as curvature. values: (N,) f(b_q) on `circle_grid(N)`."""
+    f = _grid_values(values)
+    rms = np.sqrt(np.mean(f * f))
+    if rms == 0:
+        raise ValueError("values are all zero: mu is undefined for the zero function")
+    h = 2 * np.pi / f.size
+    second = (f[2:] - 2 * f[1:-1] + f[:-2]) / h**2
+    return float(np.sqrt(np.mean(second * second)) / rms)
+
+
 def circle_interpolation(
     arch: Architecture, n_train: int | None = None, *, kernel: str = "ntk", ridge: float = 1e-10,
     n_grid: int = 4096, target: Callable[[np.ndarray], np.ndarray] | Any = None, train_angles=None,

@@ -35,6 +35,8 @@ class State(NamedTuple):
     v: Params | None
     movement: jnp.ndarray  # sum_j ||theta_j - theta_{j-1}||_2
     step: jnp.ndarray
+    best: Params | None = None  # keep_best: the parameters of the lowest full training loss so far
+    best_loss: jnp.ndarray | None = None
 
 
 def _loss_gradient(arch, parametrization, params, x, y):
@@ -47,6 +49,8 @@ def _loss_gradient(arch, parametrization, params, x, y):
     if "b" in params:
         grads["b"] = c["b"] * bias_signals(arch, d).sum(1)
         grads["b_out"] = c["b_out"] * r.sum()
+    if "bU" in params:
+        grads["bU"], grads["bV"] = c["bU"] * d["U"].sum(0), c["bV"] * d["V"].sum(1)
     norm2 = jnp.sum(pair_gram(arch, "b" in params, c, (h, d, r), (h, d, r)))
     return grads, norm2
 
@@ -59,6 +63,14 @@ def _each(fn, *stacked):
     return jax.vmap(fn)(*stacked)
 
 
+def _keep_best(arch, parametrization, s: State, x, y) -> State:
+    """s with s.best / s.best_loss updated by the current parameters' full training loss."""
+    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization)[0] - y) ** 2)
+    better = loss < s.best_loss
+    best = jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best)
+    return s._replace(best=best, best_loss=jnp.where(better, loss, s.best_loss))
+
+
 @partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size", "length"))
 def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, batch_size, length) -> State:
     """`length` steps for a group of networks (leading axis of state and keys)."""
@@ -66,6 +78,8 @@ def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, ba
 
     def network(state: State, key) -> State:
         def step(s: State, _):
+            if s.best is not None:
+                s = _keep_best(arch, parametrization, s, x, y)
             if batch_size is None:
                 xb, yb = x, y
             else:
@@ -81,7 +95,7 @@ def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, ba
                                  m, v)
                 size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(g)))
             params = jax.tree.map(lambda p, u: p - lr * u, s.params, g)
-            return State(params, m, v, s.movement + lr * size, s.step + 1), None
+            return State(params, m, v, s.movement + lr * size, s.step + 1, s.best, s.best_loss), None
 
         return lax.scan(step, state, None, length=length)[0]
 
@@ -127,7 +141,7 @@ def lr_bound(arch: Architecture, x_train) -> float:
 def train(
     arch: Architecture, x_train, y_train, *, width: int, seed: int = 0, n_init: int = 1, optimizer: str = "gd",
     lr: float | str = "auto", steps: int = 1000, batch_size: int | None = None, parametrization: str = "ntk",
-    x_test=None, record_every: int | None = None, track_ntk: bool = False,
+    x_test=None, record_every: int | None = None, track_ntk: bool = False, keep_best: bool = False,
     progress: Callable[[int, int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train n_init networks of `arch` (width `width`) on (x_train (n, d), y_train (n,)).
@@ -136,7 +150,10 @@ def train(
     analytic NTK on x_train (NTK parametrisation only). batch_size: None = full batch;
     with "sgd" the default is 1, as in the paper. record_every: steps between records
     (default steps / 20). progress(step, steps, mean loss) after each chunk; should_stop()
-    between chunks, true -> `Cancelled`.
+    between chunks, true -> `Cancelled`. keep_best: keep each network's parameters at its
+    lowest full training loss over all steps (evaluated before every step and after the
+    last), as the paper's Figs. 4-5 do: "params" are those, and the result adds "best_loss"
+    (n_init,) and "best_prediction" (n_init, m) on x_test (or None).
 
     Returns {"steps": (R,), "loss": (n_init, R), "predictions": (R, n_init, m) or None,
     "mean_prediction": (R, m) or None, "weight_movement": (n_init,), "ntk_drift":
@@ -189,7 +206,9 @@ def train(
             keys = all_keys[start:start + group]
             params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
-            groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32)))
+            best = (params, jnp.full(len(keys), jnp.inf)) if keep_best else (None, None)
+            groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32),
+                                *best))
             batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
         records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
         ntk0 = None
@@ -224,7 +243,19 @@ def train(
                 raise Cancelled(f"training was cancelled at step {done} of {steps}")
         predictions = np.stack(records["predictions"]) if records["predictions"] else None
         movement = np.concatenate([np.asarray(g.movement) for g in groups])
-        return {
+        best = {}
+        if keep_best:  # the last step's parameters may be the best: their loss is the last record's
+            final, start = records["loss"][-1], 0
+            for i, g in enumerate(groups):
+                size = g.best_loss.shape[0]
+                better = jnp.asarray(final[start:start + size] < np.asarray(g.best_loss))
+                start += size
+                pick = lambda p, b, better=better: jnp.where(better.reshape((-1,) + (1,) * (p.ndim - 1)), p, b)  # noqa: E731
+                groups[i] = g._replace(params=jax.tree.map(pick, g.params, g.best))
+            outputs = [_outputs(g.params, xj, yj, xt, track_ntk=False, **static) for g in groups]
+            best = {"best_loss": np.concatenate([np.asarray(loss) for loss, _, _ in outputs]),
+                    "best_prediction": None if xt is None else np.concatenate([np.asarray(p) for _, p, _ in outputs])}
+        return best | {
             "steps": np.asarray(records["steps"]), "loss": np.stack(records["loss"], axis=1),
             "predictions": predictions, "mean_prediction": None if predictions is None else predictions.mean(1),
             "weight_movement": movement, "lr": float(lr), "lr_bound": bound,

@@ -86,8 +86,9 @@ def finite_vs_infinite(data: Data) -> Figure:
 def beyond_ntk(data: Data) -> Figure:
     optimizers, n_trains = data["labels"]["optimizers"], data["labels"]["n_trains"]
     mu = {(r["optimizer"], r["m"], r["network"]): r["mu mean"] for r in data["tables"]["mu"]}
-    fig, axes = _grid(len(optimizers), len(n_trains), "Standard parametrisation, batch size 1: mean prediction",
-                      data)
+    init = data["labels"].get("parametrization", "standard")
+    fig, axes = _grid(len(optimizers), len(n_trains), f"{init.capitalize()} initialisation, batch size 1: mean "
+                      "prediction", data)
     for i, optimizer in enumerate(optimizers):
         for j, m in enumerate(n_trains):
             ax = axes[i, j]
@@ -95,6 +96,26 @@ def beyond_ntk(data: Data) -> Figure:
                                     strict=True):
                 ax.plot(data["grid"], curve, label=f"{label}, mu = {mu[optimizer, m, label]:.4g}")
             _function_axis(ax, data, m, f"{optimizer.upper()}, {m} samples")
+    fig.tight_layout()
+    return fig
+
+
+def lowest_loss(data: Data) -> Figure:
+    """Figs. 4-5: every kept network (thin) and their mean (thick), one panel per network."""
+    curves, labels = data["labels"]["curves"], data["labels"]
+    mu = {r["network"]: r for r in data["tables"]["mu"]}
+    where = "the angle b as a 1-D input" if labels["input"] == "angle" else "inputs (cos b, sin b)"
+    fig, axes = _grid(1, len(curves), f"Adam, each network at its lowest training loss: {where}, "
+                      f"{labels['parametrization']} initialisation, width {labels['width']}", data)
+    for c, label in enumerate(curves):
+        ax = axes[0, c]
+        for i, f in enumerate(data["predictions"][c]):
+            ax.plot(data["grid"], f, color=f"C{c}", alpha=0.35, lw=0.8, label="networks" if i == 0 else None)
+        ax.plot(data["grid"], data["predictions"][c].mean(0), color=f"C{c}", lw=2,
+                label=f"mean; mu = {mu[label]['mu mean']:.4g} +- {mu[label]['mu std']:.2g}")
+        ax.plot(data["train_angles"], data["train_values"], "ko", ms=3, label="samples")
+        ax.set(title=label, xlabel="angle b (rad)", ylabel="f(b)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -175,8 +196,8 @@ def rkhs_vs_curvature(data: Data) -> Figure:
 
 
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
-           "beyond-ntk": beyond_ntk, "bounds": bounds, "spectra": spectra, "digits": digits,
-           "rkhs-vs-curvature": rkhs_vs_curvature}
+           "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
+           "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

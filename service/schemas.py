@@ -22,11 +22,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from engine.architectures import ACTIVATIONS, KINDS
+from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Kernel = Literal["nngp", "ntk"]
-Parametrization = Literal["ntk", "standard"]
+Parametrization = Literal["ntk", "standard", "xavier", "pytorch"]
 _NUMBER_TYPES = {int, float}
 
 
@@ -112,12 +112,19 @@ class ArchitectureSpec(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "resnet", "depth": 5, "alpha": 0.1}]})
     kind: Literal[KINDS] = Field(description="Network family.")
-    depth: int = Field(ge=1, description="Residual blocks L (resnet) or hidden layers (mlp).")
+    depth: int = Field(ge=1, le=MAX_DEPTH, description="Residual blocks L (resnet) or hidden layers (mlp). Also "
+                       "at most the service's depth limit, and shallow enough that the kernel of a unit input stays "
+                       "within [1e-300, 1e300] (the error names the layer where it would not).")
     activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")
-    sigma_w: Number = Field(1.0, gt=0, description="Weight scale sigma_w.")
-    sigma_v: Number = Field(1.0, gt=0, description="Residual-branch weight scale sigma_v.")
-    alpha: Number = Field(1.0, ge=0, description="Residual-branch scale alpha (ignored by the MLP).")
-    sigma_b: Number = Field(0.0, ge=0, description="Bias scale (0 = no biases).")
+    sigma_w: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Weight scale sigma_w.")
+    sigma_v: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Residual-branch weight scale sigma_v.")
+    alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the MLP).")
+    sigma_b: Number = Field(0.0, ge=0, le=MAX_SCALE, description="Bias scale (0 = no biases).")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ArchitectureSpec:
+        Architecture.from_dict(self.model_dump())  # the engine's checks (plain numpy): kernel within float64
+        return self
 
     @model_validator(mode="after")
     def _canonical(self) -> ArchitectureSpec:
@@ -164,7 +171,9 @@ class RegressionRequest(Model):
     x_test: Points = Field(description="Test points (m, d).")
     architecture: ArchitectureSpec
     kernel: Kernel = "ntk"
-    ridge: Number = Field(1e-10, ge=0, description="Added to the training Gram's diagonal.")
+    ridge: Number = Field(1e-10, ge=0, description=(
+        "Relative: ridge x mean(diag K_train) is added to the training Gram's diagonal (the GP's noise variance). "
+        "Coincident training points are merged; with different targets they are a 422 naming them."))
     t: Number | None = Field(None, ge=0, description="GD training time; null = infinity (the interpolant).")
     return_variance: bool = Field(False, description="NNGP posterior variance (needs kernel 'nngp').")
 
@@ -197,7 +206,7 @@ class SmoothnessRequest(Model):
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
     targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
     kernel: Kernel = "ntk"
-    ridge: Number = Field(1e-10, ge=0)
+    ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
     n_grid: int = Field(4096, ge=8, description="Uniform grid on which mu is measured.")
     measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
     bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")
@@ -244,7 +253,10 @@ class NetworkFields(Model):
     width: int = Field(ge=1, description="Hidden width n.")
     n_init: int = Field(1, ge=1, description="Independent initialisations.")
     seed: Seed = 0
-    parametrization: Parametrization = "ntk"
+    parametrization: Parametrization = Field("ntk", description=(
+        "Initialisation: 'ntk' (N(0, 1), scaled by sigma / sqrt(fan_in)), 'standard' (LeCun, std sigma / "
+        "sqrt(fan_in)), 'xavier' (Glorot Gaussian, std sigma sqrt(2 / (fan_in + fan_out)), the paper's Figs. 3-4), "
+        "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5)."))
 
 
 class EmpiricalKernelsRequest(NetworkFields):
@@ -314,6 +326,12 @@ class ExperimentInfo(BaseModel):
     description: str
     quick: dict[str, Any] = Field(description="Parameters at the quick scale (the default).")
     paper: dict[str, Any] = Field(description="Parameters at the paper's scale.")
+    parameters: dict[str, dict[str, Any]] = Field(description=(
+        "Each parameter's declaration: type ('int', 'float', 'str', 'bool' or 'list[...]'), minimum / maximum / "
+        "exclusive_minimum, choices, min_items / max_items / unique for lists, nullable, and both scales' values."))
+    cost: dict[str, dict[str, int]] = Field(description=(
+        "Cost estimates at both scales: kernel_entry_layers (Gram entries x depth), training_weight_steps "
+        "(networks x steps x samples per step x weights), output_bytes (float64 arrays returned)."))
 
 
 OPERATIONS: dict[str, type[Model]] = {

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from engine.experiments import EXPERIMENTS
+from engine.experiments.registry import ParameterError
 from service.bodies import parse, read_body, request_body
 from service.deps import get_jobs, get_settings, require_json
 from service.errors import ServiceError
@@ -23,8 +24,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 @router.get("", summary="The paper's experiments, their descriptions and parameters",
             response_model=list[ExperimentInfo])
 def list_experiments() -> list[dict]:
-    return [{"name": e.name, "title": e.title, "description": e.description, "quick": e.parameters("quick"),
-             "paper": e.parameters("paper")} for e in EXPERIMENTS.values()]
+    return [e.describe() for e in EXPERIMENTS.values()]
 
 
 @router.post("/{name}", summary="Run an experiment as a job (cached by its parameters)",
@@ -42,8 +42,9 @@ async def run_experiment(name: str, request: Request, jobs: Annotated[Jobs, Depe
     body = await run_in_threadpool(parse, ExperimentRequest, await read_body(request), settings.limits)
     try:
         parameters = EXPERIMENTS[name].parameters(body.scale, body.parameters)
-    except ValueError as exc:
-        raise ServiceError(str(exc), status=422, title="Invalid request", field="parameters") from None
+    except ParameterError as exc:
+        field = "parameters" if exc.parameter is None else f"parameters.{exc.parameter}"
+        raise ServiceError(str(exc), status=422, title="Invalid request", field=field) from None
     check_experiment(parameters, settings.limits)
     params = {"name": name, "scale": body.scale, "parameters": parameters}
     return await submit_and_wait("experiment", params, {}, request, jobs, settings, prefer)

@@ -32,3 +32,28 @@ def test_bad_specs_name_the_field(spec, field):
 
 def test_activation_list():
     assert {"relu", "erf", "tanh", "gelu", "softplus", "sigmoid", "linear"} == set(ACTIVATIONS)
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ({"kind": "resnet", "depth": 2, "alpha": 1e200}, r"alpha must be >= 0 and <= 100, got 1e\+200"),
+    ({"kind": "mlp", "depth": 2, "sigma_w": 101.0}, "sigma_w must be > 0 and <= 100"),
+    ({"kind": "mlp", "depth": 10_001}, r"depth must be an integer in \[1, 10000\]"),
+    ({"kind": "resnet", "depth": 500, "alpha": 3.0}, "would overflow float64 at layer 402 .* use depth <= 401"),
+    ({"kind": "mlp", "depth": 1000}, "would underflow float64 at layer 997 .* use depth <= 996"),
+])
+def test_numbers_are_bounded(spec, match):
+    with pytest.raises(ValueError, match=match):
+        Architecture.from_dict(spec)
+
+
+def test_the_named_layer_is_where_the_kernel_leaves_float64():
+    """The refusal's layer against the engine's own kernels (JAX): one layer less is
+    accepted and its NTK of a unit input is already beyond 1e299 (NNGP below 1e-299)."""
+    import numpy as np
+
+    from engine import analytic_diagonal
+
+    unit = np.array([[1.0, 1.0]])  # x.x/d = 1
+    big = analytic_diagonal(unit, arch=Architecture("resnet", 401, alpha=3.0))["ntk"][0]
+    small = analytic_diagonal(unit, arch=Architecture("mlp", 996))["nngp"][0]
+    assert 1e299 < big <= 1e300 and 1e-300 <= small < 1e-299

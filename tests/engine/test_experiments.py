@@ -1,6 +1,6 @@
 """The paper's experiments: the published mu at the paper's settings, every experiment at
-tiny parameters with its figure (valid PNG / SVG, one curve per compared network), and
-parameter checking."""
+tiny parameters with its figure (valid PNG / SVG, one curve per compared network), its
+output-size estimate against the arrays it returns, and parameter checking."""
 
 import xml.etree.ElementTree as ET
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from engine import experiments
-from engine.experiments import EXPERIMENTS, PUBLISHED_MU, run
+from engine.experiments import COST_KEYS, EXPERIMENTS, PUBLISHED_MU, run
 from report import figures
+from report.reproduce import _claims
 
 # Tiny parameters per experiment, and the legend entries expected on each of its axes.
 TINY = {
@@ -19,6 +20,10 @@ TINY = {
                             "n_grid": 64}, [2, 4]),
     "beyond-ntk": ({"width": 16, "n_init": 2, "alphas": [0.1], "n_trains": [6], "steps": 20, "optimizers": ["adam"],
                     "lrs": [0.001], "n_grid": 64}, [3]),
+    "lowest-loss": ({"width": 8, "n_init": 2, "depth": 1, "alphas": [0.1], "n_train": 8, "steps": 10, "lr": 1e-3,
+                     "n_grid": 64}, [3, 3]),
+    "scalar-angle": ({"width": 8, "n_init": 2, "depth": 1, "alphas": [0.1], "n_train": 8, "steps": 10, "lr": 1e-3,
+                      "n_grid": 64}, [3, 3]),
     "bounds": ({"depths": [1, 2, 3, 4, 5], "alphas": [1.0, 0.1], "width": 16, "n_init": 1, "train_alphas": [0.1],
                 "steps": 10, "lr_fraction": 0.1, "n_grid": 32}, [2, 2, 2]),
     "spectra": ({"depths": [2], "alphas": [0.1], "n_grid": 64, "condition_depths": [2, 3], "n_points": 8}, [2, 2]),
@@ -40,6 +45,10 @@ def test_experiment_runs_and_draws(name, tmp_path):
     for key, value in data.items():
         if isinstance(value, np.ndarray):
             assert np.all(np.isfinite(value)), key
+    cost = EXPERIMENTS[name].cost(data["labels"]["parameters"])
+    assert set(cost) == set(COST_KEYS) and all(isinstance(v, int) and v >= 0 for v in cost.values())
+    returned = sum(v.nbytes for v in data.values() if isinstance(v, np.ndarray))
+    assert returned / 2 <= cost["output_bytes"] <= 2 * returned, (cost, returned)
     fig = figures.FIGURES[name](data)
     axes = [ax for ax in fig.axes if ax.get_legend() is not None]
     assert [len(ax.get_legend().get_texts()) for ax in axes] == legend_entries
@@ -63,6 +72,47 @@ def test_interpolation_reproduces_the_published_mu():
                 assert abs(ours - value) / value < 5e-4
             else:
                 assert f"{ours:#.4g}" == f"{value:#.4g}", (key, label, ours, value)
+
+
+def test_interpolation_report_names_the_published_differences_only_where_they_apply():
+    at_15 = run("interpolation", "quick", {"depths": [15], "n_trains": [6], "alphas": [1.0]})
+    text = _claims("interpolation", at_15)
+    assert "60.25 / 60.23 **differs**" in text and "two known L = 15, alpha = 1 entries" in text
+    for overrides in ({"ridge": 1e-6}, {"n_grid": 2048}, {"kernel": "nngp"}):
+        data = run("interpolation", "quick", {"depths": [15], "n_trains": [6], "alphas": [1.0], **overrides})
+        text = _claims("interpolation", data)
+        assert "does not apply" in text and "known" not in text and "published_mu" not in data["tables"]
+
+
+@pytest.mark.parametrize(("name", "overrides", "match"), [
+    ("rkhs-vs-curvature", {"cutoff": [[[1]]]}, r"rkhs-vs-curvature.cutoff must be an integer, got list"),
+    ("interpolation", {"n_trains": [200000]}, r"interpolation.n_trains\[0\] must be <= 1000, got 200000"),
+    ("spectra", {"n_points": 200000}, r"spectra.n_points must be <= 2048"),
+    ("digits", {"draws": 1e12}, r"digits.draws must be an integer, got 1000000000000.0"),
+    ("digits", {"draws": 10**12}, r"digits.draws must be <= 200"),
+    ("interpolation", {"alphas": [0.1] * 100_000}, r"interpolation.alphas must have 1 to 8 entries, got 100000"),
+    ("kernel-shapes", {"depths": [5, 5]}, "entries must be unique"),
+    ("digits", {"classes": [0, 8, 3]}, r"digits.classes must have 2 entries"),
+    ("interpolation", {"n_grid": 4095}, "interpolation.n_grid must be even"),
+    ("beyond-ntk", {"parametrization": "he"}, r"beyond-ntk.parametrization must be one of \['xavier'"),
+    ("beyond-ntk", {"lrs": [0.01]}, "lrs must give one entry per optimizers entry"),
+    ("lowest-loss", {"lr": 0}, "lowest-loss.lr must be > 0"),
+    ("rkhs-vs-curvature", {"bandwidth": None}, "rkhs-vs-curvature.bandwidth must not be null"),
+])
+def test_parameters_are_typed_and_bounded(name, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        EXPERIMENTS[name].parameters("quick", overrides)
+
+
+def test_declarations_cover_both_scales():
+    for experiment in EXPERIMENTS.values():
+        listed = experiment.describe()
+        for scale in ("quick", "paper"):
+            params = experiment.parameters(scale)
+            assert experiment.parameters(scale, params) == params  # the defaults pass their own declarations
+            assert {k: v[scale] for k, v in listed["parameters"].items()} == params
+        quick, paper = listed["cost"]["quick"], listed["cost"]["paper"]
+        assert all(quick[k] <= paper[k] for k in COST_KEYS), experiment.name
 
 
 def test_parameters_are_checked():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from engine import Architecture, circle_grid, circle_interpolation, mu_curvature, mu_rkhs
+from engine.smoothness import mu_interior
 
 GRID = circle_grid(4096)
 
@@ -81,3 +82,13 @@ def test_mu_rkhs_properties():
     assert r["cutoff"] == 5 and 0 < r["mu"] < 1
     with pytest.raises(ValueError, match="bandwidth"):
         mu_rkhs(np.cos(grid), b, y, bandwidth=0.0)
+
+
+def test_mu_interior_against_closed_forms():
+    grid = circle_grid(1024)
+    # O(h^2) from the second difference, O(1/N) from leaving out the two end points
+    assert mu_interior(np.sin(3 * grid)) == pytest.approx(9.0, rel=2e-3)
+    f = 0.5 * np.cos(grid) + np.sin(4 * grid)
+    assert mu_interior(f) == pytest.approx(mu_curvature(f), rel=1e-3)
+    ramp = grid + 0.0  # not periodic: eq. 22 sees the jump at pi, the interior measure sees a straight line
+    assert mu_interior(ramp) < 1e-6 < 100 < mu_curvature(ramp)

@@ -17,6 +17,12 @@ async def test_listing(api):
     assert [e["name"] for e in listed] == list(EXPERIMENTS)
     finite = next(e for e in listed if e["name"] == "finite-vs-infinite")
     assert finite["quick"]["width"] < finite["paper"]["width"] == 2000 and finite["description"]
+    assert finite["parameters"]["width"] == {"type": "int", "description": "Hidden width n of the finite networks.",
+                                             "minimum": 1, "maximum": 10000, "nullable": False, "quick": 256,
+                                             "paper": 2000}
+    assert finite["parameters"]["lrs"]["type"] == "list[float]" and finite["parameters"]["lrs"]["max_items"] == 4
+    assert finite["cost"]["quick"]["training_weight_steps"] < finite["cost"]["paper"]["training_weight_steps"]
+    assert {"lowest-loss", "scalar-angle"} <= {e["name"] for e in listed}
 
 
 async def test_cli_and_api_give_the_same_data(api, tmp_path):
@@ -30,7 +36,7 @@ async def test_cli_and_api_give_the_same_data(api, tmp_path):
     from_cli = json.loads((tmp_path / "interpolation" / "data.json").read_text())
     assert response.json() == from_cli
     report = (tmp_path / "report.md").read_text()
-    assert "interpolation/figure.png" in report and "not published" in report
+    assert "interpolation/figure.png" in report and "does not apply" in report  # a 256-angle grid
     assert (tmp_path / "interpolation" / "figure.svg").exists() and (tmp_path / "interpolation" / "mu.csv").exists()
 
     job = response.headers["etag"].strip('"')
@@ -41,17 +47,22 @@ async def test_cli_and_api_give_the_same_data(api, tmp_path):
 
 
 async def test_bad_experiment_requests(api):
-    for name, body, status in [
-        ("fig-9", {}, 404),
-        ("interpolation", {"parameters": {"depthz": [5]}}, 422),
-        ("interpolation", {"parameters": {"depths": ["5"]}}, 422),
-        ("interpolation", {"scale": "huge"}, 422),
-        ("finite-vs-infinite", {"parameters": {"width": 10**6}}, 422),
-        ("spectra", {"parameters": {"condition_depths": [10**6]}}, 422),
+    for name, body, status, field in [
+        ("fig-9", {}, 404, None),
+        ("interpolation", {"parameters": {"depthz": [5]}}, 422, "parameters.depthz"),
+        ("interpolation", {"parameters": {"depths": ["5"]}}, 422, "parameters.depths"),
+        ("interpolation", {"scale": "huge"}, 422, "scale"),
+        ("finite-vs-infinite", {"parameters": {"width": 10**6}}, 422, "parameters.width"),
+        ("spectra", {"parameters": {"condition_depths": [10**6]}}, 422, "parameters.condition_depths"),
+        ("rkhs-vs-curvature", {"parameters": {"cutoff": [[[[1]]]] * 3}}, 422, "parameters.cutoff"),
+        ("digits", {"parameters": {"draws": 10**12}}, 422, "parameters.draws"),
+        ("beyond-ntk", {"parameters": {"lrs": [0.1]}}, 422, "parameters.lrs"),
     ]:
         response = await api.post(f"/v1/experiments/{name}", json=body)
         assert response.status_code == status, (name, body, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+        if field is not None:
+            assert response.json()["errors"][0]["field"] == field, response.json()
 
 
 async def test_figure_of_a_job_without_one(api):

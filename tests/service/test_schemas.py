@@ -96,3 +96,15 @@ print("jax" in sys.modules)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_architecture_numbers_are_bounded_in_the_schema():
+    from pydantic import ValidationError
+
+    from service.schemas import ArchitectureSpec
+
+    for spec, match in [({"kind": "resnet", "depth": 5, "alpha": 1e200}, "less than or equal to 100"),
+                        ({"kind": "resnet", "depth": 10**6}, "less than or equal to 10000"),
+                        ({"kind": "resnet", "depth": 2000, "alpha": 1.0}, "overflow float64 at layer 1687")]:
+        with pytest.raises(ValidationError, match=match):
+            ArchitectureSpec.model_validate(spec)
