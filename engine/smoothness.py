@@ -50,6 +50,14 @@ def _grid_values(values, name: str = "values") -> np.ndarray:
     return f
 
 
+def _unit_peak(f: np.ndarray) -> np.ndarray:
+    """f / max |f|: the measures are scale-free, and f * f then cannot overflow (|f| ~ 1e200)."""
+    peak = np.max(np.abs(f))
+    if peak == 0:
+        raise ValueError("values are all zero: mu is undefined for the zero function")
+    return f / peak
+
+
 def mu_curvature(values) -> float:
     """The paper's smoothness measure (eq. 22) of f sampled on a uniform angle grid.
 
@@ -57,10 +65,8 @@ def mu_curvature(values) -> float:
     about the L2 norm of f''. Smaller is smoother; 1 for a pure first harmonic.
     Raises ValueError for a zero function (its normalisation is undefined).
     """
-    f = _grid_values(values)
+    f = _unit_peak(_grid_values(values))
     rms = np.sqrt(np.mean(f * f))
-    if rms == 0:
-        raise ValueError("values are all zero: mu is undefined for the zero function")
     spectrum = np.fft.fft(f / rms)
     k = np.fft.fftfreq(f.size, d=1.0 / f.size)
     return float(np.sqrt(np.sum(k**4 * np.abs(spectrum) ** 2) / f.size**2))
@@ -72,10 +78,8 @@ def mu_interior(values) -> float:
     equals mu (eq. 22) up to O(h^2) (Parseval); for a function of the angle that is not
     periodic (the paper's Fig. 5) it leaves out the jump between b = pi and -pi, which eq. 22
     counts as curvature. values: (N,) f(b_q) on `circle_grid(N)`."""
-    f = _grid_values(values)
+    f = _unit_peak(_grid_values(values))
     rms = np.sqrt(np.mean(f * f))
-    if rms == 0:
-        raise ValueError("values are all zero: mu is undefined for the zero function")
     h = 2 * np.pi / f.size
     second = (f[2:] - 2 * f[1:-1] + f[:-2]) / h**2
     return float(np.sqrt(np.mean(second * second)) / rms)

@@ -410,3 +410,20 @@ def estimate(request: Model) -> Cost:
         if isinstance(request, kind):
             return estimator(request)
     raise TypeError(f"no cost model for {type(request).__name__}")
+
+
+def experiment_cost(name: str, counts: dict[str, int]) -> Cost:
+    """The cost of a paper experiment from its own counts (`engine.experiments` `Experiment.cost`:
+    kernel_entry_layers, training_weight_steps = networks x steps x samples x weights, output_bytes)."""
+    field = f"parameters ({name})"
+    kernels = counts.get("kernel_entry_layers", 0) / KERNEL_ENTRY_LAYERS_PER_S
+    training = 6 * counts.get("training_weight_steps", 0) / NETWORK_FLOPS  # forward and backward
+    return Cost(
+        output=[Term(counts.get("output_bytes", 0), field, "the arrays the experiment returns",
+                     "use fewer or smaller curves")],
+        memory=[Term(WORKER_BASE_BYTES, field, "the worker's baseline", "")],
+        compute=[Term(kernels, field, f"{counts.get('kernel_entry_layers', 0):.3g} kernel entries x layers",
+                      "lower the depths, grids or sample sizes"),
+                 Term(training, field, f"{counts.get('training_weight_steps', 0):.3g} weight-steps of training",
+                      "lower the width, steps or networks (the paper scale of the finite-network experiments "
+                      "is GPU work)")])

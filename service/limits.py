@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from engine.architectures import QUADRATURE_ACTIVATIONS
-from service.cost import Cost, estimate
+from engine.experiments import EXPERIMENTS
+from service.cost import Cost, estimate, experiment_cost
 from service.errors import LimitExceeded
 from service.schemas import Model
 from service.settings import Limits
@@ -99,18 +100,20 @@ def duration(seconds: float) -> str:
     return f"{_number(seconds)} s"
 
 
-def check_experiment(parameters: dict, limits: Limits) -> None:
-    """The same limits for an experiment's parameters (all filled in)."""
+def check_experiment(name: str, parameters: dict, limits: Limits, cache_bytes: int) -> None:
+    """The same limits for an experiment's parameters (all filled in), then its estimated cost
+    (the experiment's own counts, `engine.experiments`) against the budgets."""
     depths = [v for key in ("depth", "depths", "train_depth", "condition_depths") if key in parameters
               for v in (parameters[key] if isinstance(parameters[key], list) else [parameters[key]])]
     depth = max(depths, default=0)
     _at_most("parameters.depths", "depth", depth, limits.depth)
     if "width" in parameters:
         _at_most("parameters.width", "width x depth", parameters["width"] * max(depth, 1), limits.width_depth)
-    for name, limit in (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
-                        ("n_angles", limits.grid)):
-        if name in parameters:
-            _at_most(f"parameters.{name}", name, parameters[name], limit)
+    for key, limit in (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
+                       ("n_angles", limits.grid)):
+        if key in parameters:
+            _at_most(f"parameters.{key}", key, parameters[key], limit)
+    check_budgets(experiment_cost(name, EXPERIMENTS[name].cost(parameters)), limits, cache_bytes)
 
 
 def _at_most(field: str, what: str, value: int, limit: int) -> None:

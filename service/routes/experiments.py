@@ -45,6 +45,6 @@ async def run_experiment(name: str, request: Request, jobs: Annotated[Jobs, Depe
     except ParameterError as exc:
         field = "parameters" if exc.parameter is None else f"parameters.{exc.parameter}"
         raise ServiceError(str(exc), status=422, title="Invalid request", field=field) from None
-    check_experiment(parameters, settings.limits)
+    check_experiment(name, parameters, settings.limits, settings.cache_bytes)
     params = {"name": name, "scale": body.scale, "parameters": parameters}
     return await submit_and_wait("experiment", params, {}, request, jobs, settings, prefer)

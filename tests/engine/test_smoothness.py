@@ -92,3 +92,12 @@ def test_mu_interior_against_closed_forms():
     assert mu_interior(f) == pytest.approx(mu_curvature(f), rel=1e-3)
     ramp = grid + 0.0  # not periodic: eq. 22 sees the jump at pi, the interior measure sees a straight line
     assert mu_interior(ramp) < 1e-6 < 100 < mu_curvature(ramp)
+
+
+def test_mu_is_scale_free_up_to_huge_values():
+    """mu of c f equals mu of f, for c up to 1e200 (f * f would overflow without the unit peak)."""
+    b = circle_grid(256)
+    f = 1 + np.cos(b) + 0.3 * np.sin(3 * b)
+    for measure in (mu_curvature, mu_interior):
+        for c in (1e-200, 1e200, -3e150):
+            assert measure(c * f) == pytest.approx(measure(f), rel=1e-12)
