@@ -103,18 +103,16 @@ class Jobs:
         dispatched unless it exists; and whether its result was already there (a cache hit)."""
         key = job_id(operation, params, inputs)
         job = self.store.get(key)
-        if job is not None and not _retryable(job):
+        if job is not None and not _retryable(job) and not self._result_gone(job):
             self.store.touch(key)
             return job, job.status == "succeeded"
         if self.store.count_active() >= self.settings.limits.queue:
             raise QueueFull(f"{self.settings.limits.queue} jobs are queued or running; retry later",
                             headers={"Retry-After": "5"})
         try:
-            if job is not None:  # cancelled, or failed for a reason other than its input: run it again
-                self.store.update(key, status="queued", progress=0.0, message="queued", error=None, attempts=0,
-                                  cancel_requested=False, started_at=None, finished_at=None)
-                self._dispatch(key, operation, params)
-            elif self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
+            if job is not None:  # cancelled, failed for a reason other than its input, or its result lost:
+                self.store.delete(key)  # start afresh, inputs included
+            if self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
                 self._dispatch(key, operation, params)
         except Exception as exc:
             if storage_full(exc):
@@ -126,6 +124,10 @@ class Jobs:
                 self._end(key, _internal("the job could not be dispatched to a worker"))
             raise
         return self.get(key), False
+
+    def _result_gone(self, job: Job) -> bool:
+        """A succeeded job whose result files are missing (lost from disk): it must run again."""
+        return job.status == "succeeded" and not (self.store.result_dir(job.id) / "meta.json").exists()
 
     def _dispatch(self, key: str, operation: str, params: dict) -> None:
         self.executor.submit(key, operation, params, self._on_done)

@@ -1,5 +1,5 @@
-"""Training: the NTK regime against the analytic interpolant, the paper's runs outside it,
-and the bookkeeping (weight movement against a plain autodiff loop, lr bound, cancel)."""
+"""Training: the NTK regime against the analytic interpolant, and the bookkeeping (weight
+movement against a plain autodiff loop, lr bound, cancel). SGD and Adam: test_update_loops.py."""
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +24,14 @@ TEN = paper_train_angles(10)
 
 
 def test_ntk_regime_matches_the_interpolant():
-    # The paper's Fig. 1 setting at width 1024: L = 5, alpha = 0.1, GD with step 0.5 on the six
-    # samples, four initialisations. Measured: mean prediction within 1.4% of the analytic NTK
-    # interpolant (max over the 4096-point grid), kernel drift 0.004-0.012.
+    # The paper's Fig. 1 setting at width 512: L = 5, alpha = 0.1, GD with step 0.5 on the six
+    # samples, four initialisations. Measured: mean prediction within 1.3% of the analytic NTK
+    # interpolant (max over a 512-point grid; 1.4% at width 1024), kernel drift 0.001-0.012,
+    # loss down by 2e-6.
     arch = Architecture("resnet", 5, alpha=0.1)
-    x, y, grid = circle_points(SIX), paper_target(SIX), circle_points(circle_grid(4096))
+    x, y, grid = circle_points(SIX), paper_target(SIX), circle_points(circle_grid(512))
     interpolant = kernel_regression(x, y, grid, arch=arch).mean
-    run = train(arch, x, y, width=1024, seed=0, n_init=4, lr=0.5, steps=300, record_every=300, x_test=grid,
+    run = train(arch, x, y, width=512, seed=0, n_init=4, lr=0.5, steps=300, record_every=300, x_test=grid,
                 track_ntk=True)
     assert np.all(run["loss"][:, -1] < 1e-4 * run["loss"][:, 0])
     error = np.max(np.abs(run["mean_prediction"][-1] - interpolant)) / np.max(np.abs(interpolant))
@@ -45,20 +46,6 @@ def test_kernel_drift_falls_with_width(arch):
     drift = {width: float(np.mean(train(arch, x, y, width=width, seed=0, n_init=4, steps=100, record_every=100,
                                         track_ntk=True)["ntk_drift"][:, -1])) for width in (64, 1024)}
     assert drift[1024] < drift[64] / 3, drift
-
-
-@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.01), ("adam", 1e-3)])
-def test_outside_the_ntk_regime_training_converges(optimizer, lr):
-    x, y = circle_points(TEN), paper_target(TEN)
-    for arch in (Architecture("resnet", 5, alpha=0.1), Architecture("mlp", 5)):
-        run = train(arch, x, y, width=500, seed=1, n_init=2, optimizer=optimizer, lr=lr, steps=1000, batch_size=1,
-                    parametrization="standard", record_every=250)
-        assert run["loss"].shape == (2, 5)
-        # SGD with batch 1 is noisy: measured (ResNet) 5.7 -> 3.0 and 8.3 -> 1.4 in 1000 steps;
-        # Adam goes lower
-        initial, final = run["loss"][:, 0], run["loss"][:, -1]
-        assert np.all(final < 0.7 * initial) and final.mean() < 0.5 * initial.mean(), (arch.kind, run["loss"])
-        assert np.all(np.isfinite(run["weight_movement"]))
 
 
 def test_weight_movement_and_loss_against_a_plain_autodiff_loop():
