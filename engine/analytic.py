@@ -21,86 +21,131 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from engine.architectures import Architecture, check_architecture
-from engine.dual import CLOSED_FORMS, dual
+from engine.architectures import Architecture, Family, check_architecture
+from engine.chebyshev import interpolated_dual
+from engine.dual import CLOSED_FORMS, correlation, quadrature_dual
 
 KERNELS = ("nngp", "ntk")
-# Tile edge for closed-form activations (a power of two); quadrature ones use a smaller one,
-# since each entry of theirs holds thousands of quadrature nodes.
+# Tile edge for closed-form and interpolated activations (a power of two); the quadrature
+# uses a smaller one, since each entry of its holds thousands of quadrature nodes.
 TILE = 512
 QUADRATURE_TILE = 16
 MIN_BUCKET = 16
+# How a tile's dual activations are computed (a static argument: one compilation each).
+METHODS = ("closed", "chebyshev", "quadrature")
+FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
 
 Progress = Callable[[int, int], None]
 
 
-def _variances(arch: Architecture, q) -> jnp.ndarray:
-    """Diagonal recursion: S_l(x, x) entering each layer's activation. q (n,) -> (L, n)."""
-    sw2, sb2, act = arch.sigma_w**2, arch.sigma_b**2, arch.activation
-    c = (arch.alpha * arch.sigma_v) ** 2
-
-    def step(k, _):
-        s = sw2 * k + sb2
-        t = dual(act, s, s, s)[0]
-        return (k + c * t if arch.kind == "resnet" else t), s
-
-    _, s = lax.scan(step, q, None, length=arch.depth)
-    return s
+def hyperparameters(arch: Architecture, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth)."""
+    numbers = np.array([arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2])
+    return jnp.asarray(numbers, dtype), jnp.asarray(arch.depth, jnp.int32)
 
 
-def _recursion(arch: Architecture, kernels: tuple[str, ...], q12, s11, s22) -> dict[str, jnp.ndarray]:
-    """Entrywise recursions for pairs with q12 = x.x'/d, of any shape.
+def _pair_dual(family: Family, method: str, s11, s12, s22):
+    """(T, Tdot) for the pairs of a tile; for "chebyshev", s11 and s22 are scalars."""
+    act = family.activation
+    if method == "closed":
+        return CLOSED_FORMS[act](s11, s12, s22)
+    if method == "quadrature":
+        return quadrature_dual(act, s11, s12, s22)
+    rho, norm = correlation(s11, s12, s22)
 
-    s11, s22: (L, ...) the `_variances` of the first and second points of each pair,
-    broadcastable against q12 (for a tile: (L, n1, 1) and (L, 1, n2)).
-    Returns {name: array of q12's shape}.
+    def exact():
+        flat = (rho * norm).reshape(-1, FALLBACK_CHUNK)
+        t, tdot = lax.map(lambda c: quadrature_dual(act, s11, c, s22), flat)
+        return t.reshape(rho.shape), tdot.reshape(rho.shape)
+
+    return interpolated_dual(lambda nodes: quadrature_dual(act, s11, nodes * norm, s22), rho, exact)
+
+
+def _diagonal_t(family: Family, method: str, s):
+    """T(s, s, s) for the diagonal variances s."""
+    if method == "closed":
+        return CLOSED_FORMS[family.activation](s, s, s)[0]
+    return quadrature_dual(family.activation, s, s, s)[0]
+
+
+def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, depth, q12, q11, q22,
+               diagonal: bool = False) -> dict[str, jnp.ndarray]:
+    """Entrywise recursions (shared/docs/kernels.md section 2) for pairs with q12 = x.x'/d.
+
+    q11, q22: q of the first and second points of each pair, broadcastable against q12
+    (a tile: (n1, 1) and (1, n2); "chebyshev": scalars). Their variances travel through the
+    same loop. diagonal=True: the pairs are (x, x), so q11 = q22 = q12 and the pair state
+    is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
+    reuses the compiled code). Returns {name: array of q12's shape}.
     """
-    sw2, sb2, act = arch.sigma_w**2, arch.sigma_b**2, arch.activation
+    sw2, sb2, c = hyper[0], hyper[1], hyper[2]
 
     # Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times
     # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
     # XLA then fuses each layer into a single pass over the tile instead of four.
-    if arch.kind == "resnet":
-        c = (arch.alpha * arch.sigma_v) ** 2
+    def pair(s11, s12, s22):
+        return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
 
-        def layer(layer_index, z):
+    def diag(s):
+        return s if diagonal else _diagonal_t(family, method, s)
+
+    if family.kind == "resnet":
+
+        def layer(_, carry):
+            k11, k22, z = carry
             k12, th = z.real, z.imag
-            s12 = sw2 * k12 + sb2
-            t12, tdot12 = dual(act, s11[layer_index], s12, s22[layer_index])
-            return lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
+            s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
+            t12, tdot12 = pair(s11, s12, s22)
+            z = lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
+            if diagonal:
+                return k11, k22, z
+            return k11 + c * diag(s11), k22 + c * diag(s22), z
 
-        z = lax.fori_loop(0, arch.depth, layer, lax.complex(q12, q12))
+        _, _, z = lax.fori_loop(0, depth, layer, (q11, q22, lax.complex(q12, q12)))
         out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
     else:
 
-        def layer(layer_index, z):
+        def layer(_, carry):
+            s11, s22, z = carry
             s12, th = z.real, z.imag
-            t12, tdot12 = dual(act, s11[layer_index], s12, s22[layer_index])
+            t12, tdot12 = pair(s11, s12, s22)
             s12 = sw2 * t12 + sb2
-            return lax.complex(s12, s12 + sw2 * tdot12 * th)
+            z = lax.complex(s12, s12 + sw2 * tdot12 * th)
+            if diagonal:
+                return s11, s22, z
+            return sw2 * diag(s11) + sb2, sw2 * diag(s22) + sb2, z
 
         s12 = sw2 * q12 + sb2
-        z = lax.fori_loop(0, arch.depth, layer, lax.complex(s12, s12))
+        _, _, z = lax.fori_loop(0, depth, layer, (sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)))
         out = {"nngp": z.real, "ntk": z.imag}
     return {name: out[name] for name in kernels}
 
 
-@partial(jax.jit, static_argnames=("arch", "kernels"))
-def _tile(q12, q11, q22, *, arch: Architecture, kernels: tuple[str, ...]):
-    """One Gram tile: q12 (b1, b2), q11 (b1,), q22 (b2,) -> {name: (b1, b2)}.
-
-    The diagonal variances are computed first, at O((b1 + b2) L) cost, and held apart (an
-    optimisation barrier) so the entrywise loop reads them rather than recomputing them.
-    """
-    s11, s22 = lax.optimization_barrier((_variances(arch, q11)[:, :, None], _variances(arch, q22)[:, None, :]))
-    return _recursion(arch, kernels, q12, s11, s22)
+@partial(jax.jit, static_argnames=("family", "method", "kernels"))
+def _tile(q12, q11, q22, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
+    """One Gram tile: q12 (b1, b2), q11 (b1,), q22 (b2,) (scalars for "chebyshev")
+    -> {name: (b1, b2)}."""
+    if method != "chebyshev":
+        q11, q22 = q11[:, None], q22[None, :]
+    return _recursion(family, method, kernels, hyper, depth, q12, q11, q22)
 
 
-@partial(jax.jit, static_argnames=("arch", "kernels"))
-def _diagonal(q, *, arch: Architecture, kernels: tuple[str, ...]):
+@partial(jax.jit, static_argnames=("family", "method", "kernels"))
+def _diagonal(q, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
     """K(x, x) for q = x.x/d of shape (n,) -> {name: (n,)}."""
-    s = _variances(arch, q)
-    return _recursion(arch, kernels, q, s, s)
+    return _recursion(family, method, kernels, hyper, depth, q, q, q, diagonal=True)
+
+
+def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
+    """"closed" where a closed form exists; else "chebyshev" when x1's points share one
+    norm and x2's another (up to 1e-13 relative), else "quadrature"."""
+    if activation in CLOSED_FORMS:
+        return "closed"
+
+    def constant(q):
+        return np.ptp(q) <= 1e-13 * np.max(np.abs(q))
+
+    return "chebyshev" if constant(q1) and constant(q2) else "quadrature"
 
 
 def check_points(x, name: str) -> np.ndarray:
@@ -155,19 +200,26 @@ def _pad(a: np.ndarray, size: int, value: float) -> np.ndarray:
 
 def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
                       dtype: str = "float64") -> dict[str, np.ndarray]:
-    """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}."""
+    """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}.
+
+    K(x, x) depends on x only through q = x.x/d, so it is computed once per distinct q
+    (once in all on a circle or a sphere).
+    """
     x = check_points(x, "x")
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
-    n, size = x.shape[0], _bucket(x.shape[0], TILE)
-    q = np.einsum("ij,ij->i", x, x) / x.shape[1]
+    q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
+    n, size = q.size, _bucket(q.size, TILE)
+    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature"
     parts = []
     with jax.enable_x64(dt == np.float64):
+        hyper, depth = hyperparameters(arch, dt)
         for start in range(0, n, size):
             chunk = q[start:start + size]
-            out = _diagonal(jnp.asarray(_pad(chunk, size, 1.0), dtype=dt), arch=arch, kernels=kernels)
+            out = _diagonal(jnp.asarray(_pad(chunk, size, 1.0), dtype=dt), hyper, depth, family=arch.family,
+                            method=method, kernels=kernels)
             parts.append({k: np.asarray(v)[: chunk.size] for k, v in out.items()})
-    return {k: np.concatenate([part[k] for part in parts]) for k in kernels}
+    return {k: np.concatenate([part[k] for part in parts])[where.reshape(-1)] for k in kernels}
 
 
 def analytic_kernels(
@@ -193,10 +245,12 @@ def analytic_kernels(
     n1, n2, d = x1.shape[0], xb.shape[0], x1.shape[1]
     result = _outputs(out, kernels, (n1, n2), dt)
 
-    tile = TILE if arch.activation in CLOSED_FORMS else QUADRATURE_TILE
-    b1, b2 = _bucket(n1, tile), _bucket(n2, tile)
     q1 = np.einsum("ij,ij->i", x1, x1) / d
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
+    method = method_for(arch.activation, q1, q2)
+    tile = QUADRATURE_TILE if method == "quadrature" else TILE
+    b1, b2 = _bucket(n1, tile), _bucket(n2, tile)
+    static = {"family": arch.family, "method": method, "kernels": kernels}
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
 
     def compute(block):
@@ -205,10 +259,15 @@ def analytic_kernels(
         q12 = _pad(xi @ xj.T / d, b1, 0.0)
         q12 = np.pad(q12, ((0, 0), (0, b2 - q12.shape[1]))) if q12.shape[1] < b2 else q12
         with jax.enable_x64(dt == np.float64):
-            tiles = _tile(jnp.asarray(q12, dt), jnp.asarray(_pad(q1[i:i + b1], b1, 1.0), dt),
-                          jnp.asarray(_pad(q2[j:j + b2], b2, 1.0), dt), arch=arch, kernels=kernels)
+            if method == "chebyshev":  # one norm per side: pass it as a scalar
+                qi, qj = jnp.asarray(q1[0], dt), jnp.asarray(q2[0], dt)
+            else:
+                qi, qj = jnp.asarray(_pad(q1[i:i + b1], b1, 1.0), dt), jnp.asarray(_pad(q2[j:j + b2], b2, 1.0), dt)
+            tiles = _tile(jnp.asarray(q12, dt), qi, qj, *hyper, **static)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
+    with jax.enable_x64(dt == np.float64):
+        hyper = hyperparameters(arch, dt)
     workers = workers or os.cpu_count() or 1
     todo = iter(blocks)
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 KINDS = ("resnet", "mlp")
-CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear")
-QUADRATURE_ACTIVATIONS = ("tanh", "gelu", "softplus", "sigmoid")
-ACTIVATIONS = CLOSED_FORM_ACTIVATIONS + QUADRATURE_ACTIVATIONS
+ACTIVATIONS = ("relu", "erf", "linear", "tanh", "gelu", "softplus", "sigmoid")
+CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear", "gelu")
+QUADRATURE_ACTIVATIONS = ("tanh", "softplus", "sigmoid")
+NUMBERS = ("sigma_w", "sigma_v", "alpha", "sigma_b", "depth")
+
+
+class Family(NamedTuple):
+    """What compiled code is specialised on: the kind and the activation. The rest of an
+    Architecture (`NUMBERS`) enters compiled code as values, so a new alpha or depth reuses it."""
+
+    kind: str
+    activation: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,15 @@ class Architecture:
 
     def replace(self, **changes: Any) -> Architecture:
         return Architecture(**{**self.to_dict(), **changes})
+
+    @property
+    def family(self) -> Family:
+        """The static part (see `Family`)."""
+        return Family(self.kind, self.activation)
+
+    def numbers(self) -> dict[str, float | int]:
+        """The numeric part: {name: value} for each of `NUMBERS`."""
+        return {name: getattr(self, name) for name in NUMBERS}
 
 
 def check_architecture(arch: Any) -> Architecture:
