@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
 
@@ -23,7 +23,7 @@ from jax import lax
 
 from engine.architectures import Architecture, Family, check_architecture
 from engine.chebyshev import interpolated_dual
-from engine.dual import CLOSED_FORMS, correlation, quadrature_dual
+from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussian_dual, quadrature_dual
 
 KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form and interpolated activations (a power of two); the quadrature
@@ -38,10 +38,11 @@ FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fall
 Progress = Callable[[int, int], None]
 
 
-def hyperparameters(arch: Architecture, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth)."""
+def hyperparameters(arch: Architecture, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth).
+    (Host arrays: jit moves them faster than jnp.asarray does.)"""
     numbers = np.array([arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2])
-    return jnp.asarray(numbers, dtype), jnp.asarray(arch.depth, jnp.int32)
+    return numbers.astype(dtype), np.asarray(arch.depth, np.int32)
 
 
 def _pair_dual(family: Family, method: str, s11, s12, s22):
@@ -65,7 +66,8 @@ def _diagonal_t(family: Family, method: str, s):
     """T(s, s, s) for the diagonal variances s."""
     if method == "closed":
         return CLOSED_FORMS[family.activation](s, s, s)[0]
-    return quadrature_dual(family.activation, s, s, s)[0]
+    s = jnp.asarray(s)
+    return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
 
 
 def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, depth, q12, q11, q22,
@@ -86,8 +88,11 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
     def pair(s11, s12, s22):
         return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
 
-    def diag(s):
-        return s if diagonal else _diagonal_t(family, method, s)
+    def diag(s11, s22):
+        if method == "chebyshev":  # two scalars: one quadrature call
+            t = _diagonal_t(family, method, jnp.stack([s11, s22]))
+            return t[0], t[1]
+        return _diagonal_t(family, method, s11), _diagonal_t(family, method, s22)
 
     if family.kind == "resnet":
 
@@ -99,7 +104,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
             z = lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
             if diagonal:
                 return k11, k22, z
-            return k11 + c * diag(s11), k22 + c * diag(s22), z
+            t11, t22 = diag(s11, s22)
+            return k11 + c * t11, k22 + c * t22, z
 
         _, _, z = lax.fori_loop(0, depth, layer, (q11, q22, lax.complex(q12, q12)))
         out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
@@ -113,7 +119,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
             z = lax.complex(s12, s12 + sw2 * tdot12 * th)
             if diagonal:
                 return s11, s22, z
-            return sw2 * diag(s11) + sb2, sw2 * diag(s22) + sb2, z
+            t11, t22 = diag(s11, s22)
+            return sw2 * t11 + sb2, sw2 * t22 + sb2, z
 
         s12 = sw2 * q12 + sb2
         _, _, z = lax.fori_loop(0, depth, layer, (sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)))
@@ -216,7 +223,7 @@ def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS
         hyper, depth = hyperparameters(arch, dt)
         for start in range(0, n, size):
             chunk = q[start:start + size]
-            out = _diagonal(jnp.asarray(_pad(chunk, size, 1.0), dtype=dt), hyper, depth, family=arch.family,
+            out = _diagonal(_pad(chunk, size, 1.0).astype(dt), hyper, depth, family=arch.family,
                             method=method, kernels=kernels)
             parts.append({k: np.asarray(v)[: chunk.size] for k, v in out.items()})
     return {k: np.concatenate([part[k] for part in parts])[where.reshape(-1)] for k in kernels}
@@ -260,17 +267,17 @@ def analytic_kernels(
         q12 = np.pad(q12, ((0, 0), (0, b2 - q12.shape[1]))) if q12.shape[1] < b2 else q12
         with jax.enable_x64(dt == np.float64):
             if method == "chebyshev":  # one norm per side: pass it as a scalar
-                qi, qj = jnp.asarray(q1[0], dt), jnp.asarray(q2[0], dt)
+                qi, qj = np.asarray(q1[0], dt), np.asarray(q2[0], dt)
             else:
-                qi, qj = jnp.asarray(_pad(q1[i:i + b1], b1, 1.0), dt), jnp.asarray(_pad(q2[j:j + b2], b2, 1.0), dt)
-            tiles = _tile(jnp.asarray(q12, dt), qi, qj, *hyper, **static)
+                qi, qj = _pad(q1[i:i + b1], b1, 1.0).astype(dt), _pad(q2[j:j + b2], b2, 1.0).astype(dt)
+            tiles = _tile(q12.astype(dt), qi, qj, *hyper, **static)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
-    with jax.enable_x64(dt == np.float64):
-        hyper = hyperparameters(arch, dt)
+    hyper = hyperparameters(arch, dt)
     workers = workers or os.cpu_count() or 1
     todo = iter(blocks)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # one tile (small N): no threads to start, which would cost more than the tile
+    with ThreadPoolExecutor(max_workers=workers) if len(blocks) > 1 and workers > 1 else _Serial() as pool:
         # a bounded window of tiles in flight, so finished tiles never pile up in memory
         pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * workers))
         done = 0
@@ -299,6 +306,21 @@ def analytic_kernels(
             idx = np.arange(n1)
             result[name][idx, idx] = diagonal[name]
     return result
+
+
+class _Serial:
+    """ThreadPoolExecutor's submit, run in the calling thread."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 class Cancelled(Exception):

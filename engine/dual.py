@@ -10,7 +10,7 @@ pair shares the same two variances, a Chebyshev interpolant of it (`engine.cheby
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -169,16 +169,17 @@ def _radial_rule(nodes_per_piece: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gaussian_dual(
-    phi: Callable[[Array], Array], s11: Array, s12: Array, s22: Array,
+    phis: Sequence[Callable[[Array], Array]], s11: Array, s12: Array, s22: Array,
     angle_nodes: int = ANGLE_NODES, radial_nodes: int = RADIAL_NODES,
-) -> Array:
-    """E[phi(u) phi(v)] for (u, v) ~ N(0, S), elementwise, by quadrature.
+) -> list[Array]:
+    """[E[phi(u) phi(v)] for phi in phis] for (u, v) ~ N(0, S), elementwise, by quadrature.
 
     With (z1, z2) = r (cos p, sin p), u = sqrt(s11) r cos p and v = sqrt(s22) r cos(p - theta),
     theta = arccos(rho). Folding p and p + pi together leaves p in [0, pi) and the even part
     of the integrand in r (see `_radial_rule`). The angle is
     split where u or v changes sign (p = pi/2 and theta +- pi/2), so kinked activations
-    (ReLU, steps) are integrated exactly by Gauss-Legendre on each arc.
+    (ReLU, steps) are integrated exactly by Gauss-Legendre on each arc. The functions share
+    the nodes (one pass for T and Tdot).
     """
     rho, _ = correlation(s11, s12, s22)
     theta = acos(rho)[..., None]
@@ -196,16 +197,19 @@ def gaussian_dual(
     v_dir = jnp.sqrt(s22)[..., None, None] * (cos_p * rho[..., None, None] + sin_p * sin_theta[..., None])
     r, wr = _radial_rule(radial_nodes)
     u, v = u_dir[..., None] * r, v_dir[..., None] * r  # (..., 3, angle_nodes, radial)
-    even = phi(u) * phi(v) + phi(-u) * phi(-v)
-    inner = jnp.sum(even * wr, axis=-1)
-    return jnp.sum(inner * wp, axis=(-2, -1)) / (2.0 * math.pi)
+    out = []
+    for phi in phis:
+        even = phi(u) * phi(v) + phi(-u) * phi(-v)
+        inner = jnp.sum(even * wr, axis=-1)
+        out.append(jnp.sum(inner * wp, axis=(-2, -1)) / (2.0 * math.pi))
+    return out
 
 
 def quadrature_dual(activation: str, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     """(T, Tdot) of any activation in ACTIVATION_FUNCTIONS, by `gaussian_dual`."""
-    phi, dphi = ACTIVATION_FUNCTIONS[activation]
     s11, s12, s22 = jnp.broadcast_arrays(s11, s12, s22)
-    return gaussian_dual(phi, s11, s12, s22), gaussian_dual(dphi, s11, s12, s22)
+    t, tdot = gaussian_dual(ACTIVATION_FUNCTIONS[activation], s11, s12, s22)
+    return t, tdot
 
 
 CLOSED_FORMS = {"relu": relu_dual, "erf": erf_dual, "linear": linear_dual, "gelu": gelu_dual}
