@@ -24,6 +24,7 @@ from jax import lax
 from engine.architectures import Architecture, Family, check_architecture
 from engine.chebyshev import interpolated_dual
 from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussian_dual, quadrature_dual
+from engine.norms import one_norm
 
 KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form and interpolated activations (a power of two); the quadrature
@@ -145,14 +146,10 @@ def _diagonal(q, hyper, depth, *, family: Family, method: str, kernels: tuple[st
 
 def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
     """"closed" where a closed form exists; else "chebyshev" when x1's points share one
-    norm and x2's another (up to 1e-13 relative), else "quadrature"."""
+    norm and x2's another (`engine.norms.one_norm`), else "quadrature"."""
     if activation in CLOSED_FORMS:
         return "closed"
-
-    def constant(q):
-        return np.ptp(q) <= 1e-13 * np.max(np.abs(q))
-
-    return "chebyshev" if constant(q1) and constant(q2) else "quadrature"
+    return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
 
 
 def check_points(x, name: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The service's settings: environment variables with embedded defaults (no server needed).
 
 Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
-RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS and the limits
+RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_WARM_UP (0 turns the
+workers' warm-up off) and the limits
 RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
 """
 
@@ -17,7 +18,7 @@ class Limits:
     """Admission limits. Requests beyond them get 413 (size) or 422 (parameters)."""
 
     points: int = 20_000          # rows of all point arrays of one request together
-    quadrature_points: int = 1024  # the same for tanh, gelu, softplus, sigmoid (~1000x slower than relu)
+    quadrature_points: int = 1024  # the same for tanh, softplus, sigmoid on points of different norms
     dimension: int = 4096         # input dimension d
     depth: int = 1000             # L
     width_depth: int = 200_000    # width x depth of finite networks
@@ -28,6 +29,10 @@ class Limits:
     body_bytes: int = 256 * 2**20  # request body
     queue: int = 256              # jobs queued or running at once
     json_elements: int = 4_000_000  # numbers in a JSON result; larger results are binary only
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off")
 
 
 def _default_data_dir() -> Path:
@@ -44,6 +49,7 @@ class Settings:
     max_wait_s: float = 300.0         # the most `Prefer: wait=N` may ask
     cache_bytes: int = 8 * 2**30      # results kept on disk (LRU beyond)
     max_attempts: int = 3             # runs of one job (worker or service deaths) before it fails
+    warm_up: bool = True              # workers compile the common kernel families at start, in the background
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -53,7 +59,7 @@ class Settings:
                            if f"RESKERNEL_MAX_{f.name.upper()}" in env})
         settings = cls(limits=limits)
         read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
-                "cache_bytes": int, "max_attempts": int}
+                "cache_bytes": int, "max_attempts": int, "warm_up": _flag}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)
