@@ -89,6 +89,12 @@ class Architecture:
         """The static part (see `Family`)."""
         return Family(self.kind, self.activation)
 
+    def structure(self) -> Architecture:
+        """This architecture with its weight scales set to 1 (sigma_b to 1 where there are
+        biases): all a finite network's compiled code depends on besides shapes, when the scales
+        enter it as values (see `engine.networks.forward`)."""
+        return self.replace(sigma_w=1.0, sigma_v=1.0, alpha=1.0, sigma_b=1.0 if self.sigma_b > 0 else 0.0)
+
     def numbers(self) -> dict[str, float | int]:
         """The numeric part: {name: value} for each of `NUMBERS`."""
         return {name: getattr(self, name) for name in NUMBERS}
