@@ -88,11 +88,11 @@ def train_child(width: str) -> dict:
     arch = Architecture("resnet", 5, alpha=ALPHA)
     run = {"width": width, "n_init": 2, "record_every": 10}
     start = time.perf_counter()
-    train(arch, x, y, lr=0.5, steps=100, seed=0, **run)
+    train(arch, x, y, lr=0.03, steps=100, seed=0, **run)
     first = time.perf_counter() - start
-    changes = [dict(lr=0.3, steps=100, seed=0, arch=arch), dict(lr=0.3, steps=250, seed=0, arch=arch),
-               dict(lr=0.3, steps=250, seed=7, arch=arch),
-               dict(lr=0.3, steps=250, seed=7, arch=arch.replace(alpha=0.5))]
+    changes = [dict(lr=0.02, steps=100, seed=0, arch=arch), dict(lr=0.02, steps=250, seed=0, arch=arch),
+               dict(lr=0.02, steps=250, seed=7, arch=arch),
+               dict(lr=0.02, steps=250, seed=7, arch=arch.replace(alpha=0.5))]
     later = []
     for change in changes:
         start = time.perf_counter()
@@ -101,7 +101,7 @@ def train_child(width: str) -> dict:
     step = []
     for i in range(5):  # one step, new lr each time: the fixed latency of a train call
         start = time.perf_counter()
-        train(arch.replace(alpha=0.05 * (i + 1)), x, y, lr=0.1 + 0.01 * i, steps=1, seed=i, **run)
+        train(arch.replace(alpha=0.05 * (i + 1)), x, y, lr=0.01 + 0.001 * i, steps=1, seed=i, **run)
         step.append(time.perf_counter() - start)
     return {"first_s": first, "later_s": later, "one_step": stats(step)}
 

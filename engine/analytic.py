@@ -191,7 +191,7 @@ def _check_dtype(dtype: str) -> np.dtype:
 
 
 def _bucket(n: int, tile: int) -> int:
-    """Padded tile edge for n points: a power of two in [MIN_BUCKET, tile]."""
+    """Padded tile edge for n points: a power of two in [MIN_BUCKET, tile] (tile a power of two)."""
     return min(tile, max(MIN_BUCKET, 1 << (n - 1).bit_length()))
 
 
@@ -253,7 +253,10 @@ def analytic_kernels(
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
     method = method_for(arch.activation, q1, q2)
     tile = QUADRATURE_TILE if method == "quadrature" else TILE
-    b1, b2 = _bucket(n1, tile), _bucket(n2, tile)
+    # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
+    # they grow long, so a 4096 x 6 matrix is one call, not eight
+    b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))
+    b2 = _bucket(n2, max(tile, tile * tile // b1))
     static = {"family": arch.family, "method": method, "kernels": kernels}
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
 
