@@ -48,6 +48,7 @@ def clenshaw(coef: Array, x: Array) -> Array:
 
     A loop unrolled by 8: XLA fuses each 8 steps into one pass over x, and compiles quickly.
     """
+    coef, x = jnp.asarray(coef), jnp.asarray(x)
     x2 = 2.0 * x
     top = coef.shape[0] - 1
 
