@@ -41,6 +41,7 @@ def start_service(data_dir: str):
     return module.start_service(data_dir)
 
 
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per XLA compilation
 SECTIONS = ("engine", "http", "activations", "small", "train", "restart", "reproduce")
 
 
@@ -81,8 +82,13 @@ def activation_child(activation: str, n: str, depth: str, repeats: str, save: st
 
 def train_child(width: str) -> dict:
     """Second and later runs change lr, steps, seed or alpha: their time, and the first step's."""
+    import jax
+
     from engine import Architecture, circle_points, paper_target, paper_train_angles, train
 
+    compiled = [0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiled.__setitem__(0, compiled[0] + (event == BACKEND_COMPILE)))
     b = paper_train_angles(50)
     x, y, width = circle_points(b), paper_target(b), int(width)
     arch = Architecture("resnet", 5, alpha=ALPHA)
@@ -93,7 +99,7 @@ def train_child(width: str) -> dict:
     changes = [dict(lr=0.02, steps=100, seed=0, arch=arch), dict(lr=0.02, steps=250, seed=0, arch=arch),
                dict(lr=0.02, steps=250, seed=7, arch=arch),
                dict(lr=0.02, steps=250, seed=7, arch=arch.replace(alpha=0.5))]
-    later = []
+    later, before = [], compiled[0]
     for change in changes:
         start = time.perf_counter()
         train(change.pop("arch"), x, y, **change, **run)
@@ -103,7 +109,8 @@ def train_child(width: str) -> dict:
         start = time.perf_counter()
         train(arch.replace(alpha=0.05 * (i + 1)), x, y, lr=0.01 + 0.001 * i, steps=1, seed=i, **run)
         step.append(time.perf_counter() - start)
-    return {"first_s": first, "later_s": later, "one_step": stats(step)}
+    return {"first_s": first, "later_s": later, "one_step": stats(step), "compiled_first": before,
+            "compiled_later": compiled[0] - before}
 
 
 def reference_row(activation: str, n: int, depth: int, alpha: float, nodes: int) -> dict:
@@ -205,8 +212,10 @@ def section_train(me, out) -> None:
     later = ", ".join(f"{t:.2f}" for t in ours["later_s"])
     out.append(f"`train`, width 256, 50 points, 2 networks, record every 10 steps: first run (100 steps) "
                f"{ours['first_s']:.2f} s with compilation; then new lr (100 steps), new steps (250), new seed, new "
-               f"alpha: {later} s; one step with a new alpha, lr and seed each time (the fixed latency of a "
-               f"call): median {ours['one_step']['median_s']:.3f} s (min {ours['one_step']['min_s']:.3f}).")
+               f"alpha: {later} s, XLA compilations: {ours['compiled_first']} in the first run, "
+               f"{ours['compiled_later']} in all later ones; one step with a new alpha, lr and seed each time "
+               f"(the fixed latency of a call): median {ours['one_step']['median_s']:.3f} s "
+               f"(min {ours['one_step']['min_s']:.3f}).")
 
 
 def _smoothness_body(alphas) -> dict:
@@ -311,6 +320,7 @@ def main() -> None:
     out: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for section in args.only:
+            printed = len(out)
             if section == "engine":
                 section_engine(me, peer, out)
             elif section == "small":
@@ -325,7 +335,8 @@ def main() -> None:
                 section_restart(out)
             else:
                 section_reproduce(out)
-            print("\n- " + out[-1], flush=True)
+            for line in out[printed:]:
+                print("\n- " + line, flush=True)
 
 
 if __name__ == "__main__":
