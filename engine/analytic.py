@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
 
@@ -21,86 +21,135 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from engine.architectures import Architecture, check_architecture
-from engine.dual import CLOSED_FORMS, dual
+from engine.architectures import Architecture, Family, check_architecture
+from engine.chebyshev import interpolated_dual
+from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussian_dual, quadrature_dual
+from engine.norms import one_norm
 
 KERNELS = ("nngp", "ntk")
-# Tile edge for closed-form activations (a power of two); quadrature ones use a smaller one,
-# since each entry of theirs holds thousands of quadrature nodes.
+# Tile edge for closed-form and interpolated activations (a power of two); the quadrature
+# uses a smaller one, since each entry of its holds thousands of quadrature nodes.
 TILE = 512
 QUADRATURE_TILE = 16
 MIN_BUCKET = 16
+# How a tile's dual activations are computed (a static argument: one compilation each).
+METHODS = ("closed", "chebyshev", "quadrature")
+FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
 
 Progress = Callable[[int, int], None]
 
 
-def _variances(arch: Architecture, q) -> jnp.ndarray:
-    """Diagonal recursion: S_l(x, x) entering each layer's activation. q (n,) -> (L, n)."""
-    sw2, sb2, act = arch.sigma_w**2, arch.sigma_b**2, arch.activation
-    c = (arch.alpha * arch.sigma_v) ** 2
-
-    def step(k, _):
-        s = sw2 * k + sb2
-        t = dual(act, s, s, s)[0]
-        return (k + c * t if arch.kind == "resnet" else t), s
-
-    _, s = lax.scan(step, q, None, length=arch.depth)
-    return s
+def hyperparameters(arch: Architecture, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth).
+    (Host arrays: jit moves them faster than jnp.asarray does.)"""
+    numbers = np.array([arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2])
+    return numbers.astype(dtype), np.asarray(arch.depth, np.int32)
 
 
-def _recursion(arch: Architecture, kernels: tuple[str, ...], q12, s11, s22) -> dict[str, jnp.ndarray]:
-    """Entrywise recursions for pairs with q12 = x.x'/d, of any shape.
+def _pair_dual(family: Family, method: str, s11, s12, s22):
+    """(T, Tdot) for the pairs of a tile; for "chebyshev", s11 and s22 are scalars."""
+    act = family.activation
+    if method == "closed":
+        return CLOSED_FORMS[act](s11, s12, s22)
+    if method == "quadrature":
+        return quadrature_dual(act, s11, s12, s22)
+    rho, norm = correlation(s11, s12, s22)
 
-    s11, s22: (L, ...) the `_variances` of the first and second points of each pair,
-    broadcastable against q12 (for a tile: (L, n1, 1) and (L, 1, n2)).
-    Returns {name: array of q12's shape}.
+    def exact():
+        flat = (rho * norm).reshape(-1, FALLBACK_CHUNK)
+        t, tdot = lax.map(lambda c: quadrature_dual(act, s11, c, s22), flat)
+        return t.reshape(rho.shape), tdot.reshape(rho.shape)
+
+    return interpolated_dual(lambda nodes: quadrature_dual(act, s11, nodes * norm, s22), rho, exact)
+
+
+def _diagonal_t(family: Family, method: str, s):
+    """T(s, s, s) for the diagonal variances s."""
+    if method == "closed":
+        return CLOSED_FORMS[family.activation](s, s, s)[0]
+    s = jnp.asarray(s)
+    return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
+
+
+def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, depth, q12, q11, q22,
+               diagonal: bool = False) -> dict[str, jnp.ndarray]:
+    """Entrywise recursions (shared/docs/kernels.md section 2) for pairs with q12 = x.x'/d.
+
+    q11, q22: q of the first and second points of each pair, broadcastable against q12
+    (a tile: (n1, 1) and (1, n2); "chebyshev": scalars). Their variances travel through the
+    same loop. diagonal=True: the pairs are (x, x), so q11 = q22 = q12 and the pair state
+    is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
+    reuses the compiled code). Returns {name: array of q12's shape}.
     """
-    sw2, sb2, act = arch.sigma_w**2, arch.sigma_b**2, arch.activation
+    sw2, sb2, c = hyper[0], hyper[1], hyper[2]
 
     # Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times
     # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
     # XLA then fuses each layer into a single pass over the tile instead of four.
-    if arch.kind == "resnet":
-        c = (arch.alpha * arch.sigma_v) ** 2
+    def pair(s11, s12, s22):
+        return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
 
-        def layer(layer_index, z):
+    def diag(s11, s22):
+        if method == "chebyshev":  # two scalars: one quadrature call
+            t = _diagonal_t(family, method, jnp.stack([s11, s22]))
+            return t[0], t[1]
+        return _diagonal_t(family, method, s11), _diagonal_t(family, method, s22)
+
+    if family.kind == "resnet":
+
+        def layer(_, carry):
+            k11, k22, z = carry
             k12, th = z.real, z.imag
-            s12 = sw2 * k12 + sb2
-            t12, tdot12 = dual(act, s11[layer_index], s12, s22[layer_index])
-            return lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
+            s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
+            t12, tdot12 = pair(s11, s12, s22)
+            z = lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
+            if diagonal:
+                return k11, k22, z
+            t11, t22 = diag(s11, s22)
+            return k11 + c * t11, k22 + c * t22, z
 
-        z = lax.fori_loop(0, arch.depth, layer, lax.complex(q12, q12))
+        _, _, z = lax.fori_loop(0, depth, layer, (q11, q22, lax.complex(q12, q12)))
         out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
     else:
 
-        def layer(layer_index, z):
+        def layer(_, carry):
+            s11, s22, z = carry
             s12, th = z.real, z.imag
-            t12, tdot12 = dual(act, s11[layer_index], s12, s22[layer_index])
+            t12, tdot12 = pair(s11, s12, s22)
             s12 = sw2 * t12 + sb2
-            return lax.complex(s12, s12 + sw2 * tdot12 * th)
+            z = lax.complex(s12, s12 + sw2 * tdot12 * th)
+            if diagonal:
+                return s11, s22, z
+            t11, t22 = diag(s11, s22)
+            return sw2 * t11 + sb2, sw2 * t22 + sb2, z
 
         s12 = sw2 * q12 + sb2
-        z = lax.fori_loop(0, arch.depth, layer, lax.complex(s12, s12))
+        _, _, z = lax.fori_loop(0, depth, layer, (sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)))
         out = {"nngp": z.real, "ntk": z.imag}
     return {name: out[name] for name in kernels}
 
 
-@partial(jax.jit, static_argnames=("arch", "kernels"))
-def _tile(q12, q11, q22, *, arch: Architecture, kernels: tuple[str, ...]):
-    """One Gram tile: q12 (b1, b2), q11 (b1,), q22 (b2,) -> {name: (b1, b2)}.
-
-    The diagonal variances are computed first, at O((b1 + b2) L) cost, and held apart (an
-    optimisation barrier) so the entrywise loop reads them rather than recomputing them.
-    """
-    s11, s22 = lax.optimization_barrier((_variances(arch, q11)[:, :, None], _variances(arch, q22)[:, None, :]))
-    return _recursion(arch, kernels, q12, s11, s22)
+@partial(jax.jit, static_argnames=("family", "method", "kernels"))
+def _tile(q12, q11, q22, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
+    """One Gram tile: q12 (b1, b2), q11 (b1,), q22 (b2,) (scalars for "chebyshev")
+    -> {name: (b1, b2)}."""
+    if method != "chebyshev":
+        q11, q22 = q11[:, None], q22[None, :]
+    return _recursion(family, method, kernels, hyper, depth, q12, q11, q22)
 
 
-@partial(jax.jit, static_argnames=("arch", "kernels"))
-def _diagonal(q, *, arch: Architecture, kernels: tuple[str, ...]):
+@partial(jax.jit, static_argnames=("family", "method", "kernels"))
+def _diagonal(q, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
     """K(x, x) for q = x.x/d of shape (n,) -> {name: (n,)}."""
-    s = _variances(arch, q)
-    return _recursion(arch, kernels, q, s, s)
+    return _recursion(family, method, kernels, hyper, depth, q, q, q, diagonal=True)
+
+
+def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
+    """"closed" where a closed form exists; else "chebyshev" when x1's points share one
+    norm and x2's another (`engine.norms.one_norm`), else "quadrature"."""
+    if activation in CLOSED_FORMS:
+        return "closed"
+    return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
 
 
 def check_points(x, name: str) -> np.ndarray:
@@ -142,7 +191,7 @@ def _check_dtype(dtype: str) -> np.dtype:
 
 
 def _bucket(n: int, tile: int) -> int:
-    """Padded tile edge for n points: a power of two in [MIN_BUCKET, tile]."""
+    """Padded tile edge for n points: a power of two in [MIN_BUCKET, tile] (tile a power of two)."""
     return min(tile, max(MIN_BUCKET, 1 << (n - 1).bit_length()))
 
 
@@ -155,19 +204,26 @@ def _pad(a: np.ndarray, size: int, value: float) -> np.ndarray:
 
 def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
                       dtype: str = "float64") -> dict[str, np.ndarray]:
-    """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}."""
+    """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}.
+
+    K(x, x) depends on x only through q = x.x/d, so it is computed once per distinct q
+    (once in all on a circle or a sphere).
+    """
     x = check_points(x, "x")
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
-    n, size = x.shape[0], _bucket(x.shape[0], TILE)
-    q = np.einsum("ij,ij->i", x, x) / x.shape[1]
+    q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
+    n, size = q.size, _bucket(q.size, TILE)
+    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature"
     parts = []
     with jax.enable_x64(dt == np.float64):
+        hyper, depth = hyperparameters(arch, dt)
         for start in range(0, n, size):
             chunk = q[start:start + size]
-            out = _diagonal(jnp.asarray(_pad(chunk, size, 1.0), dtype=dt), arch=arch, kernels=kernels)
+            out = _diagonal(_pad(chunk, size, 1.0).astype(dt), hyper, depth, family=arch.family,
+                            method=method, kernels=kernels)
             parts.append({k: np.asarray(v)[: chunk.size] for k, v in out.items()})
-    return {k: np.concatenate([part[k] for part in parts]) for k in kernels}
+    return {k: np.concatenate([part[k] for part in parts])[where.reshape(-1)] for k in kernels}
 
 
 def analytic_kernels(
@@ -193,10 +249,15 @@ def analytic_kernels(
     n1, n2, d = x1.shape[0], xb.shape[0], x1.shape[1]
     result = _outputs(out, kernels, (n1, n2), dt)
 
-    tile = TILE if arch.activation in CLOSED_FORMS else QUADRATURE_TILE
-    b1, b2 = _bucket(n1, tile), _bucket(n2, tile)
     q1 = np.einsum("ij,ij->i", x1, x1) / d
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
+    method = method_for(arch.activation, q1, q2)
+    tile = QUADRATURE_TILE if method == "quadrature" else TILE
+    # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
+    # they grow long, so a 4096 x 6 matrix is one call, not eight
+    b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))
+    b2 = _bucket(n2, max(tile, tile * tile // b1))
+    static = {"family": arch.family, "method": method, "kernels": kernels}
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
 
     def compute(block):
@@ -205,13 +266,18 @@ def analytic_kernels(
         q12 = _pad(xi @ xj.T / d, b1, 0.0)
         q12 = np.pad(q12, ((0, 0), (0, b2 - q12.shape[1]))) if q12.shape[1] < b2 else q12
         with jax.enable_x64(dt == np.float64):
-            tiles = _tile(jnp.asarray(q12, dt), jnp.asarray(_pad(q1[i:i + b1], b1, 1.0), dt),
-                          jnp.asarray(_pad(q2[j:j + b2], b2, 1.0), dt), arch=arch, kernels=kernels)
+            if method == "chebyshev":  # one norm per side: pass it as a scalar
+                qi, qj = np.asarray(q1[0], dt), np.asarray(q2[0], dt)
+            else:
+                qi, qj = _pad(q1[i:i + b1], b1, 1.0).astype(dt), _pad(q2[j:j + b2], b2, 1.0).astype(dt)
+            tiles = _tile(q12.astype(dt), qi, qj, *hyper, **static)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
+    hyper = hyperparameters(arch, dt)
     workers = workers or os.cpu_count() or 1
     todo = iter(blocks)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # one tile (small N): no threads to start, which would cost more than the tile
+    with ThreadPoolExecutor(max_workers=workers) if len(blocks) > 1 and workers > 1 else _Serial() as pool:
         # a bounded window of tiles in flight, so finished tiles never pile up in memory
         pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * workers))
         done = 0
@@ -240,6 +306,21 @@ def analytic_kernels(
             idx = np.arange(n1)
             result[name][idx, idx] = diagonal[name]
     return result
+
+
+class _Serial:
+    """ThreadPoolExecutor's submit, run in the calling thread."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 class Cancelled(Exception):

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 KINDS = ("resnet", "mlp")
 MAX_DEPTH = 10_000  # the service's configurable limit (RESKERNEL_MAX_DEPTH) is lower
 MAX_SCALE = 100.0  # sigma_w, sigma_v, alpha, sigma_b
-CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear")
-QUADRATURE_ACTIVATIONS = ("tanh", "gelu", "softplus", "sigmoid")
-ACTIVATIONS = CLOSED_FORM_ACTIVATIONS + QUADRATURE_ACTIVATIONS
+ACTIVATIONS = ("relu", "erf", "linear", "tanh", "gelu", "softplus", "sigmoid")
+CLOSED_FORM_ACTIVATIONS = ("relu", "erf", "linear", "gelu")
+QUADRATURE_ACTIVATIONS = ("tanh", "softplus", "sigmoid")
+NUMBERS = ("sigma_w", "sigma_v", "alpha", "sigma_b", "depth")
+
+
+class Family(NamedTuple):
+    """What compiled code is specialised on: the kind and the activation. The rest of an
+    Architecture (`NUMBERS`) enters compiled code as values, so a new alpha or depth reuses it."""
+
+    kind: str
+    activation: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,21 @@ class Architecture:
 
     def replace(self, **changes: Any) -> Architecture:
         return Architecture(**{**self.to_dict(), **changes})
+
+    @property
+    def family(self) -> Family:
+        """The static part (see `Family`)."""
+        return Family(self.kind, self.activation)
+
+    def structure(self) -> Architecture:
+        """This architecture with its weight scales set to 1 (sigma_b to 1 where there are
+        biases): all a finite network's compiled code depends on besides shapes, when the scales
+        enter it as values (see `engine.networks.forward`)."""
+        return self.replace(sigma_w=1.0, sigma_v=1.0, alpha=1.0, sigma_b=1.0 if self.sigma_b > 0 else 0.0)
+
+    def numbers(self) -> dict[str, float | int]:
+        """The numeric part: {name: value} for each of `NUMBERS`."""
+        return {name: getattr(self, name) for name in NUMBERS}
 
 
 def check_architecture(arch: Any) -> Architecture:

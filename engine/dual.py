@@ -2,15 +2,17 @@
 
 (u, v) ~ N(0, [[s11, s12], [s12, s22]]). Every function here is elementwise over
 broadcastable arrays (jnp), so one call serves a whole Gram tile: s11 (n1, 1),
-s12 (n1, n2), s22 (1, n2). ReLU, erf and the identity have closed forms; the other
-activations use a quadrature in polar coordinates (see `gaussian_dual`).
+s12 (n1, n2), s22 (1, n2). ReLU, erf, gelu and the identity have closed forms; the other
+activations use a quadrature in polar coordinates (see `gaussian_dual`), or, where every
+pair shares the same two variances, a Chebyshev interpolant of it (`engine.chebyshev`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
@@ -88,6 +90,35 @@ def linear_dual(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     return jnp.broadcast_to(s12, shape), jnp.ones(shape, dtype=jnp.result_type(s12))
 
 
+def gelu_dual(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
+    """phi(u) = u Phi(u), Phi the standard normal CDF.
+
+    With g1, g2 ~ N(0, 1) independent of (u, v), Phi(u) = P(g1 <= u | u), so
+    T = E[u v 1{X >= 0} 1{Y >= 0}] for X = u - g1, Y = v - g2, (X, Y) ~ N(0, M),
+    M = [[1 + s11, s12], [s12, 1 + s22]]. Projecting u and v on (X, Y) leaves residuals
+    independent of the orthant, whose covariance is s12 / det M, and the orthant moments of
+    a standard bivariate normal with correlation r are known:
+    P = 1/4 + asin(r) / (2 pi), E[X'^2 1] = P + r sqrt(1 - r^2) / (2 pi),
+    E[X' Y' 1] = r P + sqrt(1 - r^2) / (2 pi). Tdot = dT/ds12 (Price's theorem), by autodiff.
+    det M >= 1 + s11 + s22, so nothing here is singular, identical points included.
+    """
+    return jax.jvp(lambda c: _gelu_t(s11, c, s22), (s12,), (jnp.ones_like(s12),))
+
+
+def _gelu_t(a: Array, c: Array, b: Array) -> Array:
+    big_a, big_b = 1.0 + a, 1.0 + b
+    root = jnp.sqrt(big_a * big_b)
+    det = 1.0 + a + b + (a * b - c * c)  # (1 + a)(1 + b) - c^2 without the cancellation
+    r = jnp.clip(c / root, -1.0, 1.0)
+    w = jnp.sqrt(det) / root  # sqrt(1 - r^2)
+    p = 0.25 + (0.5 * math.pi - acos(r)) / (2.0 * math.pi)
+    exx, exy = p + r * w / (2.0 * math.pi), r * p + w / (2.0 * math.pi)
+    mu0, mu1 = (a * big_b - c * c) / det, c / det  # M^-1 Cov(u, (X, Y))
+    mv0, mv1 = c / det, (big_a * b - c * c) / det  # M^-1 Cov(v, (X, Y))
+    return (mu0 * mv0 * big_a * exx + (mu0 * mv1 + mu1 * mv0) * root * exy + mu1 * mv1 * big_b * exx
+            + c * p / det)
+
+
 def _gelu(u: Array) -> Array:
     return 0.5 * u * (1.0 + erf(u / math.sqrt(2.0)))
 
@@ -101,7 +132,7 @@ def _sigmoid(u: Array) -> Array:
 
 
 def _softplus(u: Array) -> Array:
-    return jnp.logaddexp(u, 0.0)
+    return jnp.maximum(u, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(u)))  # log(1 + e^u), cheaper than logaddexp
 
 
 # name -> (phi, phi'), elementwise jnp functions
@@ -138,16 +169,17 @@ def _radial_rule(nodes_per_piece: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gaussian_dual(
-    phi: Callable[[Array], Array], s11: Array, s12: Array, s22: Array,
+    phis: Sequence[Callable[[Array], Array]], s11: Array, s12: Array, s22: Array,
     angle_nodes: int = ANGLE_NODES, radial_nodes: int = RADIAL_NODES,
-) -> Array:
-    """E[phi(u) phi(v)] for (u, v) ~ N(0, S), elementwise, by quadrature.
+) -> list[Array]:
+    """[E[phi(u) phi(v)] for phi in phis] for (u, v) ~ N(0, S), elementwise, by quadrature.
 
     With (z1, z2) = r (cos p, sin p), u = sqrt(s11) r cos p and v = sqrt(s22) r cos(p - theta),
     theta = arccos(rho). Folding p and p + pi together leaves p in [0, pi) and the even part
     of the integrand in r (see `_radial_rule`). The angle is
     split where u or v changes sign (p = pi/2 and theta +- pi/2), so kinked activations
-    (ReLU, steps) are integrated exactly by Gauss-Legendre on each arc.
+    (ReLU, steps) are integrated exactly by Gauss-Legendre on each arc. The functions share
+    the nodes (one pass for T and Tdot).
     """
     rho, _ = correlation(s11, s12, s22)
     theta = acos(rho)[..., None]
@@ -165,19 +197,22 @@ def gaussian_dual(
     v_dir = jnp.sqrt(s22)[..., None, None] * (cos_p * rho[..., None, None] + sin_p * sin_theta[..., None])
     r, wr = _radial_rule(radial_nodes)
     u, v = u_dir[..., None] * r, v_dir[..., None] * r  # (..., 3, angle_nodes, radial)
-    even = phi(u) * phi(v) + phi(-u) * phi(-v)
-    inner = jnp.sum(even * wr, axis=-1)
-    return jnp.sum(inner * wp, axis=(-2, -1)) / (2.0 * math.pi)
+    out = []
+    for phi in phis:
+        even = phi(u) * phi(v) + phi(-u) * phi(-v)
+        inner = jnp.sum(even * wr, axis=-1)
+        out.append(jnp.sum(inner * wp, axis=(-2, -1)) / (2.0 * math.pi))
+    return out
 
 
 def quadrature_dual(activation: str, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     """(T, Tdot) of any activation in ACTIVATION_FUNCTIONS, by `gaussian_dual`."""
-    phi, dphi = ACTIVATION_FUNCTIONS[activation]
     s11, s12, s22 = jnp.broadcast_arrays(s11, s12, s22)
-    return gaussian_dual(phi, s11, s12, s22), gaussian_dual(dphi, s11, s12, s22)
+    t, tdot = gaussian_dual(ACTIVATION_FUNCTIONS[activation], s11, s12, s22)
+    return t, tdot
 
 
-CLOSED_FORMS = {"relu": relu_dual, "erf": erf_dual, "linear": linear_dual}
+CLOSED_FORMS = {"relu": relu_dual, "erf": erf_dual, "linear": linear_dual, "gelu": gelu_dual}
 
 
 def dual(activation: str, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:

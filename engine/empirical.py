@@ -22,24 +22,32 @@ from engine.networks import Params, check_params, forward, probe_shapes, scales
 METHODS = ("structured", "jacobian")
 
 
-def signals(arch: Architecture, params: Params, x, parametrization: str, y=None):
+def multipliers(arch: Architecture, params: Params, input_dim: int, parametrization: str) -> dict[str, np.ndarray]:
+    """`scales` as float64 values, to pass into jitted code beside `arch.structure()`."""
+    width = params["w"].shape[-1]
+    return {k: np.float64(v) for k, v in scales(arch, width, input_dim, parametrization).items()}
+
+
+def signals(arch: Architecture, params: Params, x, parametrization: str, y=None, c=None):
     """Per matrix: its input h (.., N, fan_in) and the back-propagated signal (.., N, fan_out).
 
     y None: signals of f itself (delta = df/dy; the readout's signal is 1 per point).
     y given: signals of the loss 1/2 ||f - y||^2 (r_i delta_i with r = f - y; readout r).
+    c: the scales (see `networks.forward`), None to compute them from arch.
     Returns (scales, inputs, deltas, readout signal (N,)).
     """
     width = params["w"].shape[-1]
+    c = scales(arch, width, x.shape[1], parametrization) if c is None else c
     zeros = {k: jnp.zeros(s, x.dtype) for k, s in probe_shapes(arch, x.shape[0], width).items()}
 
     def objective(probes):
-        f, inputs = forward(arch, params, x, parametrization, probes)
+        f, inputs = forward(arch, params, x, parametrization, probes, c)
         if y is None:
             return f.sum(), (jnp.ones_like(f), inputs)
         return 0.5 * jnp.sum((f - y) ** 2), (f - y, inputs)
 
     deltas, (readout, inputs) = jax.grad(objective, has_aux=True)(zeros)
-    return scales(arch, width, x.shape[1], parametrization), inputs, deltas, readout
+    return c, inputs, deltas, readout
 
 
 def bias_signals(arch: Architecture, deltas):
@@ -65,17 +73,17 @@ def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def structured_ntk(arch, params, x1, x2, parametrization):
-    """The structured empirical NTK (jitted); x2 None means x1."""
-    c, h1, d1, r1 = signals(arch, params, x1, parametrization)
-    second = (h1, d1, r1) if x2 is None else signals(arch, params, x2, parametrization)[1:]
+def structured_ntk(arch, params, x1, x2, parametrization, c=None):
+    """The structured empirical NTK (jitted); x2 None means x1; c: see `signals`."""
+    c, h1, d1, r1 = signals(arch, params, x1, parametrization, c=c)
+    second = (h1, d1, r1) if x2 is None else signals(arch, params, x2, parametrization, c=c)[1:]
     return pair_gram(arch, "b" in params, c, (h1, d1, r1), second)
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _jacobian(arch, params, x1, x2, parametrization):
+def _jacobian(arch, params, x1, x2, parametrization, c):
     def jac(x):
-        j = jax.jacrev(lambda p: forward(arch, p, x, parametrization)[0])(params)
+        j = jax.jacrev(lambda p: forward(arch, p, x, parametrization, c=c)[0])(params)
         return jnp.concatenate([v.reshape(x.shape[0], -1) for v in jax.tree_util.tree_leaves(j)], axis=1)
 
     j1 = jac(x1)
@@ -92,8 +100,10 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
     x1, x2 = check_pair(x1, x2)
     check_params(arch, params, x1.shape[1])
     fn = structured_ntk if method == "structured" else _jacobian
+    c = multipliers(arch, params, x1.shape[1], parametrization)
     with jax.enable_x64(True):
-        return np.asarray(fn(arch, params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), parametrization))
+        return np.asarray(fn(arch.structure(), params, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2),
+                             parametrization, c))
 
 
 def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, parametrization: str = "ntk") -> np.ndarray:
@@ -103,12 +113,14 @@ def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, paramet
     x2 = x1 if x2 is None else x2
     check_params(arch, ensemble, x1.shape[1], ensemble=True)
     with jax.enable_x64(True):
-        return np.asarray(_second_moment(arch, ensemble, jnp.asarray(x1), jnp.asarray(x2), parametrization))
+        c = multipliers(arch, ensemble, x1.shape[1], parametrization)
+        return np.asarray(_second_moment(arch.structure(), ensemble, jnp.asarray(x1), jnp.asarray(x2),
+                                         parametrization, c))
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _second_moment(arch, ensemble, x1, x2, parametrization):
-    run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization)[0], in_axes=(0, None))
+def _second_moment(arch, ensemble, x1, x2, parametrization, c):
+    run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization, c=c)[0], in_axes=(0, None))
     f1, f2 = run(ensemble, x1), run(ensemble, x2)
     return f1.T @ f2 / f1.shape[0]
 
@@ -119,10 +131,11 @@ def input_jacobian_norms(arch: Architecture, params: Params, x, *, parametrizati
     x = check_points(x, "x")
     check_params(arch, params, x.shape[1])
     with jax.enable_x64(True):
-        return np.asarray(_jacobian_norms(arch, params, jnp.asarray(x), parametrization))
+        c = multipliers(arch, params, x.shape[1], parametrization)
+        return np.asarray(_jacobian_norms(arch.structure(), params, jnp.asarray(x), parametrization, c))
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _jacobian_norms(arch, params, x, parametrization):
-    grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization)[0][0]))
+def _jacobian_norms(arch, params, x, parametrization, c):
+    grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization, c=c)[0][0]))
     return jnp.linalg.norm(grad(x), axis=1)

@@ -159,8 +159,12 @@ def apply(arch: Architecture, params: Params, x, parametrization: str = "ntk") -
     return forward(arch, params, x, parametrization)[0]
 
 
-def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk", probes: Params | None = None):
+def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk", probes: Params | None = None,
+            c: dict | None = None):
     """The forward pass, with what the empirical NTK needs.
+
+    c: the multipliers `scales(arch, ...)`, computed here when None; jitted callers pass them
+    as arguments (values), with `arch.structure()` static, so a new alpha or sigma compiles nothing.
 
     Returns (f (N,), inputs): inputs[name] is the input h of each matrix (N, fan_in), stacked
     over layers for "W" and "V". `probes` (zeros shaped like the matrices' outputs, see
@@ -169,7 +173,7 @@ def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk",
     """
     phi = ACTIVATION_FUNCTIONS[arch.activation][0]
     width = params["w"].shape[-1]
-    c = scales(arch, width, x.shape[1], parametrization)
+    c = scales(arch, width, x.shape[1], parametrization) if c is None else c
     p = probes or {}
     has_bias = "b" in params
 

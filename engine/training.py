@@ -3,7 +3,7 @@ SGD with a batch size, or Adam, on the loss 1/2 ||f(X) - y||^2 (a sum over the b
 1/n), for an ensemble of initialisations: vmapped on an accelerator, network by network on
 the CPU, where that measured faster (see `_each`).
 
-Steps run in chunks of `record_every` steps, each chunk one `lax.scan` under `jit`; between
+Steps run in chunks of `record_every` steps, each chunk one `lax.fori_loop` under `jit`; between
 chunks the run records the loss, test predictions and (optionally) the empirical NTK's
 drift, reports progress and may be cancelled.
 """
@@ -23,7 +23,7 @@ from jax import lax
 from engine.analytic import Cancelled, analytic_kernels, check_points
 from engine.architectures import Architecture
 from engine.empirical import bias_signals, pair_gram, signals, structured_ntk
-from engine.networks import Params, ensemble_keys, forward, init_ensemble
+from engine.networks import Params, ensemble_keys, forward, init_ensemble, scales
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -39,11 +39,11 @@ class State(NamedTuple):
     best_loss: jnp.ndarray | None = None
 
 
-def _loss_gradient(arch, parametrization, params, x, y):
+def _loss_gradient(arch, parametrization, c, params, x, y):
     """Gradient of 1/2 ||f(x) - y||^2 and its squared norm, from the layers' signals:
     dL/dM = c D^T H for y = c M h, and ||grad||^2 = r^T Theta r costs O(B^2 width) (no
     extra pass over the weights)."""
-    c, h, d, r = signals(arch, params, x, parametrization, y)
+    c, h, d, r = signals(arch, params, x, parametrization, y, c)
     grads = {name: c[name] * jnp.einsum("...bo,...bi->...oi", d[name], h[name]) for name in d}
     grads["w"] = c["w"] * h["w"].T @ r
     if "b" in params:
@@ -63,23 +63,24 @@ def _each(fn, *stacked):
     return jax.vmap(fn)(*stacked)
 
 
-def _keep_best(arch, parametrization, s: State, x, y) -> State:
+def _keep_best(arch, parametrization, c, s: State, x, y) -> State:
     """s with s.best / s.best_loss updated by the current parameters' full training loss."""
-    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization)[0] - y) ** 2)
+    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization, c)[0] - y) ** 2)
     better = loss < s.best_loss
     best = jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best)
     return s._replace(best=best, best_loss=jnp.where(better, loss, s.best_loss))
 
 
-@partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size", "length"))
-def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, batch_size, length) -> State:
-    """`length` steps for a group of networks (leading axis of state and keys)."""
-    gradient = partial(_loss_gradient, arch, parametrization)
+@partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size"))
+def _chunk(state: State, keys, x, y, lr, length, c, *, arch, parametrization, optimizer, batch_size) -> State:
+    """`length` steps for a group of networks (leading axis of state and keys). lr, length and
+    the scales c are values: a new lr, step count or alpha reuses the compiled chunk."""
+    gradient = partial(_loss_gradient, arch, parametrization, c)
 
     def network(state: State, key) -> State:
-        def step(s: State, _):
+        def step(_, s: State) -> State:
             if s.best is not None:
-                s = _keep_best(arch, parametrization, s, x, y)
+                s = _keep_best(arch, parametrization, c, s, x, y)
             if batch_size is None:
                 xb, yb = x, y
             else:
@@ -95,22 +96,22 @@ def _chunk(state: State, keys, x, y, lr, *, arch, parametrization, optimizer, ba
                                  m, v)
                 size = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree.leaves(g)))
             params = jax.tree.map(lambda p, u: p - lr * u, s.params, g)
-            return State(params, m, v, s.movement + lr * size, s.step + 1, s.best, s.best_loss), None
+            return State(params, m, v, s.movement + lr * size, s.step + 1, s.best, s.best_loss)
 
-        return lax.scan(step, state, None, length=length)[0]
+        return lax.fori_loop(0, length, step, state)
 
     return _each(network, state, keys)
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "track_ntk"))
-def _outputs(params, x, y, x_test, *, arch, parametrization, track_ntk):
+def _outputs(params, x, y, x_test, c, *, arch, parametrization, track_ntk):
     """For a group of networks: the loss on (x, y), predictions on x_test (or None) and the
     empirical NTK on x (or None)."""
 
     def network(p):
-        f = forward(arch, p, x, parametrization)[0]
-        test = forward(arch, p, x_test, parametrization)[0] if x_test is not None else None
-        ntk = structured_ntk(arch, p, x, None, parametrization) if track_ntk else None
+        f = forward(arch, p, x, parametrization, c=c)[0]
+        test = forward(arch, p, x_test, parametrization, c=c)[0] if x_test is not None else None
+        ntk = structured_ntk(arch, p, x, None, parametrization, c) if track_ntk else None
         return 0.5 * jnp.sum((f - y) ** 2), test, ntk
 
     return _each(network, params)
@@ -197,7 +198,8 @@ def train(
     # on the CPU (see `_each`).
     group = n_init if jax.default_backend() != "cpu" else 1
     all_keys = ensemble_keys(seed, n_init)
-    static = {"arch": arch, "parametrization": parametrization}
+    # the architecture's numbers enter as values (c), its structure as the static key
+    static = {"arch": arch.structure(), "parametrization": parametrization}
     with jax.enable_x64(True):
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         xt = None if x_test is None else jnp.asarray(x_test)
@@ -210,12 +212,13 @@ def train(
             groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32),
                                 *best))
             batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
+        c = {k: np.float64(v) for k, v in scales(arch, width, x.shape[1], parametrization).items()}  # checked above
         records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
         ntk0 = None
 
         def record(step):
             nonlocal ntk0
-            outputs = [_outputs(g.params, xj, yj, xt, track_ntk=track_ntk, **static) for g in groups]
+            outputs = [_outputs(g.params, xj, yj, xt, c, track_ntk=track_ntk, **static) for g in groups]
             records["steps"].append(step)
             records["loss"].append(np.concatenate([np.asarray(loss) for loss, _, _ in outputs]))
             if xt is not None:
@@ -231,7 +234,8 @@ def train(
         done = 0
         while done < steps:
             length = min(record_every, steps - done)
-            groups = [_chunk(g, k, xj, yj, lr, optimizer=optimizer, batch_size=batch_size, length=length, **static)
+            groups = [_chunk(g, k, xj, yj, np.float64(lr), np.int32(length), c, optimizer=optimizer,
+                             batch_size=batch_size, **static)
                       for g, k in zip(groups, batch_keys, strict=True)]
             done += length
             loss = record(done)

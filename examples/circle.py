@@ -8,6 +8,7 @@ values (Tirer, Bruna & Giryes 2021). Run: .venv/bin/python examples/circle.py [-
 import argparse
 
 from engine import Architecture, circle_interpolation
+from engine.compilation import enable_compilation_cache
 
 PUBLISHED = {
     (5, 6): (58.36, 13.99, 4.090, 1.012, 1.000), (5, 10): (191.3, 158.7, 145.3, 110.2, 105.1),
@@ -19,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=5)
     depth = parser.parse_args().depth
+    enable_compilation_cache()
     alphas = (1.0, 0.5, 0.1, 0.01)
     archs = [Architecture("mlp", depth)] + [Architecture("resnet", depth, alpha=a) for a in alphas]
     print(f"mu of NTK interpolants, ReLU, L = {depth}   (published in parentheses)")

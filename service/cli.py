@@ -46,7 +46,10 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def reproduce(args: argparse.Namespace) -> None:
+    from engine.compilation import enable_compilation_cache
     from report.reproduce import reproduce as run
+
+    enable_compilation_cache()  # ~/.cache/reskernel/jax: a second run compiles nothing
 
     overrides: dict[str, dict] = {}
     for item in args.set or []:

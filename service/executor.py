@@ -14,6 +14,7 @@ from typing import Any
 
 import dask
 from distributed import Client, Future, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from service.settings import Settings
 
@@ -30,6 +31,19 @@ def _describe() -> dict[str, Any]:
     from service.worker import describe
 
     return describe()
+
+
+class _Prepare(WorkerPlugin):
+    """On each worker (those started later too): JAX's compilation cache under the data
+    directory, and a background warm-up (`service.worker.prepare`); returns at once."""
+
+    def __init__(self, data_dir: str, warm_up: bool):
+        self.data_dir, self.warm_up = data_dir, warm_up
+
+    def setup(self, worker) -> None:
+        from service.worker import prepare
+
+        prepare(self.data_dir, self.warm_up)
 
 
 class Executor:
@@ -52,6 +66,8 @@ class Executor:
                                         host="127.0.0.1", dashboard_address=self.settings.dashboard_address,
                                         memory_limit=0, silence_logs=logging.ERROR)
             self.client = Client(self.cluster, set_as_default=False)
+        prepare = _Prepare(str(self.settings.data_dir), self.settings.warm_up)
+        self.client.register_plugin(prepare, name="reskernel-prepare")
         log.info("dask scheduler at %s", self.client.scheduler.address)
 
     def close(self) -> None:

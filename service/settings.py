@@ -3,8 +3,8 @@
 Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
 RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCEL_GRACE_S,
 RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
-"*" allows any Host) and the limits RESKERNEL_MAX_<NAME> for each field of `Limits`
-(e.g. RESKERNEL_MAX_POINTS=50000).
+"*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off) and the limits
+RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class Limits:
     """Admission limits. Requests beyond them get 413 (size) or 422 (parameters)."""
 
     points: int = 20_000          # rows of all point arrays of one request together
-    quadrature_points: int = 1024  # the same for tanh, gelu, softplus, sigmoid (~1000x slower than relu)
+    quadrature_points: int = 1024  # the same for tanh, softplus, sigmoid on points of different norms
     dimension: int = 4096         # input dimension d
     depth: int = 1000             # L
     width_depth: int = 200_000    # width x depth of finite networks
@@ -41,6 +41,10 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "reskernel"
@@ -59,6 +63,7 @@ class Settings:
     event_stream_s: float = 600.0     # an event stream ends after this long (the client reconnects)
     dashboard_address: str | None = None  # Dask's dashboard of the local cluster: off unless set
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
+    warm_up: bool = True              # workers compile the common kernel families at start, in the background
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -69,7 +74,7 @@ class Settings:
         settings = cls(limits=limits)
         read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
-                "dashboard_address": str, "trusted_hosts": _names}
+                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)

@@ -26,6 +26,51 @@ from service.store import SQLiteStore
 
 log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
+_cache_lock = threading.Lock()
+_cache_dir: list[Path] = []  # set once per worker process
+
+
+def compilation_cache(data_dir: str) -> Path:
+    """Turn on JAX's persistent compilation cache under data_dir/jax-cache (once per process),
+    so a restarted worker compiles nothing it compiled before."""
+    with _cache_lock:
+        if not _cache_dir:
+            from engine.compilation import enable_compilation_cache
+
+            _cache_dir.append(enable_compilation_cache(Path(data_dir) / "jax-cache"))
+        return _cache_dir[0]
+
+
+def prepare(data_dir: str, warm: bool = True) -> threading.Thread:
+    """At worker start: the compilation cache and (warm=True) `warm_up`, in a background
+    thread, so the worker is ready at once and jobs run while it warms."""
+    def run() -> None:
+        compilation_cache(data_dir)
+        if warm:
+            warm_up()
+
+    thread = threading.Thread(target=run, name="reskernel-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up() -> None:
+    """Compile, or load from the cache, the kernel families small requests use: ReLU ResNet
+    and MLP, a Gram matrix of up to 16 points, the smoothness request's 4096 x 6 and 6 x 6
+    (any alpha, sigma or depth reuses them: those are values, not part of the compiled code)."""
+    from engine import Architecture, analytic_kernels, circle_grid, circle_points
+
+    start = time.perf_counter()
+    grid, train = circle_points(circle_grid(4096)), circle_points(np.linspace(-np.pi, np.pi, 6))
+    try:
+        for kind in ("resnet", "mlp"):
+            arch = Architecture(kind, 5)
+            analytic_kernels(train, arch=arch)
+            analytic_kernels(grid, train, arch=arch)
+    except Exception:  # a warm-up failure must never take the worker down
+        log.exception("warm-up failed")
+        return
+    log.info("warm-up done in %.1f s", time.perf_counter() - start)
 
 
 class Reporter:
@@ -290,6 +335,7 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
     The job's input arrays are read from the store (they never travel through Dask)."""
     from engine import Cancelled
 
+    compilation_cache(data_dir)
     store = SQLiteStore(data_dir)
     try:
         if store.claim(job_id, max_attempts) is None:

@@ -9,7 +9,6 @@ import pytest
 
 from engine import Architecture, Cancelled, analytic_diagonal, analytic_kernels
 from engine import analytic as analytic_module
-from engine import dual as dual_module
 
 CASES = json.loads((Path(__file__).parents[1] / "data" / "kernels_neural_tangents.json").read_text())["cases"]
 
@@ -83,26 +82,39 @@ def test_alpha_to_zero_gives_linear_kernels():
         assert rel_err(got["nngp"], 1.3**2 * q) < tol
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("activation", ["relu", "erf", "gelu"])
 @pytest.mark.parametrize("kind", ["resnet", "mlp"])
 def test_quadrature_path_matches_closed_forms(monkeypatch, kind, activation):
     arch = Architecture(kind, 3, activation=activation, alpha=0.5, sigma_w=1.2, sigma_b=0.3)
     x = random_points(12)
     closed = analytic_kernels(x, arch=arch)
-    monkeypatch.delitem(dual_module.CLOSED_FORMS, activation)
+    monkeypatch.setattr(analytic_module, "method_for", lambda *args: "quadrature")
     quadrature = analytic_kernels(x, arch=arch)
     for name in ("nngp", "ntk"):
         assert rel_err(quadrature[name], closed[name]) < 1e-8
 
 
-def _relu_resnet_diagonal(q, depth, alpha, sw):
+def test_new_hyperparameters_reuse_the_compiled_tile():
+    x = random_points(20)
+    analytic_kernels(x, arch=Architecture("resnet", 3, alpha=0.1))
+    before = analytic_module._tile._cache_size(), analytic_module._diagonal._cache_size()
+    for arch in (Architecture("resnet", 7, alpha=0.3, sigma_w=1.2, sigma_v=0.8, sigma_b=0.1),
+                 Architecture("resnet", 1, alpha=2.0)):
+        got = analytic_kernels(x, arch=arch)
+        reference = _relu_resnet_diagonal(np.einsum("ij,ij->i", x, x) / 3, arch)
+        np.testing.assert_allclose(np.diag(got["ntk"]), reference[1], rtol=1e-13)
+    assert (analytic_module._tile._cache_size(), analytic_module._diagonal._cache_size()) == before
+
+
+def _relu_resnet_diagonal(q, arch):
     """K(x, x) for the ReLU ResNet, in plain floats: at rho = 1, T = S / 2 and Tdot = 1 / 2."""
+    sw2, sb2, c = arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2
     k = th = q
-    for _ in range(depth):
-        s = sw * sw * k
-        th = th + alpha**2 * (s / 2 + 0.5 * (s + sw * sw * th))
-        k = k + alpha**2 * s / 2
-    return sw * sw * k, sw * sw * (k + th)
+    for _ in range(arch.depth):
+        s = sw2 * k + sb2
+        th = th + c * (s / 2 + 0.5 * (s + sw2 * th))
+        k = k + c * s / 2
+    return sw2 * k + sb2, sw2 * (k + th) + sb2
 
 
 def test_identical_points_are_exact_and_finite():
@@ -110,7 +122,7 @@ def test_identical_points_are_exact_and_finite():
     x = np.stack([np.cos(b), np.sin(b)], 1)
     arch = Architecture("resnet", 15, alpha=1.0, sigma_w=1.1)
     k = analytic_kernels(x, arch=arch)
-    nngp, ntk = _relu_resnet_diagonal(0.5, 15, 1.0, 1.1)
+    nngp, ntk = _relu_resnet_diagonal(0.5, arch)
     for name, expected in (("nngp", nngp), ("ntk", ntk)):
         assert np.all(np.isfinite(k[name]))
         for i, j in ((0, 1), (2, 3), (2, 5), (3, 5)):

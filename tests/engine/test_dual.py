@@ -69,3 +69,22 @@ def test_zero_variance_is_finite():
     for activation in ("relu", "erf", "tanh"):
         t, tdot = dual.dual(activation, np.array([0.0]), np.array([0.0]), np.array([1.0]))
         assert np.all(np.isfinite(t)) and np.all(np.isfinite(tdot))
+
+
+def _gelu_prime(u):
+    return 0.5 * (1 + math.erf(u / math.sqrt(2))) + u * math.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+
+def test_gelu_closed_form_against_scipy():
+    """T and Tdot of gelu against nested adaptive quadrature (scipy), identical points included."""
+    for s11, s12, s22 in [(1.0, 0.3, 0.7), (2.5, -1.9, 2.0), (0.4, 0.4, 0.4), (6.0, 5.999, 6.0), (0.01, 0.0, 3.0)]:
+        t, tdot = dual.gelu_dual(np.array(s11), np.array(s12), np.array(s22))
+        assert abs(float(t) - _scipy_dual(SCALAR["gelu"], s11, s12, s22)) < 1e-10
+        assert abs(float(tdot) - _scipy_dual(_gelu_prime, s11, s12, s22)) < 1e-10
+
+
+def test_gelu_closed_form_matches_quadrature_everywhere():
+    s11, s12, s22 = _variances()
+    for closed, quadrature in zip(dual.gelu_dual(s11, s12, s22), dual.quadrature_dual("gelu", s11, s12, s22),
+                                  strict=True):
+        assert np.max(np.abs(closed - quadrature)) <= 1e-10 * np.max(np.abs(quadrature))

@@ -103,3 +103,19 @@ def test_params_that_do_not_fit_are_refused():
         empirical_nngp(arch, params, X1)
     with pytest.raises(ValueError, match="one network"):
         input_jacobian_norms(arch, init_params(arch, 8, 3, seed=0, n_init=2), X1)
+
+
+def test_new_alpha_or_sigma_reuses_the_compiled_ntk():
+    """The scales are values: a second architecture of the same structure compiles nothing, and its
+    structured NTK still equals the autodiff one."""
+    from engine import empirical
+
+    x = np.random.default_rng(2).normal(size=(5, 3))
+    first = Architecture("resnet", 2, alpha=0.2)
+    empirical_ntk(first, init_params(first, 24, 3, seed=0), x)
+    size = empirical.structured_ntk._cache_size()
+    second = Architecture("resnet", 2, alpha=0.9, sigma_w=1.4, sigma_v=0.6)
+    params = init_params(second, 24, 3, seed=1)
+    got = empirical_ntk(second, params, x)
+    assert empirical.structured_ntk._cache_size() == size
+    np.testing.assert_allclose(got, empirical_ntk(second, params, x, method="jacobian"), rtol=1e-12, atol=1e-12)

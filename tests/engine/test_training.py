@@ -105,3 +105,21 @@ def test_bad_training_arguments(kwargs, match):
             "width": 8, "steps": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         train(args.pop("arch"), args.pop("x_train"), args.pop("y_train"), **args)
+
+
+def test_new_lr_steps_seed_or_alpha_compile_nothing():
+    """Those are values in the compiled chunk; the second run still agrees with plain autodiff."""
+    from engine import training
+
+    x, y = circle_points(SIX), paper_target(SIX)
+    train(Architecture("resnet", 2, alpha=0.3, sigma_b=0.2), x, y, width=16, seed=1, lr=0.1, steps=6, record_every=3)
+    sizes = training._chunk._cache_size(), training._outputs._cache_size()
+    arch = Architecture("resnet", 2, alpha=0.7, sigma_w=1.3, sigma_v=0.9, sigma_b=0.5)
+    run = train(arch, x, y, width=16, seed=5, lr=0.05, steps=4, record_every=4)
+    assert (training._chunk._cache_size(), training._outputs._cache_size()) == sizes
+    params = jax.tree.map(lambda a: a[0], init_params(arch, 16, 2, seed=5, n_init=1))
+    with jax.enable_x64(True):
+        loss = lambda p: 0.5 * jnp.sum((forward(arch, p, jnp.asarray(x))[0] - y) ** 2)  # noqa: E731
+        for _ in range(4):
+            params = jax.tree.map(lambda p, g: p - 0.05 * g, params, jax.grad(loss)(params))
+        assert run["loss"][0, -1] == pytest.approx(float(loss(params)), rel=1e-10)
