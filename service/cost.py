@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.architectures import QUADRATURE_ACTIVATIONS
+from engine.norms import one_norm
 from service.schemas import (
     ArchitectureSpec,
     BoundsRequest,
@@ -38,8 +39,13 @@ from service.schemas import (
 KERNEL_ENTRY_LAYERS_PER_S = 1.0e8     # analytic_kernels, ReLU ResNet, N = 2048 (padded tile entries), L = 15
 # Cost of an entry-layer relative to ReLU (same bench: erf and linear at N = 1024, L = 15; the quadrature
 # activations at N = 64, L = 5, one call). One table: update it when the activations get faster.
-ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.1, "linear": 0.74,
-                     "tanh": 13_900.0, "gelu": 48_800.0, "softplus": 51_800.0, "sigmoid": 16_700.0}
+# gelu is a closed form (1.2x ReLU at N = 1024, bench/latency.py); tanh, softplus and sigmoid on points of
+# one norm are Chebyshev interpolants of each layer's dual (tens of ms at N = 256, L = 5: ~50x ReLU's
+# entry-layer, bench/latency.py), and by quadrature (QUADRATURE_FACTOR, bench/cost.py) on points of
+# different norms.
+ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.1, "linear": 0.74, "gelu": 1.2,
+                     "tanh": 50.0, "softplus": 50.0, "sigmoid": 50.0}
+QUADRATURE_FACTOR = {"tanh": 13_900.0, "softplus": 51_800.0, "sigmoid": 16_700.0}
 NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
                                       # time - P x SECONDS_PER_PARAMETER_STEP)
 SECONDS_PER_PARAMETER_STEP = 7.3e-9   # the same chunk at batch 1 (weight traffic): 19.1 ms a step / P = 2.62 M
@@ -96,13 +102,14 @@ def _bucket(n: int, tile: int) -> int:
     return min(tile, max(MIN_BUCKET, 1 << (n - 1).bit_length()))
 
 
-def tile_entries(n1: int, n2: int | None, activation: str) -> int:
+def tile_entries(n1: int, n2: int | None, quadrature: bool) -> int:
     """Kernel entries `analytic_kernels(x1 (n1), x2 (n2))` evaluates, padding included: its tiles
     (upper triangle only when n2 is None, i.e. symmetric) and then the diagonal recursion."""
-    tile = QUADRATURE_TILE if activation in QUADRATURE_ACTIVATIONS else TILE
+    tile = QUADRATURE_TILE if quadrature else TILE
     symmetric = n2 is None
     n2 = n1 if n2 is None else n2
-    b1, b2 = _bucket(n1, tile), _bucket(n2, tile)
+    b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))  # tiles against a few points grow long
+    b2 = _bucket(n2, max(tile, tile * tile // b1))
     k1, k2 = math.ceil(n1 / b1), math.ceil(n2 / b2)
     entries = (k1 * (k1 + 1) // 2 if symmetric else k1 * k2) * b1 * b2
     if symmetric:
@@ -148,13 +155,27 @@ def _bytes(amount: float, field: str, formula: str, remedy: str = POINTS) -> Ter
     return Term(float(amount) * F8, field, f"{formula} x 8 bytes", remedy)
 
 
-def _kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "") -> Term:
-    entries = tile_entries(n1, n2, arch.activation)
-    factor = ACTIVATION_FACTOR[arch.activation]
+def _kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "",
+                    sphere: bool = True) -> Term:
+    """Seconds of `analytic_kernels` (n1 x n2 points); `sphere`: all points of one norm (the circle)."""
+    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and not sphere
+    entries = tile_entries(n1, n2, quadrature)
+    factor = QUADRATURE_FACTOR[arch.activation] if quadrature else ACTIVATION_FACTOR[arch.activation]
     seconds = entries * arch.depth * factor / KERNEL_ENTRY_LAYERS_PER_S
     formula = (f"{what}{entries} kernel entries x depth {arch.depth} x {arch.activation} cost {factor:g} / "
                f"{KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second")
     return Term(seconds, field, formula, f"{POINTS} or the depth, or use relu or erf (closed forms)")
+
+
+def one_norm_each(request: Model) -> bool:
+    """Whether each point set of the request lies on one sphere: then tanh, softplus and sigmoid
+    are interpolated in the correlation and cost about what ReLU costs (the circle experiment's
+    points are on the unit circle)."""
+    for name in ("x", "x2", "x_train", "x_test"):
+        rows = getattr(request, name, None)
+        if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
+            return False
+    return True
 
 
 def _tiles(archs: list[ArchitectureSpec]) -> Term:
@@ -189,7 +210,7 @@ def kernels_cost(r: KernelsRequest) -> Cost:
     output = [_bytes(len(r.kernels) * n1 * n2, field, f"{len(r.kernels)} kernel(s) x {n1} x {n2} points",
                      f"{POINTS} (x, x2) or ask for one kernel")]
     memory = [_base(), _inputs((n1 + _rows(r.x2)) * d), _tiles([arch])]  # the Gram matrices go to disk
-    compute = [_kernel_seconds(n1, None if r.x2 is None else n2, arch, field)]
+    compute = [_kernel_seconds(n1, None if r.x2 is None else n2, arch, field, sphere=one_norm_each(r))]
     return Cost(output, memory, compute)
 
 
@@ -206,14 +227,15 @@ def regression_cost(r: RegressionRequest) -> Cost:
                    "lower the number of test points (x_test) or training points")
     memory = [_base(), _inputs((n + m) * d + n * k), _tiles([arch]), gram, cross, mean,
               _bytes(2 * n * k, "y_train", f"coefficients {n} x {k}")]
-    compute = [_kernel_seconds(n, None, arch, "x_train", "training Gram: "),
-               _kernel_seconds(m, n, arch, "x_test", "test-train Gram: "),
+    sphere = one_norm_each(r)
+    compute = [_kernel_seconds(n, None, arch, "x_train", "training Gram: ", sphere),
+               _kernel_seconds(m, n, arch, "x_test", "test-train Gram: ", sphere),
                Term(n**3 * (EIGH_S_PER_N3 if r.t is not None else CHOLESKY_S_PER_N3), "x_train",
                     f"{'eigh' if r.t is not None else 'Cholesky'} of {n} x {n}", "lower the number of training points"),
                _flops(2 * m * n * k + 4 * n * n * k, out_field, f"2 x {m} x {n} x {k} (the mean)",
                       "lower the number of test points or columns of y_train", MATMUL_FLOPS)]
     if r.return_variance:
-        compute += [_kernel_seconds(m, 1, arch, "x_test", "test diagonal: "),
+        compute += [_kernel_seconds(m, 1, arch, "x_test", "test diagonal: ", sphere),
                     _flops(2 * n * n * m, "x_test", f"2 x {n}^2 x {m} (the variance)", POINTS, MATMUL_FLOPS)]
     return Cost(output, memory, compute)
 
@@ -279,7 +301,7 @@ def spectrum_cost(r: SpectrumRequest) -> Cost:
     if n:
         output.append(_bytes(n, "x", f"{n} eigenvalues"))
         memory += [_inputs(n * len(r.x[0])), _bytes(4 * n * n, "x", f"4 copies of the {n} x {n} Gram matrix")]
-        compute += [_kernel_seconds(n, None, arch, "x", "Gram: "),
+        compute += [_kernel_seconds(n, None, arch, "x", "Gram: ", one_norm_each(r)),
                     Term(n**3 * EIGVALSH_S_PER_N3, "x", f"eigenvalues of {n} x {n}", POINTS)]
     return Cost(output, memory, compute)
 
@@ -381,7 +403,7 @@ def train_cost(r: TrainRequest) -> Cost:
     remedy = "lower steps, n_init, the width, the depth or the batch size"
     per_step = step_flops(arch, width, batch, p)
     record_flops = 2 * (n + m) * p + (ntk_flops if r.track_ntk else 0)
-    compute = [_kernel_seconds(n, None, arch, "x_train", "lr bound: "),
+    compute = [_kernel_seconds(n, None, arch, "x_train", "lr bound: ", one_norm_each(r)),
                Term(n**3 * EIGVALSH_S_PER_N3, "x_train", f"lr bound: eigenvalues of {n} x {n}", POINTS),
                Term(nets * p * INIT_SECONDS_PER_PARAMETER * (2 if r.return_ntk else 1), "width",
                     f"drawing n_init {nets} x {p} weights", remedy),

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from engine.architectures import QUADRATURE_ACTIVATIONS
 from engine.experiments import EXPERIMENTS
-from engine.norms import one_norm
-from service.cost import Cost, estimate, experiment_cost
+from service.cost import Cost, estimate, experiment_cost, one_norm_each
 from service.errors import LimitExceeded
 from service.schemas import Model
 from service.settings import Limits
@@ -16,17 +13,6 @@ from service.settings import Limits
 def _rows(request: Model, name: str) -> int:
     value = getattr(request, name, None)
     return len(value) if value is not None else 0
-
-
-def _one_norm_each(request: Model) -> bool:
-    """Whether each point set of the request lies on one sphere: then tanh, softplus and sigmoid
-    are interpolated in the correlation and cost about what ReLU costs (the circle experiment's
-    points are on the unit circle)."""
-    for name in ("x", "x2", "x_train", "x_test"):
-        rows = getattr(request, name, None)
-        if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
-            return False
-    return True
 
 
 def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
@@ -38,7 +24,7 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
         raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
     archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
     slow = sorted({a.activation for a in archs if a is not None and a.activation in QUADRATURE_ACTIVATIONS})
-    if slow and points > limits.quadrature_points and not _one_norm_each(request):
+    if slow and points > limits.quadrature_points and not one_norm_each(request):
         raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
                             f"{', '.join(slow)} on points of different norms, whose kernels are then computed "
                             "by quadrature (about 1000x slower than relu; points of one norm have no such limit)")
