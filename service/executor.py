@@ -61,10 +61,12 @@ class Executor:
         if self.settings.dask_address:
             self.client = Client(self.settings.dask_address, set_as_default=False)
         else:
-            # loopback only; the dashboard is off unless RESKERNEL_DASHBOARD_ADDRESS names where it listens
+            # loopback only: the scheduler's HTTP endpoints (the dashboard, when bokeh is installed) on a free
+            # loopback port unless RESKERNEL_DASHBOARD_ADDRESS names one (Dask's default is :8787, often taken)
+            http = self.settings.dashboard_address or "127.0.0.1:0"
             self.cluster = LocalCluster(n_workers=self.settings.workers, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=self.settings.dashboard_address,
-                                        memory_limit=0, silence_logs=logging.ERROR)
+                                        host="127.0.0.1", dashboard_address=http, memory_limit=0,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster, set_as_default=False)
         prepare = _Prepare(str(self.settings.data_dir), self.settings.warm_up)
         self.client.register_plugin(prepare, name="reskernel-prepare")

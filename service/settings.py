@@ -61,7 +61,7 @@ class Settings:
     max_attempts: int = 3             # runs of one job (worker or service deaths) before it fails
     cancel_grace_s: float = 10.0      # a cancelled job still running this long after has its worker restarted
     event_stream_s: float = 600.0     # an event stream ends after this long (the client reconnects)
-    dashboard_address: str | None = None  # Dask's dashboard of the local cluster: off unless set
+    dashboard_address: str | None = None  # the local cluster's HTTP endpoints: None = a free loopback port
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
     warm_up: bool = True              # workers compile the common kernel families at start, in the background
     limits: Limits = field(default_factory=Limits)

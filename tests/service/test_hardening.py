@@ -209,6 +209,18 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.fixture
+def on_small_disk(small_disk):
+    """A `reskernel serve` whose data directory is on the small disk: (disk, client)."""
+    port = free_port()
+    process = serve(small_disk / "data", port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            yield small_disk, http
+    finally:
+        stop(process)
+
+
 def fill(path: Path) -> None:
     """Write until the filesystem is full."""
     with open(path, "wb") as f:
@@ -227,57 +239,45 @@ def fill(path: Path) -> None:
         assert exc.errno == errno.ENOSPC
 
 
-def test_a_full_disk_answers_507_keeps_serving_and_recovers(small_disk):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = serve(small_disk / "data", port)
-    try:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            old = http.post("/v1/kernels", json={"x": X, "architecture": ARCH})
-            assert old.status_code == 200
-            old_id = old.headers["etag"].strip('"')
-            fill(small_disk / "filler")
-            new = {"x": np.random.default_rng(0).normal(size=(300, 8)).tolist(), "architecture": ARCH}
-            refused = http.post("/v1/kernels", json=new)
-            assert refused.status_code == 507 and int(refused.headers["retry-after"]) > 0, refused.text
-            assert refused.headers["content-type"] == PROBLEM
-            # reads need no space
-            assert http.get(f"/v1/jobs/{old_id}/result").json() == old.json()
-            npz = http.get(f"/v1/jobs/{old_id}/result", headers={"Accept": "application/x-npz"})
-            assert npz.status_code == 200 and np.load(io.BytesIO(npz.content))["ntk"].shape == (4, 4)
-            assert http.get("/healthz").status_code == 200
-            # no job is left without an end
-            assert http.get("/v1/jobs", params={"status": "queued"}).json()["total"] == 0
-            assert http.get("/v1/jobs", params={"status": "running"}).json()["total"] == 0
-            # DELETE frees space even now
-            assert http.delete(f"/v1/jobs/{old_id}").status_code == 204
-            (small_disk / "filler").unlink()
-            (small_disk / "filler.tail").unlink(missing_ok=True)
-            again = http.post("/v1/kernels", json=new)
-            assert again.status_code == 200, again.text
-    finally:
-        stop(process)
+def test_a_full_disk_answers_507_keeps_serving_and_recovers(on_small_disk):
+    small_disk, http = on_small_disk
+    old = http.post("/v1/kernels", json={"x": X, "architecture": ARCH})
+    assert old.status_code == 200
+    old_id = old.headers["etag"].strip('"')
+    fill(small_disk / "filler")
+    new = {"x": np.random.default_rng(0).normal(size=(300, 8)).tolist(), "architecture": ARCH}
+    refused = http.post("/v1/kernels", json=new)
+    assert refused.status_code == 507 and int(refused.headers["retry-after"]) > 0, refused.text
+    assert refused.headers["content-type"] == PROBLEM
+    # reads need no space
+    assert http.get(f"/v1/jobs/{old_id}/result").json() == old.json()
+    npz = http.get(f"/v1/jobs/{old_id}/result", headers={"Accept": "application/x-npz"})
+    assert npz.status_code == 200 and np.load(io.BytesIO(npz.content))["ntk"].shape == (4, 4)
+    assert http.get("/healthz").status_code == 200
+    # no job is left without an end
+    assert http.get("/v1/jobs", params={"status": "queued"}).json()["total"] == 0
+    assert http.get("/v1/jobs", params={"status": "running"}).json()["total"] == 0
+    # DELETE frees space even now
+    assert http.delete(f"/v1/jobs/{old_id}").status_code == 204
+    (small_disk / "filler").unlink()
+    (small_disk / "filler.tail").unlink(missing_ok=True)
+    again = http.post("/v1/kernels", json=new)
+    assert again.status_code == 200, again.text
 
 
-def test_a_disk_that_fills_while_a_job_runs_fails_the_job_with_507(small_disk):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = serve(small_disk / "data", port)
-    try:
-        with httpx.Client(base_url=base, timeout=120) as http:
-            assert http.post("/v1/kernels", json={"x": X, "architecture": ARCH}).status_code == 200
-            free = shutil.disk_usage(small_disk).free
-            with open(small_disk / "filler", "wb") as f:  # leave 2 MiB: the inputs fit, the 2 x 8 MB result not
-                f.write(b"\0" * (free - 2 * 2**20))
-            x = np.random.default_rng(1).normal(size=(1000, 2)).tolist()
-            response = http.post("/v1/kernels", json={"x": x, "architecture": ARCH},
-                                 headers={"Prefer": "wait=100", "Accept": "application/x-npz"})
-            assert response.status_code == 507, response.text
-            job = http.get("/v1/jobs", params={"status": "failed"}).json()["jobs"][0]
-            assert job["error"]["status"] == 507
-            assert http.get("/v1/jobs", params={"status": "running"}).json()["total"] == 0
-    finally:
-        stop(process)
+def test_a_disk_that_fills_while_a_job_runs_fails_the_job_with_507(on_small_disk):
+    small_disk, http = on_small_disk
+    assert http.post("/v1/kernels", json={"x": X, "architecture": ARCH}).status_code == 200
+    free = shutil.disk_usage(small_disk).free
+    with open(small_disk / "filler", "wb") as f:  # leave 2 MiB: the inputs fit, the 2 x 8 MB result not
+        f.write(b"\0" * (free - 2 * 2**20))
+    x = np.random.default_rng(1).normal(size=(1000, 2)).tolist()
+    response = http.post("/v1/kernels", json={"x": x, "architecture": ARCH},
+                         headers={"Prefer": "wait=100", "Accept": "application/x-npz"})
+    assert response.status_code == 507, response.text
+    job = http.get("/v1/jobs", params={"status": "failed"}).json()["jobs"][0]
+    assert job["error"]["status"] == 507
+    assert http.get("/v1/jobs", params={"status": "running"}).json()["total"] == 0
 
 
 # ---------------------------------------------------------------- 7: storage
