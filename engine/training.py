@@ -65,7 +65,7 @@ def _each(fn, *stacked):
 
 def _keep_best(arch, parametrization, c, s: State, x, y) -> State:
     """s with s.best / s.best_loss updated by the current parameters' full training loss."""
-    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization, c)[0] - y) ** 2)
+    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization, c=c)[0] - y) ** 2)
     better = loss < s.best_loss
     best = jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best)
     return s._replace(best=best, best_loss=jnp.where(better, loss, s.best_loss))
@@ -256,7 +256,7 @@ def train(
                 start += size
                 pick = lambda p, b, better=better: jnp.where(better.reshape((-1,) + (1,) * (p.ndim - 1)), p, b)  # noqa: E731
                 groups[i] = g._replace(params=jax.tree.map(pick, g.params, g.best))
-            outputs = [_outputs(g.params, xj, yj, xt, track_ntk=False, **static) for g in groups]
+            outputs = [_outputs(g.params, xj, yj, xt, c, track_ntk=False, **static) for g in groups]
             best = {"best_loss": np.concatenate([np.asarray(loss) for loss, _, _ in outputs]),
                     "best_prediction": None if xt is None else np.concatenate([np.asarray(p) for _, p, _ in outputs])}
         return best | {

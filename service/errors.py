@@ -127,6 +127,10 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed"}
         headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405 and b"%3a" in request.scope.get("raw_path", b"").lower():
+            # an encoded ':' is data (RFC 3986 2.2), not the separator of '/v1/jobs/{id}:cancel': the path
+            # names a resource that does not exist
+            return problem(404, "Not found", f"no resource {request.url.path!r}", instance=request.url.path)
         if exc.status_code == 405:  # every route of this path, not just the first one Starlette tried
             methods = {m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
                        for m in getattr(r, "methods", ()) or ()}

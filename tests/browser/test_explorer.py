@@ -160,7 +160,8 @@ def test_experiment_figure_tables_and_downloads(page, server, shots, tmp_path):
     page.click("#experiment-run")
     page.wait_for_selector("#err-parameters:not(:empty)", timeout=60_000)
     refused = httpx.post(f"{server}/v1/experiments/kernel-shapes", json={"parameters": {"no_such_parameter": 1}})
-    assert page.text_content("#err-parameters") == f"parameters: {refused.json()['errors'][0]['message']}"
+    error = refused.json()["errors"][0]  # the API's own words, next to the overrides box
+    assert page.text_content("#err-parameters") == f"{error['field']}: {error['message']}"
 
     page.fill("#experiment-parameters", '{"depths": [2], "alphas": [0.5], "n_angles": 31}')
     page.click("#experiment-run")

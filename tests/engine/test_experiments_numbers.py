@@ -94,7 +94,7 @@ def test_beyond_ntk():
     for row, arch in zip(data["tables"]["mu"], (Architecture("mlp", 5), Architecture("resnet", 5, alpha=0.1)),
                          strict=True):
         direct = train(arch, x, y, width=16, seed=0, n_init=2, optimizer="adam", lr=0.01, steps=20, batch_size=1,
-                       parametrization="standard", x_test=grid)
+                       parametrization="xavier", x_test=grid)
         mus = [mu_curvature(f) for f in direct["predictions"][-1]]
         assert row["mu mean"] == pytest.approx(np.mean(mus), rel=1e-9)
         assert row["mu std"] == pytest.approx(np.std(mus), rel=1e-9, abs=1e-12)

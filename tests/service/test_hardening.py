@@ -429,3 +429,10 @@ async def test_an_experiment_over_the_compute_budget_is_refused_before_any_job(a
     assert response.status_code == 422 and "RESKERNEL_MAX_COMPUTE_SECONDS" in response.json()["detail"], response.text
     assert response.json()["errors"][0]["field"].startswith("parameters")
     assert (await api.get("/v1/jobs")).json()["total"] == before
+
+
+@pytest.mark.anyio
+async def test_an_encoded_colon_is_data_not_the_cancel_separator(api):
+    job = "a" * 64
+    assert (await api.get(f"/v1/jobs/{job}:cancel")).status_code == 405  # the cancel route takes POST only
+    assert (await api.get(f"/v1/jobs/{job}%3Acancel")).status_code == 404  # a job id "...:cancel": none such

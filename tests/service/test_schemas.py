@@ -64,7 +64,7 @@ def test_arrays_are_float64():
 def test_limits_name_the_limit(body, status, field):
     limits = Limits(points=10, quadrature_points=5, dimension=8, depth=100)
     with pytest.raises(LimitExceeded) as caught:
-        check_limits(KernelsRequest.model_validate(body), limits)
+        check_limits(KernelsRequest.model_validate(body), limits, 2**40)
     assert caught.value.status == status and caught.value.field == field
 
 
@@ -73,16 +73,16 @@ def test_points_of_one_norm_have_no_quadrature_limit():
     for activation in ("tanh", "gelu"):  # on the circle, tanh is interpolated; gelu has a closed form
         body = {"x": [[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] * 3, "architecture": {"kind": "mlp", "depth": 2,
                                                                                 "activation": activation}}
-        check_limits(KernelsRequest.model_validate(body), limits)
+        check_limits(KernelsRequest.model_validate(body), limits, 2**40)
 
 
 def test_network_limits():
     body = {"architecture": ARCH, "width": 1000, "x_train": [[1.0, 0.0]], "y_train": [1.0], "steps": 20}
     with pytest.raises(LimitExceeded, match="width x depth"):
-        check_limits(TrainRequest.model_validate(body), Limits(width_depth=4999))
+        check_limits(TrainRequest.model_validate(body), Limits(width_depth=4999), 2**40)
     with pytest.raises(LimitExceeded, match="steps"):
-        check_limits(TrainRequest.model_validate(body), Limits(steps=19))
-    check_limits(TrainRequest.model_validate(body), Limits(width_depth=5000, steps=20))
+        check_limits(TrainRequest.model_validate(body), Limits(steps=19), 2**40)
+    check_limits(TrainRequest.model_validate(body), Limits(width_depth=5000, steps=20), 2**40)
 
 
 def test_api_process_does_not_import_jax(tmp_path):

@@ -58,7 +58,7 @@ def test_eviction_is_lru_and_spares_active_jobs(tmp_path):
 
 def test_an_existing_scheduler(tmp_path):
     """RESKERNEL_DASK_ADDRESS: the service uses a scheduler it did not start."""
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                       silence_logs=logging.ERROR) as cluster:
         settings = Settings.from_env({"RESKERNEL_DASK_ADDRESS": cluster.scheduler_address,
                                       "RESKERNEL_DATA_DIR": str(tmp_path)})
