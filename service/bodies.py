@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from service.errors import LimitExceeded, ServiceError
+from service.limits import check_sizes
 from service.schemas import ARRAY_FIELDS
 from service.settings import Limits
 
@@ -55,27 +56,6 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def _rows(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
-
-
-def check_points(data: dict[str, Any], limits: Limits) -> None:
-    """413 when the point arrays hold too many rows, counted before any number is read."""
-    points = sum(_rows(data.get(name)) for name in ("x", "x2", "x_train", "x_test"))
-    if points > limits.points:
-        raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
-    for name in ("x", "x_train"):
-        rows = data.get(name)
-        if isinstance(rows, list) and rows and isinstance(rows[0], list) and len(rows[0]) > limits.dimension:
-            raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")
-    for name, limit in (("samples", limits.grid), ("train_angles", limits.points), ("targets", limits.points)):
-        if _rows(data.get(name)) > limit:
-            raise LimitExceeded(413, name, f"{len(data[name])} values exceed the limit of {limit}")
-    if _rows(data.get("architectures")) > limits.architectures:
-        raise LimitExceeded(413, "architectures", f"{len(data['architectures'])} architectures exceed the limit "
-                            f"of {limits.architectures}")
-
-
 async def read_body(request: Request) -> bytes:
     """The request's body; a body the BodyLimit middleware cut off (it has answered 413
     already) raises a 413 that nobody will see, ending the handler quietly."""
@@ -94,7 +74,7 @@ def parse(model: type[M], raw: bytes, limits: Limits) -> M:
     others = {k: v for k, v in data.items() if k not in ARRAY_FIELDS}
     if _nesting(others) > MAX_NESTING:
         raise MalformedJSON(f"the body nests objects and arrays deeper than {MAX_NESTING} levels")
-    check_points(data, limits)
+    check_sizes(data.get, limits)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

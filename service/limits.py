@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
 from engine.architectures import QUADRATURE_ACTIVATIONS
 from engine.experiments import EXPERIMENTS
 from service.cost import Cost, estimate, experiment_cost, one_norm_each
@@ -15,34 +20,50 @@ def _rows(request: Model, name: str) -> int:
     return len(value) if value is not None else 0
 
 
+POINT_ARRAYS = ("x", "x2", "x_train", "x_test")
+
+
+def _length(value: Any) -> int:
+    """Rows of a JSON array or a numpy array; 0 for anything else (validation says what is wrong)."""
+    return len(value) if isinstance(value, (list, np.ndarray)) else 0
+
+
+def check_sizes(get: Callable[[str], Any], limits: Limits) -> None:
+    """413 naming the first size over its limit: points, dimension, architectures, sampled values.
+    `get(name)` reads a field of the raw JSON body (counted before any number is read, by
+    `service.bodies`) or of the validated request (the same checks, one place)."""
+    points = sum(_length(get(name)) for name in POINT_ARRAYS)
+    if points > limits.points:
+        raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
+    for name in ("x", "x_train"):
+        rows = get(name)
+        if _length(rows) and _length(rows[0]) > limits.dimension:
+            raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")
+    for name, limit in (("samples", limits.grid), ("train_angles", limits.points), ("targets", limits.points),
+                        ("architectures", limits.architectures)):
+        if _length(get(name)) > limit:
+            raise LimitExceeded(413, name, f"{_length(get(name))} {name} exceed the limit of {limit}")
+
+
 def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
     """Raise LimitExceeded (413 for sizes, 422 for parameters) naming the first limit crossed:
     the request's sizes, then its estimated cost (`service.cost`) against the budgets and the
     result cache (`cache_bytes`: a larger result would be evicted as it is served). Returns the cost."""
-    points = sum(_rows(request, name) for name in ("x", "x2", "x_train", "x_test"))
-    if points > limits.points:
-        raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
+    check_sizes(lambda name: getattr(request, name, None), limits)
+    points = sum(_rows(request, name) for name in POINT_ARRAYS)
     archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
     slow = sorted({a.activation for a in archs if a is not None and a.activation in QUADRATURE_ACTIVATIONS})
     if slow and points > limits.quadrature_points and not one_norm_each(request):
         raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
                             f"{', '.join(slow)} on points of different norms, whose kernels are then computed "
                             "by quadrature (about 1000x slower than relu; points of one norm have no such limit)")
-    for name in ("x", "x_train"):
-        rows = getattr(request, name, None)
-        if rows is not None and len(rows[0]) > limits.dimension:
-            raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")
-    if len(archs) > limits.architectures:
-        raise LimitExceeded(413, "architectures", f"{len(archs)} architectures exceed the limit of "
-                            f"{limits.architectures}")
     width = getattr(request, "width", None) if hasattr(request, "n_init") else None  # finite networks only
     for i, arch in enumerate(a for a in archs if a is not None):
         where = "architecture" if hasattr(request, "architecture") else f"architectures.{i}"
         _at_most(f"{where}.depth", "depth", arch.depth, limits.depth)
         if width is not None:
             _at_most("width", "width x depth", width * arch.depth, limits.width_depth)
-    checks = (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid),
-              ("samples", limits.grid), ("train_angles", limits.points), ("n_train", limits.points))
+    checks = (("n_init", limits.n_init), ("steps", limits.steps), ("n_grid", limits.grid), ("n_train", limits.points))
     for name, limit in checks:
         value = getattr(request, name, None)
         if value is not None:
