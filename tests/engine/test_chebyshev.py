@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate
+from test_dual import scipy_dual
 
 from engine import Architecture, analytic_kernels, chebyshev
 from engine import analytic as analytic_module
@@ -45,19 +45,8 @@ def test_one_layer_against_scipy(activation):
     got = analytic_kernels(x, arch=Architecture("mlp", 1, activation=activation, sigma_w=sw))["nngp"]
     s = sw**2 * 1.7**2 / 2
     for j in (1, 3, 4):
-        t = _scipy_dual(SCALAR[activation], s, s * float(x[0] @ x[j]) / 1.7**2)
+        t = scipy_dual(SCALAR[activation], s, s * float(x[0] @ x[j]) / 1.7**2, s, epsabs=1e-14)
         assert abs(got[0, j] - sw**2 * t) <= 1e-10 * abs(got[0, 0])
-
-
-def _scipy_dual(phi, s, s12):
-    """E[phi(u) phi(v)], var u = var v = s, cov s12: u = sqrt(s) z1, v = b z1 + c z2."""
-    b, c = s12 / math.sqrt(s), math.sqrt(max(s * s - s12 * s12, 0.0) / s)
-
-    def inner(z1):
-        return integrate.quad(lambda z2: phi(b * z1 + c * z2) * math.exp(-0.5 * z2 * z2), -12, 12, epsabs=1e-14)[0]
-
-    return integrate.quad(lambda z1: phi(math.sqrt(s) * z1) * inner(z1) * math.exp(-0.5 * z1 * z1),
-                          -12, 12, epsabs=1e-14, limit=200)[0] / (2 * math.pi)
 
 
 @pytest.mark.parametrize(("activation", "arch"), [

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
-from scipy import integrate, optimize
+from scipy import optimize
+from test_dual import scipy_dual
 
 from engine import (
     Architecture,
@@ -84,15 +85,6 @@ def test_mu_rkhs_against_the_periodic_gaussian():
     assert mu_rkhs(interpolant, angles, values, bandwidth=bandwidth)["mu"] == pytest.approx(1.0, rel=1e-9)
 
 
-def _scipy_expectation(fn, s11, s12, s22):
-    """E[fn(u) fn(v)], (u, v) ~ N(0, S), by nested adaptive quadrature: u = a z1, v = b z1 + c z2."""
-    a, b = math.sqrt(s11), s12 / math.sqrt(s11)
-    c = math.sqrt(max(s22 - b * b, 0.0))
-    gauss = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
-    inner = lambda z1: integrate.quad(lambda z2: fn(b * z1 + c * z2) * gauss(z2), -12, 12, epsabs=1e-13)[0]  # noqa: E731
-    return integrate.quad(lambda z1: fn(a * z1) * inner(z1) * gauss(z1), -12, 12, epsabs=1e-13, limit=200)[0]
-
-
 def _sigmoid(u):
     return 0.5 * (1 + math.tanh(0.5 * u))
 
@@ -109,7 +101,7 @@ DERIVATIVES = {  # phi' written from the definitions, independently of engine.du
 def test_quadrature_tdot_against_scipy(activation):
     for s11, s12, s22 in [(1.0, 0.3, 0.7), (2.5, -1.9, 2.0)]:
         _, tdot = dual_module.dual(activation, np.array(s11), np.array(s12), np.array(s22))
-        assert abs(float(tdot) - _scipy_expectation(DERIVATIVES[activation], s11, s12, s22)) < 1e-8
+        assert abs(float(tdot) - scipy_dual(DERIVATIVES[activation], s11, s12, s22)) < 1e-8
 
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "data" / "kernels_neural_tangents_extra.json").read_text())["cases"]

@@ -32,13 +32,14 @@ def test_quadrature_agrees_with_closed_forms(activation):
     assert np.max(np.abs(tdot - tdot_ref)) <= 1e-8 * np.max(np.abs(tdot_ref))
 
 
-def _scipy_dual(phi, s11, s12, s22):
-    """E[phi(u) phi(v)] by nested adaptive quadrature: u = a z1, v = b z1 + c z2."""
+def scipy_dual(phi, s11, s12, s22, epsabs: float = 1e-13):
+    """E[phi(u) phi(v)], (u, v) ~ N(0, [[s11, s12], [s12, s22]]), by nested adaptive quadrature
+    (scipy; independent of the engine): u = a z1, v = b z1 + c z2. Other test modules import it."""
     a, b = math.sqrt(s11), s12 / math.sqrt(s11)
     c = math.sqrt(max(s22 - b * b, 0.0))
     gauss = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
-    inner = lambda z1: integrate.quad(lambda z2: phi(b * z1 + c * z2) * gauss(z2), -12, 12, epsabs=1e-13)[0]  # noqa: E731
-    return integrate.quad(lambda z1: phi(a * z1) * inner(z1) * gauss(z1), -12, 12, epsabs=1e-13, limit=200)[0]
+    inner = lambda z1: integrate.quad(lambda z2: phi(b * z1 + c * z2) * gauss(z2), -12, 12, epsabs=epsabs)[0]  # noqa: E731
+    return integrate.quad(lambda z1: phi(a * z1) * inner(z1) * gauss(z1), -12, 12, epsabs=epsabs, limit=200)[0]
 
 
 SCALAR = {
@@ -53,7 +54,7 @@ SCALAR = {
 def test_quadrature_activations_against_scipy(activation):
     for s11, s12, s22 in [(1.0, 0.3, 0.7), (2.5, -1.9, 2.0), (0.4, 0.4 * 0.999, 0.4)]:
         t, _ = dual.quadrature_dual(activation, np.array(s11), np.array(s12), np.array(s22))
-        assert abs(float(t) - _scipy_dual(SCALAR[activation], s11, s12, s22)) < 1e-8
+        assert abs(float(t) - scipy_dual(SCALAR[activation], s11, s12, s22)) < 1e-8
 
 
 def test_derivative_tables_match_finite_differences():
@@ -79,8 +80,8 @@ def test_gelu_closed_form_against_scipy():
     """T and Tdot of gelu against nested adaptive quadrature (scipy), identical points included."""
     for s11, s12, s22 in [(1.0, 0.3, 0.7), (2.5, -1.9, 2.0), (0.4, 0.4, 0.4), (6.0, 5.999, 6.0), (0.01, 0.0, 3.0)]:
         t, tdot = dual.gelu_dual(np.array(s11), np.array(s12), np.array(s22))
-        assert abs(float(t) - _scipy_dual(SCALAR["gelu"], s11, s12, s22)) < 1e-10
-        assert abs(float(tdot) - _scipy_dual(_gelu_prime, s11, s12, s22)) < 1e-10
+        assert abs(float(t) - scipy_dual(SCALAR["gelu"], s11, s12, s22)) < 1e-10
+        assert abs(float(tdot) - scipy_dual(_gelu_prime, s11, s12, s22)) < 1e-10
 
 
 def test_gelu_closed_form_matches_quadrature_everywhere():

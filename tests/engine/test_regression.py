@@ -160,7 +160,7 @@ def test_deep_interpolation_against_high_precision(kind, alpha, depth):
     """The paper's 10-sample circle experiment at depth 30 and 300 (kernels of 1e-89 to 1e55):
     the engine's interpolant against the hand-written recursion, computed and solved in 30
     digits on the 9 distinct samples (b = -pi and pi coincide)."""
-    mpmath = pytest.importorskip("mpmath")
+    mpmath = pytest.importorskip("mpmath", reason="mpmath is in the test extra")
     from engine import circle_interpolation, mu_curvature, paper_target, paper_train_angles
 
     b = paper_train_angles(10)[:-1]
