@@ -5,6 +5,7 @@ RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCE
 RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
 "*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off) and the limits
 RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+`Settings.variables()` names every one of them.
 """
 
 from __future__ import annotations
@@ -78,3 +79,31 @@ class Settings:
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable `from_env` reads, in the order it reads them: learnt by running
+        `from_env` on an empty environment that notes each name looked up (so it cannot drift from it)."""
+        environ = _NotingEnviron()
+        cls.from_env(environ)
+        return list(dict.fromkeys(environ.names))
+
+
+class _NotingEnviron(dict):
+    """An empty environment that notes every name looked up in it (`in`, `get`, `[]`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __contains__(self, name: object) -> bool:
+        self.names.append(str(name))
+        return False
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        self.names.append(name)
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        self.names.append(name)
+        raise KeyError(name)
