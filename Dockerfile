@@ -4,7 +4,7 @@
 # (pyproject's `cuda` extra) for GPU workers. Nothing but the built wheel and its dependencies is installed.
 ARG PYTHON_VERSION=3.12
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM python:${PYTHON_VERSION}-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY engine engine
@@ -12,7 +12,7 @@ COPY service service
 COPY report report
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+FROM python:${PYTHON_VERSION}-slim AS runtime
 # empty: CPU JAX (the default dependency); "cuda": the CUDA 12 plugin as well
 ARG EXTRAS=""
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -5,7 +5,6 @@ RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCE
 RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
 "*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off) and the limits
 RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
-`Settings.variables()` names every one of them.
 """
 
 from __future__ import annotations

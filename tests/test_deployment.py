@@ -321,6 +321,9 @@ def test_proxy_config_matches_the_service(compose):
     # the client's Host (checked against RESKERNEL_TRUSTED_HOSTS by the API) and a request id go through
     assert "proxy_set_header Host $host;" in nginx
     assert "proxy_set_header X-Request-ID $forwarded_request_id;" in nginx
+    # the API trusts X-Forwarded-For from anyone on compose's network: the proxy sets it, never passes the client's
+    assert compose["services"]["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
     # the upstream is the API service on the port its command listens on; the proxy on the published target
     assert f"server api:{API[API.index('--port') + 1]} resolve;" in nginx
     assert f"listen {compose['services']['proxy']['ports'][0]['target']};" in nginx
