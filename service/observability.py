@@ -81,7 +81,8 @@ class RequestContext:
                 route = route_template(scope)
                 self.metrics.request(scope["method"], route, status, seconds)
                 job_id = context.job_id or scope.get("path_params", {}).get("job_id")
+                path = scope["path"] if scope["path"].isprintable() else repr(scope["path"])  # one line per request
                 access.log(logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-                           "%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1e3,
+                           "%s %s %d %.1f ms", scope["method"], path, status, seconds * 1e3,
                            extra={"method": scope["method"], "route": route, "path": scope["path"], "status": status,
                                   "duration_s": round(seconds, 6), **({"job_id": job_id} if job_id else {})})
