@@ -78,7 +78,9 @@ def bind_job(job_id: str) -> None:
 
 
 # attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+# (but uvicorn's `color_message`, the message with terminal colours)
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName",
+                                                                                "color_message"}
 
 
 def _ids(record: logging.LogRecord) -> dict[str, str]:
@@ -128,18 +130,28 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
-def configure(log_format: str, level: int | str = logging.INFO) -> logging.Handler:
-    """Every logger's lines to stderr in `log_format`: one handler on the root logger, which also
-    replaces the stderr handlers that libraries (Dask) gave their own loggers. Returns it."""
+def _stderr(log_format: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
+    return handler
+
+
+def configure(log_format: str, level: int | str = logging.INFO) -> logging.Handler:
+    """Every logger's lines to stderr in `log_format`: a handler on the root logger, and one of the
+    same format for each stderr handler a library (Dask) gave its own logger (a handler each: Dask
+    sets its handlers' levels). Returns the root's."""
     root = logging.getLogger()
-    for logger in [root, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]:
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for name in list(logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
         for old in list(logger.handlers):
-            if logger is root or (type(old) is logging.StreamHandler and old.stream in (sys.stderr, sys.__stderr__)):
+            if type(old) is logging.StreamHandler and old.stream in (sys.stderr, sys.__stderr__):
                 logger.removeHandler(old)
-                logger.addHandler(handler)
-    root.addHandler(handler)  # once: addHandler ignores a handler already there
+                logger.addHandler(replacement := _stderr(log_format))
+                replacement.setLevel(old.level)
+    handler = _stderr(log_format)
+    root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
 
@@ -151,7 +163,5 @@ def configure_worker(log_format: str) -> None:
     ours = logging.getLogger("reskernel")
     if ours.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(log_format))
-    ours.addHandler(handler)
+    ours.addHandler(_stderr(log_format))
     ours.setLevel(logging.INFO)

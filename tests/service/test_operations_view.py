@@ -212,13 +212,18 @@ def test_lines_logged_where_jobs_are_handled_name_the_job():
 
 def test_serve_configures_json_lines_for_every_logger():
     """`reskernel serve`'s logging set-up (service.logs.configure) in a fresh interpreter: the
-    service's, uvicorn's and Dask's lines are JSON objects."""
-    code = ("import logging, distributed; from service.logs import configure; configure('json'); "
-            "[logging.getLogger(n).warning('from %s', n) for n in ('reskernel', 'uvicorn.error', 'distributed')]")
+    service's, uvicorn's and Dask's lines are JSON objects, and the service's INFO lines still
+    come out while a local Dask cluster silences its own loggers (it lowers their handlers)."""
+    code = ("import logging, distributed; from distributed.utils import silence_logging_cmgr\n"
+            "from service.logs import configure; configure('json', 'INFO')\n"
+            "with silence_logging_cmgr(logging.ERROR):\n"
+            "    [logging.getLogger(n).info('from %s', n) for n in ('reskernel', 'uvicorn.error', 'distributed')]\n"
+            "    logging.getLogger('distributed.scheduler').error('from Dask')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = [json.loads(line) for line in run.stderr.splitlines()]
-    assert [(line["logger"], line["message"]) for line in lines] == \
-        [(n, f"from {n}") for n in ("reskernel", "uvicorn.error", "distributed")], run.stderr
+    assert [(line["logger"], line["level"], line["message"]) for line in lines] == \
+        [*((n, "INFO", f"from {n}") for n in ("reskernel", "uvicorn.error")),
+         ("distributed.scheduler", "ERROR", "from Dask")], run.stderr
 
 
 async def test_bearer_token_guards_everything_but_health_and_static_pages(settings, jobs):
