@@ -39,7 +39,7 @@ class BearerAuth:
         if scheme:
             detail, challenge = "the bearer token is not valid", 'Bearer realm="reskernel", error="invalid_token"'
         else:
-            detail, challenge = "this service needs a bearer token: Authorization: Bearer <token>", \
+            detail, challenge = "this service needs its API token, sent as Bearer <token>", \
                 'Bearer realm="reskernel"'
         response = errors.problem(401, "Unauthorized", detail, instance=scope["path"],
                                   errors=[{"field": "Authorization", "message": detail}],

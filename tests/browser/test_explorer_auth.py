@@ -17,6 +17,7 @@ def test_the_page_asks_for_the_token_and_sends_it(page, shots):
     page.goto("/?view=jobs")
     page.wait_for_selector("#token-form:not([hidden])")
     assert page.evaluate("sessionStorage.getItem('reskernel-token')") is None
+    page.screenshot(path=shots / "token-asked.png")
     page.fill("#token", "not-the-token")
     page.click("#token-form button[type=submit]")
     page.wait_for_load_state()

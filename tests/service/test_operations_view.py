@@ -84,9 +84,10 @@ async def test_metrics_count_requests_cache_jobs_and_durations(settings, jobs):
                 break
             await anyio.sleep(0.1)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    assert count == 1
-    assert metrics[("reskernel_job_duration_seconds_sum", (("operation", "kernels"), ("status", "succeeded")))] \
-        == pytest.approx(status["finished_at"] - status["started_at"])
+    seconds = metrics[("reskernel_job_duration_seconds_sum", (("operation", "kernels"), ("status", "succeeded")))]
+    assert count >= 1 and seconds >= (status["finished_at"] - status["started_at"]) * (1 - 1e-9)
+    if count == 1:  # (a job of an earlier test that ends meanwhile is observed too: the Jobs service is shared)
+        assert seconds == pytest.approx(status["finished_at"] - status["started_at"])
     assert metrics[("reskernel_cache_misses_total", (("operation", "kernels"),))] == 1
     assert metrics[("reskernel_cache_hits_total", (("operation", "kernels"),))] == 1
     requests = {labels: value for (name, labels), value in metrics.items() if name == "reskernel_http_requests_total"}
@@ -244,7 +245,7 @@ async def test_bearer_token_guards_everything_but_health_and_static_pages(settin
     detail = missing.json()["detail"]
     assert missing.json() == {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail,
                               "instance": "/v1/jobs", "errors": [{"field": "Authorization", "message": detail}]}
-    assert "Authorization: Bearer" in detail
+    assert "Bearer <token>" in detail
     for refused in (wrong, basic):
         assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
     assert right.status_code == 200 and "jobs" in right.json()
