@@ -10,14 +10,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import errors
+from service import errors, metrics
+from service.auth import BearerAuth
 from service.executor import Executor
 from service.jobs import Jobs
+from service.metrics import Metrics
+from service.observability import REQUEST_ID, RequestContext
 from service.routes import experiments, explorer, health, jobs, operations
 from service.schemas import BODY_MODELS
 from service.settings import Settings
@@ -31,6 +35,13 @@ Every operation is a job whose id is the SHA-256 of the canonical request: equal
 are computed once and served from the store afterwards (`X-Cache`, strong `ETag`). A POST
 waits up to 30 s for its result (`Prefer: wait=N`, `Prefer: respond-async`); unfinished
 jobs answer 202 with `Location: /v1/jobs/{id}`. Errors are RFC 9457 problem+json."""
+
+
+# what a cross-origin page may send, and read of the answers (RESKERNEL_CORS_ORIGINS)
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Accept", "Prefer", "If-None-Match", "Last-Event-ID",
+                        REQUEST_ID]
+CORS_EXPOSED_HEADERS = ["Location", "ETag", "X-Cache", REQUEST_ID, "Retry-After", "Preference-Applied",
+                        "Content-Disposition"]
 
 
 class BodyLimit:
@@ -99,9 +110,10 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def _openapi(app: FastAPI) -> None:
+def _openapi(app: FastAPI, bearer: bool) -> None:
     """OpenAPI: error responses are application/problem+json (FastAPI would say application/json),
-    and the request models of routes that read their own bodies are in the components."""
+    and the request models of routes that read their own bodies are in the components; with
+    `bearer`, the token is declared (Swagger UI's Authorize button sends it)."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -118,6 +130,10 @@ def _openapi(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in definitions.get("$defs", {}).items():
                 components.setdefault(name, definition)
+            if bearer:
+                schemes = schema["components"].setdefault("securitySchemes", {})
+                schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "RESKERNEL_API_TOKEN"}
+                schema["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -135,6 +151,7 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
             yield
             return
         owned = Jobs(settings, SQLiteStore(settings.data_dir), Executor(settings))
+        owned.on_end.append(app.state.metrics.job_ended)
         await run_in_threadpool(owned.start)
         app.state.jobs = owned
         try:
@@ -147,10 +164,21 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     app.state.settings = settings
     app.state.jobs = jobs_service
     app.state.event_streams = 0  # open Server-Sent Events streams
+    app.state.metrics = Metrics(lambda: app.state.jobs.store if app.state.jobs is not None else None)
+    if jobs_service is not None:
+        jobs_service.on_end.append(app.state.metrics.job_ended)
     errors.install(app)
-    for module in (operations, experiments, jobs, health, explorer):
+    for module in (operations, experiments, jobs, health, explorer, metrics):
         app.include_router(module.router)
+    # the last added runs first: request id and access log, CORS, Host, token, body size
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
+    if settings.api_token:
+        app.add_middleware(BearerAuth, token=settings.api_token)
     app.add_middleware(TrustedHosts, trusted_hosts=settings.trusted_hosts)
-    _openapi(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=CORS_REQUEST_HEADERS,
+                           expose_headers=CORS_EXPOSED_HEADERS, max_age=600)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    _openapi(app, bearer=bool(settings.api_token))
     return app

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from engine.experiments import EXPERIMENTS
+from service.logs import configure as configure_logs
 from service.settings import Settings
 
 EXPERIMENT_NAMES = list(EXPERIMENTS)
@@ -40,9 +41,12 @@ def serve(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("workers", args.workers),
                                    ("dask_address", args.dask_address)) if v is not None}
     settings = replace(Settings.from_env(), **overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # every logger's lines (uvicorn's too: log_config=None) in RESKERNEL_LOG_FORMAT; "trace" is uvicorn's level 5
+    configure_logs(settings.log_format, 5 if args.log_level == "trace" else args.log_level.upper())
     logging.getLogger("reskernel").info("data directory %s", settings.data_dir)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # the access log is service.observability's (route, request id); uvicorn's own is off
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, log_config=None,
+                access_log=False)
 
 
 def reproduce(args: argparse.Namespace) -> None:

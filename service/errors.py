@@ -81,12 +81,14 @@ def capped(errors: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str
     return errors[:MAX_ERRORS], {"error_count": len(errors)}
 
 
-def internal_error(instance: str | None, where: str) -> JSONResponse:
-    """A generic 500 whose correlation id is in the logs beside the traceback."""
+def internal_error(instance: str | None, where: str, request_id: str | None = None) -> JSONResponse:
+    """A generic 500 whose correlation id is in the logs beside the traceback (and the request id,
+    echoed: this answer is sent from outside the request-id middleware)."""
     correlation = uuid.uuid4().hex
-    log.exception("internal error %s on %s", correlation, where)
+    log.exception("internal error %s on %s", correlation, where, extra={"request_id": request_id} if request_id else {})
     return problem(500, "Internal error", f"an internal error occurred (correlation id {correlation}); "
-                   "it is logged with that id", instance=instance, correlation_id=correlation)
+                   "it is logged with that id", instance=instance, correlation_id=correlation,
+                   headers={"X-Request-ID": request_id} if request_id else None)
 
 
 def problem(status: int, title: str, detail: str, *, instance: str | None = None,
@@ -140,10 +142,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)  # set by service.observability.RequestContext
         if storage_full(exc):
             full = StorageFull()
-            return problem(full.status, full.title, full.detail, instance=request.url.path, headers=full.headers)
-        return internal_error(request.url.path, f"{request.method} {request.url.path}")
+            headers = full.headers | ({"X-Request-ID": request_id} if request_id else {})
+            return problem(full.status, full.title, full.detail, instance=request.url.path, headers=headers)
+        return internal_error(request.url.path, f"{request.method} {request.url.path}", request_id)
 
 
 def invalid_request(raw: list[dict[str, Any]], instance: str) -> JSONResponse:

@@ -34,15 +34,18 @@ def _describe() -> dict[str, Any]:
 
 
 class _Prepare(WorkerPlugin):
-    """On each worker (those started later too): JAX's compilation cache under the data
-    directory, and a background warm-up (`service.worker.prepare`); returns at once."""
+    """On each worker (those started later too): the service's log lines in the service's format,
+    JAX's compilation cache under the data directory, and a background warm-up
+    (`service.worker.prepare`); returns at once."""
 
-    def __init__(self, data_dir: str, warm_up: bool):
-        self.data_dir, self.warm_up = data_dir, warm_up
+    def __init__(self, data_dir: str, warm_up: bool, log_format: str = "json"):
+        self.data_dir, self.warm_up, self.log_format = data_dir, warm_up, log_format
 
     def setup(self, worker) -> None:
+        from service.logs import configure_worker
         from service.worker import prepare
 
+        configure_worker(self.log_format)
         prepare(self.data_dir, self.warm_up)
 
 
@@ -68,7 +71,7 @@ class Executor:
                                         host="127.0.0.1", dashboard_address=http, memory_limit=0,
                                         silence_logs=logging.ERROR)
             self.client = Client(self.cluster, set_as_default=False)
-        prepare = _Prepare(str(self.settings.data_dir), self.settings.warm_up)
+        prepare = _Prepare(str(self.settings.data_dir), self.settings.warm_up, self.settings.log_format)
         self.client.register_plugin(prepare, name="reskernel-prepare")
         log.info("dask scheduler at %s", self.client.scheduler.address)
 

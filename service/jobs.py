@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from distributed import Future
 from engine import NUMERICS_VERSION
 from service.errors import Conflict, JobNotFound, QueueFull, StorageFull, storage_full
 from service.executor import Executor
+from service.logs import job_context
 from service.schemas import ARRAY_FIELDS, Model
 from service.settings import Settings
 from service.store import ACTIVE, TERMINAL, Job, Store
@@ -67,6 +69,7 @@ class Jobs:
         self._lock = threading.Lock()
         self._unsettled: set[str] = set()  # jobs whose task ended but whose end could not be recorded
         self._closing = threading.Event()
+        self.on_end: list[Callable[[Job], None]] = []  # called with each job whose task this process saw end
         self._settler = threading.Thread(target=self._settle_loop, daemon=True, name="reskernel-settle")
 
     def start(self) -> None:
@@ -141,16 +144,30 @@ class Jobs:
 
     def _on_done(self, key: str, future: Future) -> None:
         """Runs in Dask's client thread when a task ends: record what the worker could not."""
-        try:
-            self._record_end(key, future)
-        except Exception:
-            log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
-            with self._lock:
-                self._unsettled.add(key)
+        with job_context(key):
+            try:
+                self._record_end(key, future)
+            except Exception:
+                log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
+                with self._lock:
+                    self._unsettled.add(key)
+            self._announce_end(key)
         with self._lock:
             waiters = self._waiters.pop(key, [])
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
+
+    def _announce_end(self, key: str) -> None:
+        """Tell the `on_end` listeners (the metrics) about an ended job; never raises."""
+        if not self.on_end:
+            return
+        try:
+            job = self.store.get(key)
+            if job is not None and job.status in TERMINAL:
+                for listener in self.on_end:
+                    listener(job)
+        except Exception:
+            log.warning("could not report the end of job %s", key, exc_info=True)
 
     def _record_end(self, key: str, future: Future) -> None:
         job = self.store.get(key)

@@ -3,8 +3,9 @@
 Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
 RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCEL_GRACE_S,
 RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
-"*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off) and the limits
-RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+"*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off), RESKERNEL_API_TOKEN
+(bearer-token auth), RESKERNEL_CORS_ORIGINS (comma-separated), RESKERNEL_LOG_FORMAT (json or text)
+and the limits RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def _flag(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+def _log_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError(f"RESKERNEL_LOG_FORMAT must be json or text, got {value!r}")
+    return value
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "reskernel"
@@ -64,6 +72,9 @@ class Settings:
     dashboard_address: str | None = None  # the local cluster's HTTP endpoints: None = a free loopback port
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
     warm_up: bool = True              # workers compile the common kernel families at start, in the background
+    api_token: str | None = field(default=None, repr=False)  # None: no auth; else every route but a few needs it
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed cross-origin requests (CORS); () = CORS off
+    log_format: str = "json"          # `reskernel serve`'s log lines: "json" (one object per line) or "text"
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -74,7 +85,8 @@ class Settings:
         settings = cls(limits=limits)
         read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
-                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag}
+                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag,
+                "api_token": str, "cors_origins": _names, "log_format": _log_format}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import storage_full
+from service.logs import job_context, names_job
 from service.store import SQLiteStore
 
 log = logging.getLogger("reskernel.worker")
@@ -105,6 +106,10 @@ class Watchdog(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        with job_context(self.job_id):
+            self._watch()
+
+    def _watch(self) -> None:
         store = SQLiteStore(self.data_dir)
         try:
             while not self.done.wait(self.interval):
@@ -329,6 +334,7 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
     return {"values": meta, "arrays": listing}
 
 
+@names_job
 def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attempts: int,
             cancel_grace_s: float = 10.0) -> str:
     """Run one job to its end; returns the final status. Never raises for the job's own errors.

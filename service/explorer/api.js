@@ -12,6 +12,24 @@ export class Problem extends Error {
 }
 
 const JSON_HEADERS = { "Content-Type": "application/json", Accept: "application/json" };
+const TOKEN = "reskernel-token";
+
+/** Keep the API token (RESKERNEL_API_TOKEN) for this tab only; an empty one forgets it. */
+export function setToken(token) {
+  if (token) sessionStorage.setItem(TOKEN, token);
+  else sessionStorage.removeItem(TOKEN);
+}
+
+/** fetch, with `Authorization: Bearer` when a token was given; a 401 fires "reskernel:unauthorized"
+ * on window (the page then asks for a token). Every request to the API goes through here. */
+export async function request(path, init = {}) {
+  const headers = new Headers(init.headers);
+  const token = sessionStorage.getItem(TOKEN);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const response = await fetch(path, { ...init, headers });
+  if (response.status === 401) window.dispatchEvent(new CustomEvent("reskernel:unauthorized"));
+  return response;
+}
 let running = 0;
 const waiting = [];
 
@@ -44,12 +62,12 @@ async function parse(response) {
 
 /** GET a JSON document. */
 export async function get(path) {
-  return parse(await fetch(path, { headers: { Accept: "application/json" } }));
+  return parse(await request(path, { headers: { Accept: "application/json" } }));
 }
 
 /** POST a JSON body (state-changing routes take JSON, even an empty one). */
 async function post(path, body = {}, { headers = {} } = {}) {
-  const response = await fetch(path, { method: "POST", headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) });
+  const response = await request(path, { method: "POST", headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) });
   return { status: response.status, body: await parse(response) };
 }
 
@@ -58,7 +76,7 @@ const STALE = () => new DOMException("a newer request replaced this one", "Abort
 /** Follow a job's Server-Sent Events (read to the end of the stream, which the service closes after
  * the "done" event); onProgress(status) for each. Resolves with the final status. */
 async function follow(id, { onProgress } = {}) {
-  const response = await fetch(`/v1/jobs/${id}/events`, { headers: { Accept: "text/event-stream" } });
+  const response = await request(`/v1/jobs/${id}/events`, { headers: { Accept: "text/event-stream" } });
   if (!response.ok) await parse(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -98,7 +116,7 @@ export async function run(operation, body, { onProgress, signal } = {}) {
 
 /** Start (or find) the job for `operation` without waiting; its id (a done job's is its ETag). */
 export async function submit(operation, body) {
-  const response = await fetch(`/v1/${operation}`, {
+  const response = await request(`/v1/${operation}`, {
     method: "POST", headers: { ...JSON_HEADERS, Prefer: "respond-async" }, body: JSON.stringify(body),
   });
   if (response.status === 202) return (await parse(response)).id;

@@ -1,7 +1,7 @@
 // View 6: the paper's experiments (run, progress, cancel, figure and tables) and the job list
 // (status, progress, cancel, downloads as .npy and CSV).
 
-import { cancel, get, settle, submit } from "./api.js";
+import { cancel, get, request, settle, submit } from "./api.js";
 import { busy, clearErrors, csv, download, note, showProblem } from "./ui.js";
 
 const escape = (text) => String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
@@ -21,6 +21,13 @@ function tableHtml(name, rows) {
     rows.map((row) => `<tr>${columns.map((c) => `<td>${escape(cell(row[c]))}</td>`).join("")}</tr>`).join("") + "</table>";
 }
 
+/** Download the file at `path` (a link a plain navigation could not send the token with). */
+async function fetchFile(path, name) {
+  const response = await request(path, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
+  download(name, await response.blob());
+}
+
 export class JobsView {
   constructor(view, getState) {
     this.view = view;
@@ -37,6 +44,12 @@ export class JobsView {
     this.cancelButton.addEventListener("click", () => this.job && cancel(this.job).catch((error) => showProblem(view, error)));
     view.querySelector("#jobs-refresh").addEventListener("click", () => this.refresh());
     this.table.addEventListener("click", (event) => this.act(event.target.closest("button")));
+    view.addEventListener("click", (event) => {  // file links are fetched, so that they carry the API token
+      const link = event.target.closest("a[data-fetch]");
+      if (!link) return;
+      event.preventDefault();
+      fetchFile(link.getAttribute("href"), link.getAttribute("download")).catch((error) => showProblem(view, error));
+    });
   }
 
   /** The experiments, as the API lists them (never a hard-coded list). */
@@ -93,10 +106,14 @@ export class JobsView {
 
   show(name, status) {
     const tables = status.result?.values?.tables ?? {};
-    this.output.innerHTML = `<figure><img src="/v1/jobs/${status.id}/figure.png" alt="Figure of the experiment ${escape(name)}">` +
-      `<figcaption>${escape(name)} (<a href="/v1/jobs/${status.id}/figure.svg">SVG</a>)</figcaption></figure>` +
+    this.output.innerHTML = `<figure><img alt="Figure of the experiment ${escape(name)}">` +
+      `<figcaption>${escape(name)} (<a href="/v1/jobs/${status.id}/figure.svg" download="${escape(name)}.svg" data-fetch>SVG</a>)</figcaption></figure>` +
       Object.entries(tables).map(([table, rows]) => `<div class="table-scroll">${tableHtml(table, rows)}</div>` +
         `<button type="button" data-table="${escape(table)}">Download ${escape(table)}.csv</button>`).join("");
+    const image = this.output.querySelector("img");  // fetched, so that it carries the API token
+    request(`/v1/jobs/${status.id}/figure.png`).then(async (response) => {
+      if (response.ok) image.src = URL.createObjectURL(await response.blob());
+    }).catch((error) => showProblem(this.view, error));
     for (const button of this.output.querySelectorAll("button[data-table]")) {
       const rows = tables[button.dataset.table];
       const header = [...new Set(rows.flatMap((row) => Object.keys(row)))];
@@ -145,17 +162,17 @@ export class JobsView {
         const holder = document.createElement("tr");
         holder.dataset.id = id;
         holder.innerHTML = `<td colspan="6"><ul class="files">${links.join("") || "<li>no arrays: the values are in the result JSON</li>"}` +
-          `<li><a href="/v1/jobs/${id}/result" download="${escape(status.operation)}.json">result JSON</a></li></ul></td>`;
+          `<li><a href="/v1/jobs/${id}/result" download="${escape(status.operation)}.json" data-fetch>result JSON</a></li></ul></td>`;
         row.after(holder);
         holder.querySelector("button")?.focus();
       } else if (button.dataset.act === "npy") {
         const url = `/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`;
         // no-store: the same URL answers JSON or .npy by Accept, and the service does not send Vary: Accept
-        const response = await fetch(url, { headers: { Accept: "application/x-npy" }, cache: "no-store" });
+        const response = await request(url, { headers: { Accept: "application/x-npy" }, cache: "no-store" });
         if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
         download(`${button.dataset.array}.npy`, await response.blob());
       } else if (button.dataset.act === "csv") {
-        const response = await fetch(`/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`,
+        const response = await request(`/v1/jobs/${id}/result?array=${encodeURIComponent(button.dataset.array)}`,
           { headers: { Accept: "application/json" }, cache: "no-store" });
         if (!response.ok) throw new Error(`${response.status} ${await response.text()}`);
         const value = await response.json();

@@ -1,6 +1,6 @@
 // The explorer: wires the state (in the URL), the architecture list, the tabs and the views.
 
-import { get } from "./api.js";
+import { get, setToken } from "./api.js";
 import { ArchitectureEditor } from "./architectures.js";
 import { FiniteView } from "./finite.js";
 import { interpolationView } from "./interpolation.js";
@@ -89,7 +89,23 @@ async function activations() {
   if (!editor.list.contains(document.activeElement)) editor.render(state.archs);
 }
 
+/** A 401 (RESKERNEL_API_TOKEN is set): ask for the token, keep it for this tab, start again with it. */
+function askForToken() {
+  const form = document.getElementById("token-form");
+  window.addEventListener("reskernel:unauthorized", () => {
+    if (!form.hidden) return;
+    form.hidden = false;
+    form.querySelector("input").focus();
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setToken(form.querySelector("input").value.trim());
+    window.location.reload();
+  });
+}
+
 async function start() {
+  askForToken();
   editor.render(state.archs);
   finite.render(state);
   sync();

@@ -12,6 +12,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from service.deps import get_jobs, get_settings, require_json
 from service.errors import Conflict, ServiceError
 from service.jobs import Jobs
+from service.logs import bind_job
 from service.results import NPY, NPZ, Download, manifest, respond
 from service.schemas import JobList, JobStatus, Problem
 from service.settings import Settings
@@ -31,7 +32,15 @@ class JobIdConvertor(Convertor):
 
 
 register_url_convertor("job_id", JobIdConvertor())
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+async def _log_job(request: Request) -> None:
+    """Log lines written while a job's route runs name the job (on the event loop: the context is the request's)."""
+    if "job_id" in request.path_params:
+        bind_job(request.path_params["job_id"])
+
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(_log_job)])
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex (64 digits).")]
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 

@@ -11,6 +11,7 @@ from service.deps import get_jobs, get_settings, require_json
 from service.errors import ServiceError
 from service.jobs import Jobs, split_request
 from service.limits import check_limits
+from service.logs import bind_job
 from service.results import NPY, NPZ
 from service.routes.jobs import describe, outcome, problems
 from service.schemas import OPERATIONS, RESULTS, JobStatus, Model
@@ -48,6 +49,8 @@ async def submit_and_wait(operation: str, params: dict, inputs: dict, request: R
     """Submit (or find) the job, wait as the Prefer header asks, answer with its outcome."""
     wait = wait_seconds(prefer, settings)
     job, hit = await run_in_threadpool(jobs.submit, operation, params, inputs)
+    bind_job(job.id)
+    request.app.state.metrics.cache(operation, hit)
     if job.status in ACTIVE and wait > 0:
         job = await jobs.wait(job.id, wait)
     if job.status == "succeeded" and minimal(prefer):

@@ -41,12 +41,18 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> str:
+def server_environment() -> dict[str, str]:
+    """Settings of the module's server beyond its data directory (a test module overrides this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_environment) -> str:
     """Base URL of `reskernel serve` on a free port, with its own data directory."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RESKERNEL_DATA_DIR": str(tmp_path_factory.mktemp("browser-store"))}
+    env = {**os.environ, "RESKERNEL_DATA_DIR": str(tmp_path_factory.mktemp("browser-store")), **server_environment}
     process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level",
                                 "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

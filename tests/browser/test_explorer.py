@@ -182,6 +182,13 @@ def test_experiment_figure_tables_and_downloads(page, server, shots, tmp_path):
         page.locator("#jobs-table button[data-act=csv]").first.click()
     saved.value.save_as(tmp_path / "array.csv")
     assert np.loadtxt(tmp_path / "array.csv", delimiter=",", ndmin=2).size == np.load(path).size
+    for link, name in (("#jobs-table a[data-fetch]", "result.json"),
+                       ("#experiment-output a[data-fetch]", "figure.svg")):
+        with page.expect_download() as saved:  # fetched by the page (so a token would go with them), then saved
+            page.locator(link).first.click()
+        saved.value.save_as(tmp_path / name)
+    assert json.loads((tmp_path / "result.json").read_text())
+    assert "<svg" in (tmp_path / "figure.svg").read_text()
     page.screenshot(path=shots / "jobs.png", full_page=True)
 
 

@@ -86,7 +86,8 @@ def test_network_limits():
 
 
 def test_api_process_does_not_import_jax(tmp_path):
-    """Build the app, start its Dask cluster, run a request through it: JAX stays in the workers."""
+    """Build the app, start its Dask cluster, run a request through it and read /metrics: JAX stays in
+    the workers."""
     script = f"""
 import sys, httpx, anyio
 from service.app import create_app
@@ -99,6 +100,8 @@ async def main():
             r = await http.post("/v1/kernels", json={{"x": [[1.0, 0.0]], "architecture": {ARCH!r}}})
             assert r.status_code == 200, r.text
             assert r.json()["ntk"][0][0] > 0
+            metrics = await http.get("/metrics")
+            assert metrics.status_code == 200 and 'reskernel_jobs{{status="succeeded"}} 1.0' in metrics.text
 anyio.run(main)
 print("jax" in sys.modules)
 """
