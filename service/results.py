@@ -20,6 +20,15 @@ from service.errors import NotAcceptable, ServiceError
 from service.store import Job, Store
 
 NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
+RESULT_JSON = "result.json"  # a result's JSON form, in its result directory once rendered
+INLINE_BYTES = 2**20  # rendered JSON up to this size is read and sent in one piece, larger files streamed
+
+
+def render_json(values: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A result's JSON form: its scalar values and each array as nested lists (every number
+    finite: the worker checked)."""
+    return json.dumps(values | {name: np.asarray(array).tolist() for name, array in arrays.items()},
+                      allow_nan=False).encode()
 
 
 def negotiate(accept: str | None) -> str:
@@ -109,10 +118,11 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
                         headers=headers)
 
     def render(f) -> None:
-        body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
-        f.write(json.dumps(body, allow_nan=False).encode())
+        f.write(render_json(meta["values"], {name: np.load(folder / f"{name}.npy") for name in arrays}))
 
-    rendered = _rendered(store, job, "result.json", render)
+    rendered = _rendered(store, job, RESULT_JSON, render)
+    if isinstance(rendered, Path) and rendered.stat().st_size <= INLINE_BYTES:
+        rendered = rendered.read_bytes()
     if isinstance(rendered, bytes):
         return Response(rendered, media_type=JSON, headers=headers)
     return Download(rendered, media_type=JSON, headers=headers)
