@@ -51,6 +51,7 @@ sys.path.insert(0, str(HERE))
 from common import ALPHA, SIGMA_W  # noqa: E402
 
 READY_S = 180.0  # how long processes get to start
+IDLE_CPU = 0.15  # CPU seconds per second below which the started service counts as idle
 
 
 def free_port() -> int:
@@ -244,13 +245,23 @@ def measure(service: Service, mode: str, args, repeat: int) -> Run:
 
 
 def warm(service: Service, args) -> None:
-    """One request per replica on points no run uses: compiles the shape, stores the hits' result."""
+    """One request per replica on points no run uses (compiling the shape, storing the hits'
+    result), then wait until the service is idle: the workers' background warm-up (compiling
+    other kernel families) must not run during a measurement."""
     with httpx.Client(timeout=READY_S) as http:
         for i, url in enumerate(service.urls):
             for content in (body(args.points, args.depth, -1.0 - i), body(args.points, args.depth, 0.5)):
                 response = http.post(f"{url}/v1/kernels", content=content,
                                      headers={"Content-Type": "application/json"})
                 response.raise_for_status()
+    deadline, used = time.monotonic() + READY_S, sum(service.cpu_seconds().values())
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = sum(service.cpu_seconds().values())
+        if now - used < IDLE_CPU:
+            return
+        used = now
+    print(f"warning: the service still used CPU {READY_S:.0f} s after its warm-up", file=sys.stderr)
 
 
 def median(runs: list[Run]) -> dict[str, float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -107,7 +108,7 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         names = [array] if array else sorted(arrays)
         return StreamingResponse(_npz(folder, names), media_type=NPZ, headers=headers | {
             "Content-Disposition": f'attachment; filename="{job.operation}.npz"'})
-    size = sum(int(np.prod(a["shape"])) for name, a in arrays.items() if array in (None, name))
+    size = sum(math.prod(a["shape"]) for name, a in arrays.items() if array in (None, name))
     if size > json_limit:
         raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
                             f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
