@@ -52,6 +52,7 @@ from common import ALPHA, SIGMA_W  # noqa: E402
 
 READY_S = 180.0  # how long processes get to start
 IDLE_CPU = 0.15  # CPU seconds per second below which the started service counts as idle
+IDLE_WINDOW_S = 2.0  # measured over this long
 
 
 def free_port() -> int:
@@ -84,6 +85,7 @@ class Service:
     log_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    idle: dict[str, float] = field(default_factory=lambda: {"api": 0.0, "dask": 0.0})  # CPU s per s, idle
 
     def spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
@@ -104,6 +106,15 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+    def log_problems(self, limit: int = 20) -> list[str]:
+        """The first warnings, errors and tracebacks in the processes' logs."""
+        found = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if any(word in line for word in ("WARNING", "ERROR", "Traceback", "Error")):
+                    found.append(f"{path.stem}: {line[:300]}")
+        return found[:limit]
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds so far of the API processes, and of the Dask processes (the
@@ -137,9 +148,10 @@ def start(replicas: int, store_url: str | None, dask_workers: int, log_level: st
         address = f"tcp://127.0.0.1:{port}"
         service.spawn([*command("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                        "--dashboard-address", f"127.0.0.1:{free_port()}"], env, "scheduler")
+        workers = env | {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as the README advises
         for i in range(dask_workers):
             service.spawn([*command("dask"), "worker", address, "--nthreads", "1", "--memory-limit", "0",
-                           "--no-dashboard"], env, f"worker-{i}")
+                           "--no-dashboard"], workers, f"worker-{i}")
         env |= {"RESKERNEL_STORE_URL": store_url, "RESKERNEL_STORE_PREFIX": prefix, "RESKERNEL_DASK_ADDRESS": address}
     for i in range(replicas):
         port = free_port()
@@ -181,7 +193,8 @@ class Run:
     seconds: float
     latencies: list[float]
     errors: list[str]
-    cpu_s: dict[str, float]  # CPU seconds of the run: "api", "dask" (the service's), "client" (this process)
+    cpu_s: dict[str, float]  # CPU seconds of the run: "api", "dask" (the service's), "client" (this process),
+    # and "api_busy", "dask_busy": less what the idle service uses in as long (heartbeats, monitors)
 
     def figures(self) -> dict[str, float]:
         ordered = sorted(self.latencies) or [float("nan")]
@@ -240,7 +253,8 @@ def measure(service: Service, mode: str, args, repeat: int) -> Run:
     before, client = service.cpu_seconds(), time.process_time()
     seconds, latencies, errors = asyncio.run(load(service.urls, bodies, "miss" if mode == "cold" else "hit",
                                                   args.clients, args.timeout))
-    cpu = {role: seconds - before[role] for role, seconds in service.cpu_seconds().items()}
+    cpu = {role: used - before[role] for role, used in service.cpu_seconds().items()}
+    cpu |= {f"{role}_busy": max(cpu[role] - service.idle[role] * seconds, 0.0) for role in service.idle}
     return Run(seconds, latencies, errors, cpu | {"client": time.process_time() - client})
 
 
@@ -254,11 +268,12 @@ def warm(service: Service, args) -> None:
                 response = http.post(f"{url}/v1/kernels", content=content,
                                      headers={"Content-Type": "application/json"})
                 response.raise_for_status()
-    deadline, used = time.monotonic() + READY_S, sum(service.cpu_seconds().values())
+    deadline, used = time.monotonic() + READY_S, service.cpu_seconds()
     while time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = sum(service.cpu_seconds().values())
-        if now - used < IDLE_CPU:
+        time.sleep(IDLE_WINDOW_S)
+        now = service.cpu_seconds()
+        if sum(now.values()) - sum(used.values()) < IDLE_CPU * IDLE_WINDOW_S:
+            service.idle = {role: (now[role] - used[role]) / IDLE_WINDOW_S for role in now}
             return
         used = now
     print(f"warning: the service still used CPU {READY_S:.0f} s after its warm-up", file=sys.stderr)
@@ -288,8 +303,9 @@ def main() -> None:
     print(f"# reskernel load benchmark: {args.jobs} requests, {args.clients} clients, {args.points} points, "
           f"depth {args.depth}, store {store}, python {sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, medians of {args.repeats} runs")
-    print("\n| mode | replicas | jobs/s | p50 s | p90 s | p99 s | errors | CPU ms/job: API, Dask, client |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| mode | replicas | jobs/s | p50 s | p90 s | p99 s | errors | CPU ms/job: API, Dask, client |"
+          " above idle: API, Dask |")
+    print("|---|---|---|---|---|---|---|---|---|")
     results: dict[tuple[str, int], dict[str, float]] = {}
     failures: list[str] = []
     for replicas in args.replicas:
@@ -299,15 +315,18 @@ def main() -> None:
             for mode in args.modes:
                 runs = [measure(service, mode, args, r) for r in range(args.repeats)]
                 failures += [e for r in runs for e in r.errors[:3]]
+                if any(r.errors for r in runs):
+                    failures += service.log_problems()
                 f = results[mode, replicas] = median(runs)
                 print(f"| {mode} | {replicas} | {f['per_s']:.1f} | {f['p50_s']:.3f} | {f['p90_s']:.3f} | "
                       f"{f['p99_s']:.3f} | {f['errors']:.0f} | {f['api_cpu_ms']:.1f}, {f['dask_cpu_ms']:.1f}, "
-                      f"{f['client_cpu_ms']:.1f} |", flush=True)
+                      f"{f['client_cpu_ms']:.1f} | {f['api_busy_cpu_ms']:.1f}, {f['dask_busy_cpu_ms']:.1f} |",
+                      flush=True)
     for mode in args.modes:
         if (mode, 1) in results and (mode, 2) in results:
             print(f"\n{mode}: two replicas / one = {results[mode, 2]['per_s'] / results[mode, 1]['per_s']:.2f}x "
                   "the requests per second")
-    for failure in failures[:10]:
+    for failure in failures[:30]:
         print(f"error: {failure}")
 
 

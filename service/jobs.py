@@ -106,7 +106,8 @@ class Jobs:
         key = job_id(operation, params, inputs)
         job = self.store.get(key)
         if job is not None and not _retryable(job) and not self._result_gone(job):
-            self.store.touch(key)
+            if job.status != "succeeded":  # a result is marked used where it is served (results.respond)
+                self.store.touch(key)
             return job, job.status == "succeeded"
         if self.store.count_active() >= self.settings.limits.queue:
             raise QueueFull(f"{self.settings.limits.queue} jobs are queued or running; retry later",

@@ -57,6 +57,7 @@ async def answer(job: Job, hit: bool, wait: float, request: Request, jobs: Jobs,
     if job.status in ACTIVE and wait > 0:
         job = await jobs.wait(job.id, wait)
     if job.status == "succeeded" and minimal(prefer):
+        jobs.store.touch(job.id)
         return JSONResponse(describe(job, jobs.store), headers={
             "Location": f"/v1/jobs/{job.id}", "X-Cache": "hit" if hit else "miss",
             "Preference-Applied": "return=minimal"})
