@@ -160,6 +160,15 @@ def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
     return arrays
 
 
+def _save(path: Path, array: np.ndarray) -> None:
+    """np.save with the file's space reserved first: a full disk is an ENOSPC here (np.save's own
+    short write raises an OSError without an errno)."""
+    with open(path, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, array.nbytes + 4096)  # the data and more than any header
+        np.save(f, array)
+        f.truncate()
+
+
 def kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
     from engine import Architecture, analytic_kernels
 
@@ -351,7 +360,7 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
         raise ArithmeticError(f"{', '.join(bad[:5])} overflowed float64 (non-finite values): reduce depth, the "
                               "sigmas or the size of the targets")
     for name, array in checked.items():
-        np.save(folder / f"{name}.npy", array)
+        _save(folder / f"{name}.npy", array)
         listing[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     listing = dict(sorted(listing.items()))
     if len(listing) == len(checked) and sum(a.size for a in checked.values()) <= JSON_NUMBERS:
