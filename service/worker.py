@@ -15,7 +15,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
 _cache_lock = threading.Lock()
 _cache_dir: list[Path] = []  # set once per worker process
+_watchdog: list[Watchdog] = []  # started once per worker process
 _stores: dict[str, tuple[SQLiteStore, int]] = {}  # data_dir -> (the store, its database file's inode)
 SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
 JSON_NUMBERS = 65_536  # results of at most this many numbers get their JSON rendered by the worker
@@ -113,39 +115,81 @@ class Reporter:
         return self.stop.is_set()
 
 
-class Watchdog(threading.Thread):
-    """Watches the store while a job runs. When the job is cancelled or deleted it sets the
-    reporter's stop flag (the engine stops at its next tile, chunk or step); a job that has
-    not stopped `grace_s` seconds later is marked canceled and its worker process exits, so
-    that no cancelled work runs on (the Dask nanny starts a fresh worker)."""
+@dataclass
+class _Watched:
+    """A job the watchdog watches: its store and reporter, since when, and when its stop was asked."""
 
-    def __init__(self, store: SQLiteStore, job_id: str, report: Reporter, grace_s: float, interval: float = 0.25):
-        super().__init__(daemon=True, name=f"watchdog-{job_id[:12]}")
-        self.store, self.job_id, self.report = store, job_id, report
-        self.grace_s, self.interval = grace_s, interval
-        self.done = threading.Event()
+    store: SQLiteStore
+    report: Reporter
+    grace_s: float
+    since: float = field(default_factory=time.monotonic)
+    stop_asked: float | None = None
+
+
+class Watchdog(threading.Thread):
+    """One per worker process (`watchdog()`): watches the store for the jobs running in it.
+    When a job is cancelled or deleted it sets that job's stop flag (the engine stops at its
+    next tile, chunk or step); a job that has not stopped `grace_s` seconds later is marked
+    canceled and the worker process exits, so that no cancelled work runs on (the Dask nanny
+    starts a fresh worker). A job is first read `interval` seconds after it starts (a small one
+    never is); no thread is started per job."""
+
+    def __init__(self, interval: float = 0.25):
+        super().__init__(daemon=True, name="reskernel-watchdog")
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Watched] = {}
+
+    @contextlib.contextmanager
+    def watching(self, store: SQLiteStore, job_id: str, report: Reporter, grace_s: float) -> Iterator[None]:
+        """Watch job_id while the block runs."""
+        with self._lock:
+            self._jobs[job_id] = _Watched(store, report, grace_s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._jobs.pop(job_id, None)
 
     def run(self) -> None:
-        store = self.store
-        while not self.done.wait(self.interval):
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                watched = list(self._jobs.items())
+            for job_id, job in watched:
+                self._check(job_id, job)
+
+    def _check(self, job_id: str, watched: _Watched) -> None:
+        now, store = time.monotonic(), watched.store
+        if watched.stop_asked is None:
+            if now - watched.since < self.interval:
+                return
             try:
-                job = store.get(self.job_id)
+                job = store.get(job_id)
             except Exception:  # a store that cannot be read now is asked again
-                continue
+                return
             if job is None or job.cancel_requested:
-                self.report.stop.set()
-                break
-        else:
+                watched.report.stop.set()
+                watched.stop_asked = now
             return
-        if self.done.wait(self.grace_s):
-            return
+        with self._lock:
+            if now - watched.stop_asked < watched.grace_s or job_id not in self._jobs:
+                return
         log.warning("job %s did not stop within %.0f s of its cancellation: restarting the worker",
-                    self.job_id, self.grace_s)
+                    job_id, watched.grace_s)
         with contextlib.suppress(Exception):
-            if store.get(self.job_id) is not None:
-                store.update(self.job_id, status="canceled", message="canceled (worker restarted)",
-                             finished_at=time.time())
+            if store.get(job_id) is not None:
+                store.update(job_id, status="canceled", message="canceled (worker restarted)", finished_at=time.time())
         os._exit(70)
+
+
+def watchdog() -> Watchdog:
+    """This process's watchdog, started on first use."""
+    with _cache_lock:
+        if not _watchdog:
+            _watchdog.append(Watchdog())
+            _watchdog[0].start()
+        return _watchdog[0]
 
 
 def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
@@ -372,15 +416,19 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
             cancel_grace_s: float = 10.0) -> str:
     """Run one job to its end; returns the final status. Never raises for the job's own errors.
     The job's input arrays are read from the store (they never travel through Dask)."""
-    from engine import Cancelled
-
     compilation_cache(data_dir)
     store = worker_store(data_dir)
     if store.claim(job_id, max_attempts) is None:
         return "skipped"
     report = Reporter(store, job_id)
-    watchdog = Watchdog(store, job_id, report, cancel_grace_s)
-    watchdog.start()
+    with watchdog().watching(store, job_id, report, cancel_grace_s):
+        return _run(store, job_id, operation, params, report)
+
+
+def _run(store: SQLiteStore, job_id: str, operation: str, params: dict, report: Reporter) -> str:
+    """A claimed job's run: its result committed, or its failure or cancellation recorded."""
+    from engine import Cancelled
+
     folder = None
     try:
         folder = store.staging(job_id)
@@ -411,8 +459,6 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
             raise
         store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
         return "failed"
-    finally:
-        watchdog.done.set()
 
 
 def describe() -> dict[str, Any]:
