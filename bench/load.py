@@ -146,8 +146,9 @@ def start(replicas: int, store_url: str | None, dask_workers: int, log_level: st
         stack.callback(delete_keys, store_url, prefix)
         port = free_port()
         address = f"tcp://127.0.0.1:{port}"
-        service.spawn([*command("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                       "--dashboard-address", f"127.0.0.1:{free_port()}"], env, "scheduler")
+        scheduler = service.spawn([*command("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", f"127.0.0.1:{free_port()}"], env, "scheduler")
+        wait_for_port(port, scheduler)
         workers = env | {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as the README advises
         for i in range(dask_workers):
             service.spawn([*command("dask"), "worker", address, "--nthreads", "1", "--memory-limit", "0",
@@ -163,8 +164,8 @@ def start(replicas: int, store_url: str | None, dask_workers: int, log_level: st
         while True:
             for process in service.processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"{process.args[:3]} exited with {process.returncode}; logs in "
-                                       f"{service.log_dir}")
+                    tail = "\n".join(service.log_problems())
+                    raise RuntimeError(f"{' '.join(process.args[1:3])} exited with {process.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                     break
@@ -174,6 +175,17 @@ def start(replicas: int, store_url: str | None, dask_workers: int, log_level: st
                 raise RuntimeError(f"{url} was not ready within {READY_S:.0f} s")
             time.sleep(0.2)
     return service
+
+
+def wait_for_port(port: int, process: subprocess.Popen) -> None:
+    """Until something listens on the loopback port (the process must not exit meanwhile)."""
+    deadline = time.monotonic() + READY_S
+    while process.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on port {port} (exit code {process.poll()})")
 
 
 def delete_keys(store_url: str, prefix: str) -> None:
