@@ -19,9 +19,12 @@ Requests go round-robin over the replicas. Before the clock: /readyz of every re
 warm-up request per replica (compiling the kernel's shape; in `hits`, also storing the result).
 
 Reported per run: jobs/s, latency p50 / p90 / p99, errors (anything but a 200 with the expected
-X-Cache, or a transport error), and the CPU seconds per job of the service's processes (the API
-replicas and their Dask processes, from /proc): the figure that stays put on a shared machine.
-With `--repeats R` each figure is the median of R runs on the same service.
+X-Cache, or a transport error; the first ones are printed with the problems in the processes'
+logs), and the CPU milliseconds per job of the API replicas, of the Dask processes (theirs, or
+the ones started here) and of this load generator, from /proc: on a shared machine these move
+less than the wall clock. "Above idle" subtracts what the idle service used (heartbeats,
+monitors; measured after the warm-up) over the run's duration. With `--repeats R` each figure is
+the median of R runs on the same service.
 """
 
 from __future__ import annotations
