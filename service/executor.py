@@ -150,7 +150,10 @@ class Executor:
         now = time.monotonic()
         if now - self._slots_at > 2.0:
             self._slots_at = now
-            self._slots = self.workers() + 1
+            try:
+                self._slots = self.workers() + 1
+            except Exception:  # the scheduler does not answer now: the last count stands
+                log.debug("could not count the workers", exc_info=True)
 
     def _submit_batch(self, batch: list[_Small]) -> None:
         jobs = [(s.job_id, s.operation, s.params) for s in batch]
