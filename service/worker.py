@@ -98,7 +98,8 @@ def warm_up() -> None:
 
 class Reporter:
     """progress(fraction, message) for the engine, throttled: the store is written at most
-    every `interval` seconds. should_stop() reads the watchdog's flag (no store access)."""
+    every `interval` seconds, first `interval` after the claim (a small job writes none: its
+    commit sets progress 1). should_stop() reads the watchdog's flag (no store access)."""
 
     def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
         self.store, self.job_id, self.interval = store, job_id, interval
