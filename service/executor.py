@@ -2,14 +2,23 @@
 service starts itself; with `dask_address` an existing scheduler (its workers must see the
 service's data directory). The API process never imports JAX: tasks name `service.worker`
 functions by module path, and the workers import them.
+
+Small jobs (estimated under `BATCH_JOB_S` of compute) share tasks: while every worker has a
+batch of them running or waiting, new small jobs wait here and go as the next batch, one Dask
+task for many jobs (a task costs Dask a few milliseconds of CPU, a small job's maths less). A
+batch that fails (its worker died) is submitted again job by job, so one job that kills its
+worker fails alone, as a job of its own task would.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -19,12 +28,33 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from service.settings import Settings
 
 log = logging.getLogger("reskernel")
+BATCH_JOB_S = 0.05  # jobs estimated under this many seconds of compute may share a task
+BATCH_S = 0.5  # the estimated compute of one batch at most
+BATCH_JOBS = 64  # jobs in one batch at most
+OnDone = Callable[[str, Future], None]
 
 
 def _run_job(*args: Any) -> str:
     from service.worker import run_job
 
     return run_job(*args)
+
+
+def _run_jobs(jobs: list[tuple[str, str, dict]], *args: Any) -> list[str]:
+    from service.worker import run_job
+
+    return [run_job(job_id, operation, params, *args) for job_id, operation, params in jobs]
+
+
+@dataclass
+class _Small:
+    """A small job waiting for a batch."""
+
+    job_id: str
+    operation: str
+    params: dict
+    seconds: float
+    on_done: OnDone
 
 
 def _describe() -> dict[str, Any]:
@@ -57,10 +87,17 @@ class Executor:
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
         self._futures: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._waiting: list[_Small] = []  # small jobs not yet in a task
+        self._batches = 0  # batch tasks submitted and not ended
+        self._slots, self._slots_at = 1, 0.0  # batch tasks allowed at once (workers + 1), when counted
 
     def start(self) -> None:
         # a task whose worker dies is re-run; after max_attempts deaths it fails (KilledWorker)
-        dask.config.set({"distributed.scheduler.allowed-failures": max(self.settings.max_attempts - 1, 0)})
+        dask.config.set({"distributed.scheduler.allowed-failures": max(self.settings.max_attempts - 1, 0),
+                         # the workers' statistical profiler samples every thread every 10 ms: CPU a small
+                         # job's maths needs (the local cluster's workers take this; others: DASK_ env)
+                         "distributed.worker.profile.enabled": False})
         if self.settings.dask_address:
             self.client = Client(self.settings.dask_address, set_as_default=False)
         else:
@@ -81,24 +118,104 @@ class Executor:
                 closable.close()
         self.client = self.cluster = None
 
-    def submit(self, job_id: str, operation: str, params: dict, on_done: Callable[[str, Future], None]) -> None:
-        """Run the job on a worker; its input arrays are read there from the store."""
-        key = f"{operation}-{job_id[:12]}-{uuid.uuid4().hex[:8]}"
-        future = self.client.submit(_run_job, job_id, operation, params, str(self.settings.data_dir),
-                                    self.settings.max_attempts, self.settings.cancel_grace_s, key=key, pure=False)
-        self._futures[job_id] = future
+    def submit(self, job_id: str, operation: str, params: dict, on_done: OnDone, seconds: float | None = None,
+               ) -> None:
+        """Run the job on a worker; its input arrays are read there from the store. `seconds`:
+        its estimated compute (None: unknown), which decides whether it may share a task."""
+        if seconds is None or seconds > BATCH_JOB_S:
+            self._submit([(job_id, operation, params)], [on_done])
+            return
+        self._count_slots()
+        with self._lock:
+            self._waiting.append(_Small(job_id, operation, params, seconds, on_done))
+            batch = self._next_batch()
+        if batch:
+            self._submit_batch(batch)
+
+    def _next_batch(self) -> list[_Small]:
+        """The waiting small jobs that go now, as one task, and count it (the lock held): none
+        while every slot has a batch."""
+        if not self._waiting or self._batches >= self._batch_slots():
+            return []
+        batch, total = [], 0.0
+        while self._waiting and len(batch) < BATCH_JOBS and (not batch or total + self._waiting[0].seconds <= BATCH_S):
+            total += self._waiting[0].seconds
+            batch.append(self._waiting.pop(0))
+        self._batches += 1
+        return batch
+
+    def _batch_slots(self) -> int:
+        """Workers + 1 (one batch waits while each worker runs one), as last counted."""
+        return self._slots
+
+    def _count_slots(self) -> None:
+        """Count the workers again, every 2 s at most (outside the lock: it asks the scheduler)."""
+        now = time.monotonic()
+        if now - self._slots_at > 2.0:
+            self._slots_at = now
+            try:
+                self._slots = self.workers() + 1
+            except Exception:  # the scheduler does not answer now: the last count stands
+                log.debug("could not count the workers", exc_info=True)
+
+    def _submit_batch(self, batch: list[_Small]) -> None:
+        jobs = [(s.job_id, s.operation, s.params) for s in batch]
+        try:
+            self._submit(jobs, [s.on_done for s in batch], batch=True)
+        except BaseException:
+            with self._lock:
+                self._batches -= 1
+            raise
+
+    def _submit(self, jobs: list[tuple[str, str, dict]], callbacks: list[OnDone], batch: bool = False) -> None:
+        first_id, operation = jobs[0][0], jobs[0][1]
+        key = f"{operation}-{first_id[:12]}-{uuid.uuid4().hex[:8]}" + (f"-{len(jobs)}-jobs" if batch else "")
+        args = (str(self.settings.data_dir), self.settings.max_attempts, self.settings.cancel_grace_s)
+        if batch:
+            future = self.client.submit(_run_jobs, jobs, *args, key=key, pure=False)
+        else:
+            future = self.client.submit(_run_job, *jobs[0], *args, key=key, pure=False)
+        for job_id, _, _ in jobs:
+            self._futures[job_id] = future
 
         def done(f: Future) -> None:
-            if self._futures.get(job_id) is f:
-                del self._futures[job_id]
-            on_done(job_id, f)
+            for job_id, _, _ in jobs:
+                if self._futures.get(job_id) is f:
+                    del self._futures[job_id]
+            if batch:
+                self._batch_done(f, jobs, callbacks)
+            else:
+                callbacks[0](jobs[0][0], f)
 
         future.add_done_callback(done)
 
+    def _batch_done(self, future: Future, jobs: list[tuple[str, str, dict]], callbacks: list[OnDone]) -> None:
+        """A batch task ended: start the next batch, then report each job's end; a failed
+        batch of several jobs is submitted again one task per job (those that ended are skipped)."""
+        with self._lock:
+            self._batches -= 1
+            following = self._next_batch() if future.status != "cancelled" else []  # cancelled: closing
+        if following:
+            try:
+                self._submit_batch(following)
+            except Exception:  # the client is closing; a restart re-queues what is still queued
+                log.warning("could not submit a batch of %d small jobs", len(following), exc_info=True)
+        if future.status == "error" and len(jobs) > 1:
+            log.warning("a batch of %d small jobs failed (%s); running them one task each", len(jobs),
+                        type(future.exception()).__name__)
+            for job, on_done in zip(jobs, callbacks, strict=True):
+                self._submit([job], [on_done])
+            return
+        for (job_id, _, _), on_done in zip(jobs, callbacks, strict=True):
+            on_done(job_id, future)
+
     def cancel(self, job_id: str) -> None:
-        """Drop a job's task if it has not started (a running one stops through the store)."""
+        """Drop a job's task if it has not started (a running one stops through the store); a
+        small job waiting for a batch is dropped from the wait."""
+        with self._lock:
+            self._waiting = [s for s in self._waiting if s.job_id != job_id]
         future = self._futures.get(job_id)
-        if future is not None and future.status == "pending":
+        if future is not None and future.status == "pending" and not future.key.endswith("-jobs"):
             future.cancel()
 
     def workers(self) -> int:

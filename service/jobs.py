@@ -101,13 +101,16 @@ class Jobs:
                 log.debug("could not describe the workers yet", exc_info=True)
             self._closing.wait(1.0)
 
-    def submit(self, operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray]) -> tuple[Job, bool]:
+    def submit(self, operation: str, params: dict[str, Any], inputs: dict[str, np.ndarray],
+               seconds: float | None = None) -> tuple[Job, bool]:
         """The job for this request (scalar params, float64 input arrays), created and
-        dispatched unless it exists; and whether its result was already there (a cache hit)."""
+        dispatched unless it exists; and whether its result was already there (a cache hit).
+        `seconds`: its estimated compute (`service.cost`), which lets small jobs share a task."""
         key = job_id(operation, params, inputs)
         job = self.store.get(key)
         if job is not None and not _retryable(job) and not self._result_gone(job):
-            self.store.touch(key)
+            if job.status != "succeeded":  # a result is marked used where it is served (results.respond)
+                self.store.touch(key)
             return job, job.status == "succeeded"
         if self.store.count_active() >= self.settings.limits.queue:
             raise QueueFull(f"{self.settings.limits.queue} jobs are queued or running; retry later",
@@ -116,7 +119,7 @@ class Jobs:
             if job is not None:  # cancelled, failed for a reason other than its input, or its result lost:
                 self.store.delete(key)  # start afresh, inputs included
             if self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
-                self._dispatch(key, operation, params)
+                self._dispatch(key, operation, params, seconds)
         except Exception as exc:
             if storage_full(exc):
                 with contextlib.suppress(Exception):
@@ -132,8 +135,8 @@ class Jobs:
         """A succeeded job whose result files are missing (lost from disk): it must run again."""
         return job.status == "succeeded" and not (self.store.result_dir(job.id) / "meta.json").exists()
 
-    def _dispatch(self, key: str, operation: str, params: dict) -> None:
-        self.executor.submit(key, operation, params, self._on_done)
+    def _dispatch(self, key: str, operation: str, params: dict, seconds: float | None = None) -> None:
+        self.executor.submit(key, operation, params, self._on_done, seconds)
 
     def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed") -> None:
         """Record a job's end when its worker could not (only while the job is still active)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import orjson
 from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
@@ -20,6 +22,21 @@ from service.errors import NotAcceptable, ServiceError
 from service.store import Job, Store
 
 NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
+RESULT_JSON = "result.json"  # a result's JSON form, in its result directory once rendered
+INLINE_BYTES = 2**20  # rendered JSON up to this size is read and sent in one piece, larger files streamed
+
+
+def render_json(values: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A result's JSON form: its scalar values and each array as nested lists, by orjson (about
+    15x Python's json on float arrays). Every number is finite: the worker checked."""
+    body = values | {name: _serializable(array) for name, array in arrays.items()}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _serializable(array: np.ndarray) -> np.ndarray | float:
+    """A float64 array as orjson takes it (C-contiguous); a 0-d one as its number."""
+    array = np.asarray(array, dtype=np.float64)
+    return float(array) if array.ndim == 0 else np.ascontiguousarray(array)
 
 
 def negotiate(accept: str | None) -> str:
@@ -98,21 +115,22 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         names = [array] if array else sorted(arrays)
         return StreamingResponse(_npz(folder, names), media_type=NPZ, headers=headers | {
             "Content-Disposition": f'attachment; filename="{job.operation}.npz"'})
-    size = sum(int(np.prod(a["shape"])) for name, a in arrays.items() if array in (None, name))
+    size = sum(math.prod(a["shape"]) for name, a in arrays.items() if array in (None, name))
     if size > json_limit:
         raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
                             f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
                             extra={"job": job.id, "arrays": _links(job, arrays), "values": meta["values"]},
                             headers={"Location": f"/v1/jobs/{job.id}"})
     if array is not None:
-        return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
-                        headers=headers)
+        return Response(orjson.dumps(_serializable(np.load(folder / f"{array}.npy")),
+                                     option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON, headers=headers)
 
     def render(f) -> None:
-        body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
-        f.write(json.dumps(body, allow_nan=False).encode())
+        f.write(render_json(meta["values"], {name: np.load(folder / f"{name}.npy") for name in arrays}))
 
-    rendered = _rendered(store, job, "result.json", render)
+    rendered = _rendered(store, job, RESULT_JSON, render)
+    if isinstance(rendered, Path) and rendered.stat().st_size <= INLINE_BYTES:
+        rendered = rendered.read_bytes()
     if isinstance(rendered, bytes):
         return Response(rendered, media_type=JSON, headers=headers)
     return Download(rendered, media_type=JSON, headers=headers)

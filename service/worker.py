@@ -15,7 +15,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,17 @@ import numpy as np
 
 from service.errors import storage_full
 from service.logs import job_context, names_job
+from service.results import RESULT_JSON, render_json
 from service.store import SQLiteStore
 
 log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
 _cache_lock = threading.Lock()
 _cache_dir: list[Path] = []  # set once per worker process
+_watchdog: list[Watchdog] = []  # started once per worker process
+_stores: dict[str, tuple[SQLiteStore, int]] = {}  # data_dir -> (the store, its database file's inode)
+SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
+JSON_NUMBERS = 65_536  # results of at most this many numbers get their JSON rendered by the worker
 
 
 def compilation_cache(data_dir: str) -> Path:
@@ -40,6 +46,23 @@ def compilation_cache(data_dir: str) -> Path:
 
             _cache_dir.append(enable_compilation_cache(Path(data_dir) / "jax-cache"))
         return _cache_dir[0]
+
+
+def worker_store(data_dir: str) -> SQLiteStore:
+    """This process's store for data_dir: opened once and shared by its jobs and their watchdogs
+    (opening one costs more than a small job's maths), opened again if its file was replaced."""
+    with _cache_lock:
+        store, inode = _stores.get(data_dir, (None, -1))
+        try:
+            current = os.stat(Path(data_dir) / "jobs.sqlite3").st_ino
+        except FileNotFoundError:
+            current = -2
+        if store is None or current != inode:
+            if store is not None:
+                store.close()
+            store = SQLiteStore(data_dir)
+            _stores[data_dir] = store, os.stat(store.root / "jobs.sqlite3").st_ino
+        return store
 
 
 def prepare(data_dir: str, warm: bool = True) -> threading.Thread:
@@ -76,16 +99,17 @@ def warm_up() -> None:
 
 class Reporter:
     """progress(fraction, message) for the engine, throttled: the store is written at most
-    every `interval` seconds. should_stop() reads the watchdog's flag (no store access)."""
+    every `interval` seconds, first `interval` after the claim (a small job writes none: its
+    commit sets progress 1). should_stop() reads the watchdog's flag (no store access)."""
 
     def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
         self.store, self.job_id, self.interval = store, job_id, interval
-        self._written = 0.0
+        self._written = time.monotonic()  # the claim wrote progress 0 just now; the commit writes 1
         self.stop = threading.Event()
 
     def __call__(self, fraction: float, message: str) -> None:
         now = time.monotonic()
-        if now - self._written >= self.interval or fraction >= 1:
+        if now - self._written >= self.interval:
             self._written = now
             self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
 
@@ -93,46 +117,82 @@ class Reporter:
         return self.stop.is_set()
 
 
-class Watchdog(threading.Thread):
-    """Watches the store while a job runs. When the job is cancelled or deleted it sets the
-    reporter's stop flag (the engine stops at its next tile, chunk or step); a job that has
-    not stopped `grace_s` seconds later is marked canceled and its worker process exits, so
-    that no cancelled work runs on (the Dask nanny starts a fresh worker)."""
+@dataclass
+class _Watched:
+    """A job the watchdog watches: its store and reporter, since when, and when its stop was asked."""
 
-    def __init__(self, data_dir: str, job_id: str, report: Reporter, grace_s: float, interval: float = 0.25):
-        super().__init__(daemon=True, name=f"watchdog-{job_id[:12]}")
-        self.data_dir, self.job_id, self.report = data_dir, job_id, report
-        self.grace_s, self.interval = grace_s, interval
-        self.done = threading.Event()
+    store: SQLiteStore
+    report: Reporter
+    grace_s: float
+    since: float = field(default_factory=time.monotonic)
+    stop_asked: float | None = None
+
+
+class Watchdog(threading.Thread):
+    """One per worker process (`watchdog()`): watches the store for the jobs running in it.
+    When a job is cancelled or deleted it sets that job's stop flag (the engine stops at its
+    next tile, chunk or step); a job that has not stopped `grace_s` seconds later is marked
+    canceled and the worker process exits, so that no cancelled work runs on (the Dask nanny
+    starts a fresh worker). A job is first read `interval` seconds after it starts (a small one
+    never is); no thread is started per job."""
+
+    def __init__(self, interval: float = 0.25):
+        super().__init__(daemon=True, name="reskernel-watchdog")
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Watched] = {}
+
+    @contextlib.contextmanager
+    def watching(self, store: SQLiteStore, job_id: str, report: Reporter, grace_s: float) -> Iterator[None]:
+        """Watch job_id while the block runs."""
+        with self._lock:
+            self._jobs[job_id] = _Watched(store, report, grace_s)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._jobs.pop(job_id, None)
 
     def run(self) -> None:
-        with job_context(self.job_id):
-            self._watch()
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                watched = list(self._jobs.items())
+            for job_id, job in watched:
+                self._check(job_id, job)
 
-    def _watch(self) -> None:
-        store = SQLiteStore(self.data_dir)
-        try:
-            while not self.done.wait(self.interval):
-                try:
-                    job = store.get(self.job_id)
-                except Exception:  # a store that cannot be read now is asked again
-                    continue
-                if job is None or job.cancel_requested:
-                    self.report.stop.set()
-                    break
-            else:
+    def _check(self, job_id: str, watched: _Watched) -> None:
+        now, store = time.monotonic(), watched.store
+        if watched.stop_asked is None:
+            if now - watched.since < self.interval:
                 return
-            if self.done.wait(self.grace_s):
+            try:
+                job = store.get(job_id)
+            except Exception:  # a store that cannot be read now is asked again
                 return
+            if job is None or job.cancel_requested:
+                watched.report.stop.set()
+                watched.stop_asked = now
+            return
+        with self._lock:
+            if now - watched.stop_asked < watched.grace_s or job_id not in self._jobs:
+                return
+        with job_context(job_id):
             log.warning("job %s did not stop within %.0f s of its cancellation: restarting the worker",
-                        self.job_id, self.grace_s)
-            with contextlib.suppress(Exception):
-                if store.get(self.job_id) is not None:
-                    store.update(self.job_id, status="canceled", message="canceled (worker restarted)",
-                                 finished_at=time.time())
-            os._exit(70)
-        finally:
-            store.close()
+                        job_id, watched.grace_s)
+        with contextlib.suppress(Exception):
+            if store.get(job_id) is not None:
+                store.update(job_id, status="canceled", message="canceled (worker restarted)", finished_at=time.time())
+        os._exit(70)
+
+
+def watchdog() -> Watchdog:
+    """This process's watchdog, started on first use."""
+    with _cache_lock:
+        if not _watchdog:
+            _watchdog.append(Watchdog())
+            _watchdog[0].start()
+        return _watchdog[0]
 
 
 def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
@@ -147,16 +207,27 @@ def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
     return arrays
 
 
+def _save(path: Path, array: np.ndarray) -> None:
+    """np.save with the file's space reserved first: a full disk is an ENOSPC here (np.save's own
+    short write raises an OSError without an errno)."""
+    with open(path, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, array.nbytes + 4096)  # the data and more than any header
+        np.save(f, array)
+        f.truncate()
+
+
 def kernels(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
     from engine import Architecture, analytic_kernels
 
     x, x2 = inputs["x"], inputs.get("x2")
     shape = (len(x), len(x if x2 is None else x2))
-    out = _memmaps(folder, params["kernels"], shape)
+    small = 8 * shape[0] * shape[1] <= SMALL_RESULT_BYTES  # in memory, saved by _finish: no file to map
+    out = ({name: np.empty(shape) for name in params["kernels"]} if small
+           else _memmaps(folder, params["kernels"], shape))
     analytic_kernels(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"], out=out,
                      progress=lambda done, total: report(done / total, f"{done}/{total} tiles"),
                      should_stop=report.should_stop)
-    return {"shape": list(shape)}, {}
+    return {"shape": list(shape)}, out if small else {}
 
 
 def regression(params: dict, inputs: Arrays, folder: Path, report: Reporter) -> tuple[dict, Arrays]:
@@ -317,11 +388,15 @@ def _non_finite(value: Any, where: str = "") -> list[str]:
 
 
 def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
-    """Write the arrays, check every number is finite, and describe the result."""
+    """Check every number is finite, write the arrays, and describe the result; a small one's
+    JSON (`service.results.render_json`) is written here too, so the API only sends it."""
+    listing, checked = {}, {}
     for name, value in arrays.items():
-        np.save(folder / f"{name}.npy", np.asarray(value, dtype=np.float64))
-    listing = {}
-    for path in sorted(folder.glob("*.npy")):
+        array = np.asarray(value, dtype=np.float64)
+        if not np.isfinite(array).all():
+            raise ArithmeticError(f"'{name}' overflowed float64 (non-finite values): reduce depth or the sigmas")
+        checked[name] = array
+    for path in folder.glob("*.npy"):  # the arrays an operation wrote to files itself (memmaps)
         array = np.load(path, mmap_mode="r")
         flat, step = array.reshape(-1), 2**24  # checked 16 M numbers at a time: bounded memory for huge results
         if not all(np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step)):
@@ -331,6 +406,12 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
     if bad:
         raise ArithmeticError(f"{', '.join(bad[:5])} overflowed float64 (non-finite values): reduce depth, the "
                               "sigmas or the size of the targets")
+    for name, array in checked.items():
+        _save(folder / f"{name}.npy", array)
+        listing[name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    listing = dict(sorted(listing.items()))
+    if len(listing) == len(checked) and sum(a.size for a in checked.values()) <= JSON_NUMBERS:
+        (folder / RESULT_JSON).write_bytes(render_json(meta, {name: checked[name] for name in listing}))
     return {"values": meta, "arrays": listing}
 
 
@@ -339,50 +420,49 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
             cancel_grace_s: float = 10.0) -> str:
     """Run one job to its end; returns the final status. Never raises for the job's own errors.
     The job's input arrays are read from the store (they never travel through Dask)."""
+    compilation_cache(data_dir)
+    store = worker_store(data_dir)
+    if store.claim(job_id, max_attempts) is None:
+        return "skipped"
+    report = Reporter(store, job_id)
+    with watchdog().watching(store, job_id, report, cancel_grace_s):
+        return _run(store, job_id, operation, params, report)
+
+
+def _run(store: SQLiteStore, job_id: str, operation: str, params: dict, report: Reporter) -> str:
+    """A claimed job's run: its result committed, or its failure or cancellation recorded."""
     from engine import Cancelled
 
-    compilation_cache(data_dir)
-    store = SQLiteStore(data_dir)
+    folder = None
     try:
-        if store.claim(job_id, max_attempts) is None:
-            return "skipped"
-        report = Reporter(store, job_id)
-        watchdog = Watchdog(data_dir, job_id, report, cancel_grace_s)
-        watchdog.start()
-        folder = None
-        try:
-            folder = store.staging(job_id)
-            meta, arrays = OPERATIONS[operation](params, store.inputs(job_id), folder, report)
-            if report.should_stop():
-                raise Cancelled(f"{operation} was cancelled")
-            store.commit(job_id, folder, _finish(folder, meta, arrays))
-            return "succeeded"
-        except BaseException as exc:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(exc, Cancelled) or report.should_stop():
-                if store.get(job_id) is not None:
-                    store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
-                return "canceled"
-            if isinstance(exc, (ValueError, ArithmeticError, np.linalg.LinAlgError)):
-                error = _failure(422, "Invalid input", str(exc))
-            elif storage_full(exc):
-                error = _failure(507, "Insufficient storage", "the service's data directory filled up while "
-                                 "the job ran; submit it again once space is freed")
-            elif isinstance(exc, Exception):
-                correlation = uuid.uuid4().hex
-                log.error("job %s (%s) failed, correlation id %s:\n%s", job_id, operation, correlation,
-                          traceback.format_exc())
-                error = _failure(500, "Internal error", f"the job failed with an internal error (correlation id "
-                                 f"{correlation}); it is logged with that id")
-            else:
-                raise
-            store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
-            return "failed"
-        finally:
-            watchdog.done.set()
-    finally:
-        store.close()
+        folder = store.staging(job_id)
+        meta, arrays = OPERATIONS[operation](params, store.inputs(job_id), folder, report)
+        if report.should_stop():
+            raise Cancelled(f"{operation} was cancelled")
+        store.commit(job_id, folder, _finish(folder, meta, arrays))
+        return "succeeded"
+    except BaseException as exc:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, Cancelled) or report.should_stop():
+            if store.get(job_id) is not None:
+                store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
+            return "canceled"
+        if isinstance(exc, (ValueError, ArithmeticError, np.linalg.LinAlgError)):
+            error = _failure(422, "Invalid input", str(exc))
+        elif storage_full(exc):
+            error = _failure(507, "Insufficient storage", "the service's data directory filled up while "
+                             "the job ran; submit it again once space is freed")
+        elif isinstance(exc, Exception):
+            correlation = uuid.uuid4().hex
+            log.error("job %s (%s) failed, correlation id %s:\n%s", job_id, operation, correlation,
+                      traceback.format_exc())
+            error = _failure(500, "Internal error", f"the job failed with an internal error (correlation id "
+                             f"{correlation}); it is logged with that id")
+        else:
+            raise
+        store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
+        return "failed"
 
 
 def describe() -> dict[str, Any]:

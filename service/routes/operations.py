@@ -16,7 +16,7 @@ from service.results import NPY, NPZ
 from service.routes.jobs import describe, outcome, problems
 from service.schemas import OPERATIONS, RESULTS, JobStatus, Model
 from service.settings import Settings
-from service.store import ACTIVE
+from service.store import ACTIVE, Job
 
 router = APIRouter(prefix="/v1", tags=["operations"], dependencies=[Depends(require_json)])
 PREFER = ("How long to wait for the result: 'wait=N' seconds (default 30; 0 = do not wait), or "
@@ -49,30 +49,41 @@ async def submit_and_wait(operation: str, params: dict, inputs: dict, request: R
     """Submit (or find) the job, wait as the Prefer header asks, answer with its outcome."""
     wait = wait_seconds(prefer, settings)
     job, hit = await run_in_threadpool(jobs.submit, operation, params, inputs)
+    return await answer(job, hit, wait, request, jobs, settings, prefer)
+
+
+async def answer(job: Job, hit: bool, wait: float, request: Request, jobs: Jobs, settings: Settings,
+                 prefer: str | None) -> Response:
+    """Wait up to `wait` seconds for a submitted job, then answer with its outcome."""
     bind_job(job.id)
-    request.app.state.metrics.cache(operation, hit)
+    request.app.state.metrics.cache(job.operation, hit)
     if job.status in ACTIVE and wait > 0:
         job = await jobs.wait(job.id, wait)
     if job.status == "succeeded" and minimal(prefer):
+        jobs.store.touch(job.id)
         return JSONResponse(describe(job, jobs.store), headers={
             "Location": f"/v1/jobs/{job.id}", "X-Cache": "hit" if hit else "miss",
             "Preference-Applied": "return=minimal"})
     return outcome(job, jobs, settings, request, hit=hit)
 
 
-def _admit(model: type[Model], raw: bytes, settings: Settings) -> tuple[dict, dict]:
-    """Parse, validate and admit a request body (in a worker thread): its params and arrays."""
+def _admit_and_submit(operation: str, model: type[Model], raw: bytes, jobs: Jobs, settings: Settings,
+                      ) -> tuple[Job, bool]:
+    """Parse, validate and admit a request body, then submit (or find) its job: one trip to a
+    worker thread. The estimated compute seconds go with the job (small jobs share a task)."""
     body = parse(model, raw, settings.limits)
-    check_limits(body, settings.limits, settings.cache_bytes)
-    return split_request(body)
+    cost = check_limits(body, settings.limits, settings.cache_bytes)
+    return jobs.submit(operation, *split_request(body), seconds=cost.total("compute"))
 
 
 def _route(operation: str, model: type[Model]) -> None:
     async def handler(request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                       settings: Annotated[Settings, Depends(get_settings)],
                       prefer: Annotated[str | None, Header(description=PREFER)] = None) -> Response:
-        params, inputs = await run_in_threadpool(_admit, model, await read_body(request), settings)
-        return await submit_and_wait(operation, params, inputs, request, jobs, settings, prefer)
+        wait = wait_seconds(prefer, settings)
+        job, hit = await run_in_threadpool(_admit_and_submit, operation, model, await read_body(request), jobs,
+                                           settings)
+        return await answer(job, hit, wait, request, jobs, settings, prefer)
 
     router.add_api_route(
         f"/{operation}", handler, methods=["POST"], name=operation, openapi_extra=request_body(model),
