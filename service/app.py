@@ -21,7 +21,7 @@ from service.jobs import Jobs
 from service.routes import experiments, explorer, health, jobs, operations
 from service.schemas import BODY_MODELS
 from service.settings import Settings
-from service.store import SQLiteStore
+from service.store import open_store
 
 DESCRIPTION = """Kernel analysis of residual networks (Tirer, Bruna & Giryes, MSML 2021): analytic
 NNGP / NTK Gram matrices, kernel regression, the smoothness measure mu, Jacobian bounds,
@@ -134,7 +134,8 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
         if jobs_service is not None:
             yield
             return
-        owned = Jobs(settings, SQLiteStore(settings.data_dir), Executor(settings))
+        owned = Jobs(settings, open_store(settings.data_dir, settings.store_url, settings.store_prefix),
+                     Executor(settings))
         await run_in_threadpool(owned.start)
         app.state.jobs = owned
         try:

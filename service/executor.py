@@ -1,7 +1,8 @@
 """Dask: where jobs run. By default a LocalCluster of spawned worker processes that the
 service starts itself; with `dask_address` an existing scheduler (its workers must see the
 service's data directory). The API process never imports JAX: tasks name `service.worker`
-functions by module path, and the workers import them.
+functions by module path, and the workers import them. Workers need no settings of their own:
+each task carries the data directory, the store's URL and prefix, and the lease.
 """
 
 from __future__ import annotations
@@ -78,11 +79,15 @@ class Executor:
                 closable.close()
         self.client = self.cluster = None
 
-    def submit(self, job_id: str, operation: str, params: dict, on_done: Callable[[str, Future], None]) -> None:
-        """Run the job on a worker; its input arrays are read there from the store."""
+    def submit(self, job_id: str, operation: str, params: dict, on_done: Callable[[str, Future], None],
+               ticket: str = "") -> None:
+        """Run the job on a worker under the dispatch `ticket` (see service/store.py); its input
+        arrays are read there from the store."""
         key = f"{operation}-{job_id[:12]}-{uuid.uuid4().hex[:8]}"
-        future = self.client.submit(_run_job, job_id, operation, params, str(self.settings.data_dir),
-                                    self.settings.max_attempts, self.settings.cancel_grace_s, key=key, pure=False)
+        settings = self.settings
+        future = self.client.submit(_run_job, job_id, operation, params, str(settings.data_dir), settings.max_attempts,
+                                    settings.cancel_grace_s, settings.store_url, settings.store_prefix,
+                                    settings.lease_s, ticket, key=key, pure=False)
         self._futures[job_id] = future
 
         def done(f: Future) -> None:

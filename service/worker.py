@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import storage_full
-from service.store import SQLiteStore
+from service.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
@@ -75,9 +75,10 @@ def warm_up() -> None:
 
 class Reporter:
     """progress(fraction, message) for the engine, throttled: the store is written at most
-    every `interval` seconds. should_stop() reads the watchdog's flag (no store access)."""
+    every `interval` seconds (best effort: a store that does not answer skips it). should_stop()
+    reads the watchdog's flag (no store access)."""
 
-    def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
+    def __init__(self, store: Store, job_id: str, interval: float = 0.2):
         self.store, self.job_id, self.interval = store, job_id, interval
         self._written = 0.0
         self.stop = threading.Event()
@@ -86,43 +87,54 @@ class Reporter:
         now = time.monotonic()
         if now - self._written >= self.interval or fraction >= 1:
             self._written = now
-            self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+            try:
+                self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+            except StoreUnavailable:
+                log.debug("job %s: progress not recorded (the store does not answer)", self.job_id)
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
 
 
 class Watchdog(threading.Thread):
-    """Watches the store while a job runs. When the job is cancelled or deleted it sets the
-    reporter's stop flag (the engine stops at its next tile, chunk or step); a job that has
-    not stopped `grace_s` seconds later is marked canceled and its worker process exits, so
-    that no cancelled work runs on (the Dask nanny starts a fresh worker)."""
+    """Watches the store while a job runs, and renews the job's lease (every lease_s / 3).
+    When the job is cancelled or deleted, or its lease is lost (it was re-queued under another
+    ticket: `superseded`), it sets the reporter's stop flag (the engine stops at its next tile,
+    chunk or step); a job that has not stopped `grace_s` seconds later is marked canceled
+    (unless superseded) and its worker process exits, so that no cancelled work runs on (the
+    Dask nanny starts a fresh worker)."""
 
-    def __init__(self, data_dir: str, job_id: str, report: Reporter, grace_s: float, interval: float = 0.25):
+    def __init__(self, open_store: Callable[[], Store], job_id: str, report: Reporter, grace_s: float,
+                 ticket: str = "", lease_s: float = 30.0, interval: float = 0.25):
         super().__init__(daemon=True, name=f"watchdog-{job_id[:12]}")
-        self.data_dir, self.job_id, self.report = data_dir, job_id, report
-        self.grace_s, self.interval = grace_s, interval
+        self.open_store, self.job_id, self.report = open_store, job_id, report
+        self.grace_s, self.interval, self.ticket, self.lease_s = grace_s, interval, ticket, lease_s
         self.done = threading.Event()
+        self.superseded = False
 
     def run(self) -> None:
-        store = SQLiteStore(self.data_dir)
+        store = self.open_store()
+        renewed = time.monotonic()
         try:
             while not self.done.wait(self.interval):
                 try:
                     job = store.get(self.job_id)
+                    if job is not None and time.monotonic() - renewed >= self.lease_s / 3:
+                        self.superseded = not store.renew(self.job_id, self.ticket, "running", self.lease_s)
+                        renewed = time.monotonic()
                 except Exception:  # a store that cannot be read now is asked again
                     continue
-                if job is None or job.cancel_requested:
+                if job is None or job.cancel_requested or self.superseded:
                     self.report.stop.set()
                     break
             else:
                 return
             if self.done.wait(self.grace_s):
                 return
-            log.warning("job %s did not stop within %.0f s of its cancellation: restarting the worker",
-                        self.job_id, self.grace_s)
+            log.warning("job %s did not stop within %.0f s of its %s: restarting the worker", self.job_id,
+                        self.grace_s, "re-queueing elsewhere" if self.superseded else "cancellation")
             with contextlib.suppress(Exception):
-                if store.get(self.job_id) is not None:
+                if store.get(self.job_id) is not None and not self.superseded:
                     store.update(self.job_id, status="canceled", message="canceled (worker restarted)",
                                  finished_at=time.time())
             os._exit(70)
@@ -330,18 +342,22 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
 
 
 def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attempts: int,
-            cancel_grace_s: float = 10.0) -> str:
-    """Run one job to its end; returns the final status. Never raises for the job's own errors.
-    The job's input arrays are read from the store (they never travel through Dask)."""
+            cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
+            lease_s: float = 30.0, ticket: str = "") -> str:
+    """Run one job to its end under its dispatch `ticket`; returns the final status. Never
+    raises for the job's own errors. The job's input arrays are read from the store (they never
+    travel through Dask). While the store does not answer nothing can be recorded: the job is
+    left to its lease (it lapses, and the job is re-queued)."""
     from engine import Cancelled
 
     compilation_cache(data_dir)
-    store = SQLiteStore(data_dir)
+    store = open_store(data_dir, store_url, store_prefix)
     try:
-        if store.claim(job_id, max_attempts) is None:
+        if store.claim(job_id, max_attempts, ticket, lease_s) is None:
             return "skipped"
         report = Reporter(store, job_id)
-        watchdog = Watchdog(data_dir, job_id, report, cancel_grace_s)
+        watchdog = Watchdog(lambda: open_store(data_dir, store_url, store_prefix), job_id, report, cancel_grace_s,
+                            ticket, lease_s)
         watchdog.start()
         folder = None
         try:
@@ -354,6 +370,10 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
         except BaseException as exc:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            if watchdog.superseded:  # re-queued elsewhere: the job is that run's to record
+                return "superseded"
             if isinstance(exc, Cancelled) or report.should_stop():
                 if store.get(job_id) is not None:
                     store.update(job_id, status="canceled", message="canceled", finished_at=time.time())
@@ -375,6 +395,9 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
             return "failed"
         finally:
             watchdog.done.set()
+    except StoreUnavailable:
+        log.warning("job %s: the store does not answer; the job is re-queued when its lease lapses", job_id)
+        return "store unavailable"
     finally:
         store.close()
 

@@ -1,12 +1,16 @@
 """/v1/jobs: status, result, progress events, cancel, delete, listing."""
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from service.deps import get_jobs, get_settings, require_json
@@ -33,6 +37,7 @@ class JobIdConvertor(Convertor):
 register_url_convertor("job_id", JobIdConvertor())
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex (64 digits).")]
+KEEP_ALIVE_S = 15  # a comment line this often keeps proxies from closing a quiet stream
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 
@@ -119,12 +124,25 @@ def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, job
 
 
 @router.get("/{job_id:job_id}/events", summary="Server-Sent Events of progress until the job ends",
-            description="A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an `event: timeout`; "
-                        "connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once (then 429).",
-            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422, 429)})
+            description="`progress` events while the job runs, then one `done` (or `deleted`); each carries the "
+                        "job's status document and, as its id, the job's version. A client that reconnects with "
+                        "`Last-Event-ID` (to any replica) receives only newer states, and at once the `done` of an "
+                        "ended job. A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an "
+                        "`event: timeout`; connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once "
+                        "(then 429).",
+            responses={200: {"content": {"text/event-stream": {}}}, **problems(400, 404, 422, 429, 503)})
 async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
-                     settings: Annotated[Settings, Depends(get_settings)]) -> StreamingResponse:
-    jobs.get(job_id)
+                     settings: Annotated[Settings, Depends(get_settings)],
+                     last_event_id: Annotated[str | None, Header(description="The id of the last event received "
+                                                                 "(a job version), to resume after it.")] = None,
+                     ) -> EventSourceResponse:
+    after = None
+    if last_event_id is not None and last_event_id.strip():
+        if not last_event_id.strip().isdigit():
+            raise ServiceError(f"Last-Event-ID must be an event id of this stream (a whole number), got "
+                               f"{last_event_id[:40]!r}", field="Last-Event-ID")
+        after = int(last_event_id)
+    await run_in_threadpool(jobs.get, job_id)
     state = request.app.state
     if state.event_streams >= settings.limits.event_streams:
         raise ServiceError(f"{state.event_streams} event streams are open, the limit; retry later or poll "
@@ -132,33 +150,35 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                            headers={"Retry-After": "5"})
     deadline = time.monotonic() + settings.event_stream_s
 
-    async def stream():
+    async def stream() -> AsyncIterator[ServerSentEvent]:
         state.event_streams += 1  # counted while the stream runs (a stream never started holds nothing)
         try:
-            last, quiet = None, 0.0
-            while time.monotonic() < deadline:
-                job = jobs.store.get(job_id)
-                if job is None:
-                    yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
-                    return
-                state_now = (job.status, job.progress, job.message)
-                if state_now != last:
-                    last, quiet = state_now, 0.0
-                    kind = "done" if job.status in TERMINAL else "progress"
-                    yield f"event: {kind}\ndata: {json.dumps(describe(job, jobs.store))}\n\n"
-                    if kind == "done":
+            with jobs.changes.watch(job_id) as changed:  # woken by the store, not by polling it
+                seen = after
+                while True:
+                    changed.clear()
+                    job = await run_in_threadpool(jobs.store.get, job_id)
+                    if job is None:
+                        yield ServerSentEvent(json.dumps({"id": job_id}), event="deleted")
                         return
-                await asyncio.sleep(0.2)
-                quiet += 0.2
-                if quiet >= 15:
-                    quiet = 0.0
-                    yield ": keep-alive\n\n"
-            yield f"event: timeout\ndata: {json.dumps({'id': job_id})}\n\n"
+                    ended = job.status in TERMINAL
+                    if ended or seen is None or job.version > seen:
+                        seen = job.version
+                        yield ServerSentEvent(json.dumps(describe(job, jobs.store)), id=str(job.version),
+                                              event="done" if ended else "progress")
+                        if ended:
+                            return
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), left)
+            yield ServerSentEvent(json.dumps({"id": job_id}), event="timeout")
         finally:
             state.event_streams -= 1
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep="\n", headers={"X-Accel-Buffering": "no"},
+                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"))
 
 
 @router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",
