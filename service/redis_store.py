@@ -14,6 +14,7 @@ is how every replica learns of it without polling. Leases use each process's wal
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -345,16 +346,26 @@ class RedisStore(DataFiles):
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None and message["data"] in watched():
                         changed(message["data"])
-                except (*_DOWN, OSError) as exc:
+                except Exception as exc:  # Redis down, or this client closed under it
+                    if stop.is_set():
+                        break
                     if not down:
                         log.warning("lost the job store's change events (%s); reconnecting", exc)
                     down = True
                     if pubsub is not None:
-                        pubsub.close()
+                        with contextlib.suppress(Exception):
+                            pubsub.close()
                     pubsub = None
                     stop.wait(0.5)
             if pubsub is not None:
-                pubsub.close()
+                with contextlib.suppress(Exception):
+                    pubsub.close()
 
-        threading.Thread(target=run, daemon=True, name="reskernel-store-changes").start()
-        return stop.set
+        thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
+        thread.start()
+
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+
+        return close

@@ -356,5 +356,11 @@ class SQLiteStore(DataFiles):
             finally:
                 db.close()
 
-        threading.Thread(target=run, daemon=True, name="reskernel-store-changes").start()
-        return stop.set
+        thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
+        thread.start()
+
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+
+        return close
