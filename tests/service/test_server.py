@@ -55,6 +55,40 @@ def test_events_stream_progress_until_done(server):
     assert events[-1][1]["status"] == "succeeded" and "loss" in events[-1][1]["result"]["arrays"]
 
 
+def read_events(http: httpx.Client, job: str, last: str | None = None, count: int = 1) -> list[tuple[str, str]]:
+    """The first `count` events (id, kind) of a job's stream, resumed after `last`."""
+    seen, fields = [], {}
+    with http.stream("GET", f"/v1/jobs/{job}/events", headers={"Last-Event-ID": last} if last else {}) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            elif not line and "event" in fields:
+                seen.append((fields.get("id"), fields["event"]))
+                fields = {}
+                if len(seen) == count:
+                    break
+    return seen
+
+
+def test_events_resume_after_the_last_event_id(server):
+    with httpx.Client(base_url=server, timeout=60) as http:
+        body = long_training(3000, seed=11)
+        job = http.post("/v1/train", json=body, headers={"Prefer": "respond-async"}).json()["id"]
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["progress"] > 0, 120, "training")
+        [(first, kind)] = read_events(http, job)
+        assert kind == "progress"
+        resumed = read_events(http, job, last=first, count=2)
+        assert all(int(i) > int(first) for i, _ in resumed)  # only newer states, in order
+        assert [int(i) for i, _ in resumed] == sorted(int(i) for i, _ in resumed)
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["status"] == "succeeded", 120, "the end")
+        [(done, kind)] = read_events(http, job, last=str(10**9))  # an ended job: its `done` at once
+        assert kind == "done" and int(done) >= int(resumed[-1][0])
+        bad = http.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "Last-Event-ID"
+
+
 def test_client_returns_numpy(server):
     seen = []
     with Client(server) as rk:
