@@ -181,7 +181,12 @@ class Jobs:
     def _dispatch(self, key: str, operation: str, params: dict, ticket: str) -> None:
         with self._lock:
             self._tickets[key] = ticket
-        self.executor.submit(key, operation, params, lambda k, future: self._on_done(k, future, ticket), ticket)
+        try:
+            self.executor.submit(key, operation, params, lambda k, future: self._on_done(k, future, ticket), ticket)
+        except BaseException:
+            with self._lock:
+                self._tickets.pop(key, None)
+            raise
 
     def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed") -> None:
         """Record a job's end when its worker could not (only while the job is still active)."""
@@ -230,8 +235,8 @@ class Jobs:
                 log.error("job %s: its task failed", key, exc_info=exc)
                 error = _internal("the job's task failed")
             self._end(key, error)
-        elif future.status == "cancelled" and job.status == "queued":
-            self._end(key, None, "canceled")
+        # a task cancelled by anything but a cancel (which has ended the job already: the scheduler was lost)
+        # leaves its job queued: its lease lapses and it is re-queued
         if future.status == "finished":
             self.store.evict(self.settings.cache_bytes, keep=(key,))
 

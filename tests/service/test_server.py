@@ -86,7 +86,7 @@ def test_events_resume_after_the_last_event_id(server):
         [(done, kind)] = read_events(http, job, last=str(10**9))  # an ended job: its `done` at once
         assert kind == "done" and int(done) >= int(resumed[-1][0])
         bad = http.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": "yesterday"})
-        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "Last-Event-ID"
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "last-event-id"
 
 
 def test_client_returns_numpy(server):
