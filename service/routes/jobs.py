@@ -19,7 +19,7 @@ from service.jobs import Jobs
 from service.results import NPY, NPZ, Download, manifest, respond
 from service.schemas import JobList, JobStatus, Problem
 from service.settings import Settings
-from service.store import TERMINAL, Job, Store
+from service.store import TERMINAL, Job, Store, StoreUnavailable
 
 
 class JobIdConvertor(Convertor):
@@ -153,13 +153,16 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                 seen = after
                 while True:
                     changed.clear()
-                    job = await run_in_threadpool(jobs.store.get, job_id)
-                    if job is None:
+                    try:
+                        job, answered = await run_in_threadpool(jobs.store.get, job_id), True
+                    except StoreUnavailable:  # the stream waits: the store's listener wakes it once it is back
+                        job, answered = None, False
+                    if answered and job is None:
                         yield ServerSentEvent(json.dumps({"id": job_id}), event="deleted")
                         return
-                    ended = job.status in TERMINAL
-                    if ended or seen is None or job.version > seen:
+                    if job is not None and (job.status in TERMINAL or seen is None or job.version > seen):
                         seen = job.version
+                        ended = job.status in TERMINAL
                         yield ServerSentEvent(json.dumps(describe(job, jobs.store)), id=str(job.version),
                                               event="done" if ended else "progress")
                         if ended:

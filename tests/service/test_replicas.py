@@ -192,6 +192,15 @@ def test_a_killed_worker_has_its_job_finished_by_the_other_and_events_resume_any
 def test_redis_stopped_and_started_again(cluster):
     job = cluster.b.post("/v1/train", json=training(3000, seed=5), headers={"Prefer": "respond-async"}).json()["id"]
     wait_until(lambda: status(cluster.a, job)["progress"] > 0, 120, "training")
+    streamed: list[tuple[str, str]] = []
+
+    def follow() -> None:  # an event stream open across the outage
+        with httpx.Client(base_url=cluster.bases[0], timeout=120) as http:
+            read_events(http, job, count=10**6, seen=streamed)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    wait_until(lambda: streamed, 30, "the stream's first event")
     cluster.redis.stop()
     try:
         for http in (cluster.a, cluster.b):
@@ -205,6 +214,8 @@ def test_redis_stopped_and_started_again(cluster):
         wait_until(lambda b=base: ready(b), 60, f"{base} ready again")
     final = ended(cluster.a, job)
     assert final["status"] == "succeeded", final
+    follower.join(60)
+    assert streamed[-1][1] == "done" and {kind for _, kind in streamed[:-1]} <= {"progress"}, streamed
     fresh = cluster.b.post("/v1/kernels", json={"x": [[0.0, 1.0]], "architecture": ARCH})
     assert fresh.status_code == 200, fresh.text
     for state in ("queued", "running"):  # nothing lost, nothing left running

@@ -55,9 +55,11 @@ def test_events_stream_progress_until_done(server):
     assert events[-1][1]["status"] == "succeeded" and "loss" in events[-1][1]["result"]["arrays"]
 
 
-def read_events(http: httpx.Client, job: str, last: str | None = None, count: int = 1) -> list[tuple[str, str]]:
-    """The first `count` events (id, kind) of a job's stream, resumed after `last`."""
-    seen, fields = [], {}
+def read_events(http: httpx.Client, job: str, last: str | None = None, count: int = 1,
+                seen: list | None = None) -> list[tuple[str, str]]:
+    """The first `count` events (id, kind) of a job's stream, resumed after `last` (appended to
+    `seen` as they arrive)."""
+    seen, fields = [] if seen is None else seen, {}
     with http.stream("GET", f"/v1/jobs/{job}/events", headers={"Last-Event-ID": last} if last else {}) as stream:
         assert stream.status_code == 200
         for line in stream.iter_lines():
