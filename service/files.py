@@ -6,6 +6,7 @@ result.json once rendered). The data directory is shared by the API processes an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
@@ -53,7 +54,14 @@ class DataFiles:
 
 
 def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of the files under folder. A file another writer renames meanwhile (a temporary one
+    of a concurrent create of the same job, in this process or another replica) is not counted."""
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

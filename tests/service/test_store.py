@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import redis
 from distributed import LocalCluster
-from test_server import free_port
+from test_server import free_port, wait_until
 
 from service.executor import Executor
 from service.jobs import Jobs, split_request
@@ -23,6 +23,7 @@ from service.redis_store import RedisStore
 from service.schemas import KernelsRequest
 from service.settings import Settings
 from service.store import STATUSES, Job, SQLiteStore, StoreUnavailable, open_store
+from service.worker import Reporter, Watchdog
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -142,6 +143,35 @@ def test_leases_are_renewed_by_their_holder_and_taken_over_once(store):
     assert forced.status == "queued" and store.get(key).ticket == "t3"
     store.update(key, status="succeeded")
     assert store.requeue(key, "t3", "t4", lease_s=-1, force=True) is None and store.expired() == []
+
+
+def reopen(store):
+    """Another connection to the same store (as a worker's watchdog opens)."""
+    if isinstance(store, RedisStore):
+        return RedisStore(store.root, store.url, store.prefix)
+    return SQLiteStore(store.root)
+
+
+def test_a_running_job_lease_is_renewed_by_its_worker_until_taken_over(store):
+    """The worker's watchdog renews the lease while the job runs; once the job is re-queued
+    under another ticket, the watchdog stops the run without recording anything."""
+    key = "f" * 64
+    make(store, key, ticket="t1")
+    claimed = store.claim(key, 3, ticket="t1", lease_s=0.6)
+    report = Reporter(store, key)
+    watchdog = Watchdog(lambda: reopen(store), key, report, grace_s=60, ticket="t1", lease_s=0.6, interval=0.05)
+    watchdog.start()
+    try:
+        wait_until(lambda: store.get(key).lease_until > claimed.lease_until, 10, "a renewal")
+        assert not report.should_stop() and store.expired() == []
+        store.requeue(key, "t1", "t2", lease_s=60, force=True)
+        wait_until(report.should_stop, 10, "the superseded run to stop")
+        assert watchdog.superseded
+    finally:
+        watchdog.done.set()
+        watchdog.join(10)
+    job = store.get(key)
+    assert job.status == "queued" and job.ticket == "t2" and not job.cancel_requested
 
 
 def test_eviction_is_lru_and_spares_active_jobs(store):
