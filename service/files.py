@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -54,13 +55,14 @@ class DataFiles:
 
 
 def _size(folder: Path) -> int:
-    """Bytes of the files under folder. A file another writer renames meanwhile (a temporary one
-    of a concurrent create of the same job, in this process or another replica) is not counted."""
+    """Bytes of the files under folder. A file or folder another writer renames meanwhile (a
+    temporary file of a concurrent create of the same job, in this process or another replica) is
+    not counted (os.walk skips folders that vanish)."""
     total = 0
-    for path in folder.rglob("*"):
-        with contextlib.suppress(FileNotFoundError):
-            if path.is_file():
-                total += path.stat().st_size
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(parent, name)).st_size
     return total
 
 
