@@ -163,6 +163,8 @@ class Jobs:
                       lease_until=time.time() + self.settings.lease_s)
             if self.store.create(job, inputs):
                 self._dispatch(key, operation, params, job.ticket)
+        except StoreUnavailable:
+            raise  # a 503: nothing was created, or its lease re-queues it once the store is back
         except Exception as exc:
             if storage_full(exc):
                 with contextlib.suppress(Exception):
