@@ -38,6 +38,7 @@ register_url_convertor("job_id", JobIdConvertor())
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex (64 digits).")]
 KEEP_ALIVE_S = 15  # a comment line this often keeps proxies from closing a quiet stream
+SEP = "\n"  # the events' line separator (the explorer splits events on a blank line, "\n\n")
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 
@@ -146,7 +147,7 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                            headers={"Retry-After": "5"})
     deadline = time.monotonic() + settings.event_stream_s
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncIterator[dict[str, str]]:  # events as dicts: the response encodes them with `sep`
         state.event_streams += 1  # counted while the stream runs (a stream never started holds nothing)
         try:
             with jobs.changes.watch(job_id) as changed:  # woken by the store, not by polling it
@@ -158,13 +159,13 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                     except StoreUnavailable:  # the stream waits: the store's listener wakes it once it is back
                         job, answered = None, False
                     if answered and job is None:
-                        yield ServerSentEvent(json.dumps({"id": job_id}), event="deleted")
+                        yield {"event": "deleted", "data": json.dumps({"id": job_id})}
                         return
                     if job is not None and (job.status in TERMINAL or seen is None or job.version > seen):
                         seen = job.version
                         ended = job.status in TERMINAL
-                        yield ServerSentEvent(json.dumps(describe(job, jobs.store)), id=str(job.version),
-                                              event="done" if ended else "progress")
+                        yield {"event": "done" if ended else "progress", "id": str(job.version),
+                               "data": json.dumps(describe(job, jobs.store))}
                         if ended:
                             return
                     left = deadline - time.monotonic()
@@ -172,12 +173,12 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), left)
-            yield ServerSentEvent(json.dumps({"id": job_id}), event="timeout")
+            yield {"event": "timeout", "data": json.dumps({"id": job_id})}
         finally:
             state.event_streams -= 1
 
-    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep="\n", headers={"X-Accel-Buffering": "no"},
-                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"))
+    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"X-Accel-Buffering": "no"},
+                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
 
 
 @router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",

@@ -396,6 +396,7 @@ async def test_event_streams_are_capped_and_end(settings, jobs):
         async with client(create_app(brief, jobs)) as api:
             text = (await api.get(f"/v1/jobs/{key}/events")).text
         assert text.rstrip().splitlines()[-2] == "event: timeout", text
+        assert "\r" not in text and text.endswith("\n\n")  # lines end in "\n" (the explorer splits on "\n\n")
     finally:
         jobs.store.delete(key)
 
