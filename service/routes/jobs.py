@@ -177,7 +177,8 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
         finally:
             state.event_streams -= 1
 
-    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"X-Accel-Buffering": "no"},
+    # no-cache, as before sse-starlette (its default, no-store, has Chromium report the stream's end as aborted)
+    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"Cache-Control": "no-cache"},
                                ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
 
 

@@ -42,6 +42,7 @@ def test_events_stream_progress_until_done(server):
         events = []
         with http.stream("GET", f"/v1/jobs/{job}/events") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
+            assert stream.headers["cache-control"] == "no-cache"  # no-store: Chromium reports the end as aborted
             kind = None
             for line in stream.iter_lines():
                 if line.startswith("event:"):
