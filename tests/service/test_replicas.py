@@ -207,6 +207,9 @@ def test_redis_stopped_and_started_again(cluster):
             for path in ("/readyz", f"/v1/jobs/{job}"):
                 response = http.get(path)
                 assert response.status_code == 503 and response.headers["content-type"] == PROBLEM, response.text
+            posted = http.post("/v1/kernels", json={"x": [[0.28, 0.96]], "architecture": ARCH})
+            assert posted.status_code == 503 and posted.headers["content-type"] == PROBLEM, posted.text
+            assert int(posted.headers["retry-after"]) > 0
         time.sleep(LEASE_S * 1.5)  # leases lapse while it is down
     finally:
         cluster.redis.start()
