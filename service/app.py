@@ -25,7 +25,7 @@ from service.observability import REQUEST_ID, RequestContext
 from service.routes import experiments, explorer, health, jobs, operations
 from service.schemas import BODY_MODELS
 from service.settings import Settings
-from service.store import SQLiteStore
+from service.store import open_store
 
 DESCRIPTION = """Kernel analysis of residual networks (Tirer, Bruna & Giryes, MSML 2021): analytic
 NNGP / NTK Gram matrices, kernel regression, the smoothness measure mu, Jacobian bounds,
@@ -150,7 +150,8 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
         if jobs_service is not None:
             yield
             return
-        owned = Jobs(settings, SQLiteStore(settings.data_dir), Executor(settings))
+        owned = Jobs(settings, open_store(settings.data_dir, settings.store_url, settings.store_prefix),
+                     Executor(settings))
         owned.on_end.append(app.state.metrics.job_ended)
         await run_in_threadpool(owned.start)
         app.state.jobs = owned

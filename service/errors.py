@@ -104,7 +104,10 @@ def problem(status: int, title: str, detail: str, *, instance: str | None = None
 
 
 def _field(loc: tuple) -> str:
-    """'x.0.1' from ('body', 'x', 0, 1); union members' tags ('constrained-float') are dropped."""
+    """'x.0.1' from ('body', 'x', 0, 1); union members' tags ('constrained-float') are dropped; a header,
+    query or path parameter keeps its name ('last-event-id')."""
+    if loc and loc[0] in ("header", "query", "path", "cookie"):
+        return ".".join(str(p) for p in loc[1:])
     parts = [str(p) for p in loc[1:] if isinstance(p, int) or str(p).isidentifier()]
     return ".".join(parts) or "body"
 

@@ -1,7 +1,8 @@
 """Dask: where jobs run. By default a LocalCluster of spawned worker processes that the
 service starts itself; with `dask_address` an existing scheduler (its workers must see the
 service's data directory). The API process never imports JAX: tasks name `service.worker`
-functions by module path, and the workers import them.
+functions by module path, and the workers import them. Workers need no settings of their own:
+each task carries the data directory, the store's URL and prefix, and the lease.
 
 Small jobs (estimated under `BATCH_JOB_S` of compute) share tasks: while every worker has a
 batch of them running or waiting, new small jobs wait here and go as the next batch, one Dask
@@ -32,6 +33,7 @@ BATCH_JOB_S = 0.05  # jobs estimated under this many seconds of compute may shar
 BATCH_S = 0.5  # the estimated compute of one batch at most
 BATCH_JOBS = 64  # jobs in one batch at most
 OnDone = Callable[[str, Future], None]
+Dispatch = tuple[str, str, dict, str]  # a job's id, operation, parameters and dispatch ticket
 
 
 def _run_job(*args: Any) -> str:
@@ -40,10 +42,10 @@ def _run_job(*args: Any) -> str:
     return run_job(*args)
 
 
-def _run_jobs(jobs: list[tuple[str, str, dict]], *args: Any) -> list[str]:
+def _run_jobs(jobs: list[Dispatch], *args: Any) -> list[str]:
     from service.worker import run_job
 
-    return [run_job(job_id, operation, params, *args) for job_id, operation, params in jobs]
+    return [run_job(job_id, operation, params, *args, ticket) for job_id, operation, params, ticket in jobs]
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _Small:
     job_id: str
     operation: str
     params: dict
+    ticket: str
     seconds: float
     on_done: OnDone
 
@@ -118,16 +121,17 @@ class Executor:
                 closable.close()
         self.client = self.cluster = None
 
-    def submit(self, job_id: str, operation: str, params: dict, on_done: OnDone, seconds: float | None = None,
-               ) -> None:
-        """Run the job on a worker; its input arrays are read there from the store. `seconds`:
-        its estimated compute (None: unknown), which decides whether it may share a task."""
+    def submit(self, job_id: str, operation: str, params: dict, on_done: OnDone, ticket: str = "",
+               seconds: float | None = None) -> None:
+        """Run the job on a worker under the dispatch `ticket` (see service/store.py); its input
+        arrays are read there from the store. `seconds`: its estimated compute (None: unknown),
+        which decides whether it may share a task."""
         if seconds is None or seconds > BATCH_JOB_S:
-            self._submit([(job_id, operation, params)], [on_done])
+            self._submit([(job_id, operation, params, ticket)], [on_done])
             return
         self._count_slots()
         with self._lock:
-            self._waiting.append(_Small(job_id, operation, params, seconds, on_done))
+            self._waiting.append(_Small(job_id, operation, params, ticket, seconds, on_done))
             batch = self._next_batch()
         if batch:
             self._submit_batch(batch)
@@ -159,7 +163,7 @@ class Executor:
                 log.debug("could not count the workers", exc_info=True)
 
     def _submit_batch(self, batch: list[_Small]) -> None:
-        jobs = [(s.job_id, s.operation, s.params) for s in batch]
+        jobs = [(s.job_id, s.operation, s.params, s.ticket) for s in batch]
         try:
             self._submit(jobs, [s.on_done for s in batch], batch=True)
         except BaseException:
@@ -167,19 +171,22 @@ class Executor:
                 self._batches -= 1
             raise
 
-    def _submit(self, jobs: list[tuple[str, str, dict]], callbacks: list[OnDone], batch: bool = False) -> None:
+    def _submit(self, jobs: list[Dispatch], callbacks: list[OnDone], batch: bool = False) -> None:
         first_id, operation = jobs[0][0], jobs[0][1]
         key = f"{operation}-{first_id[:12]}-{uuid.uuid4().hex[:8]}" + (f"-{len(jobs)}-jobs" if batch else "")
-        args = (str(self.settings.data_dir), self.settings.max_attempts, self.settings.cancel_grace_s)
+        settings = self.settings
+        args = (str(settings.data_dir), settings.max_attempts, settings.cancel_grace_s, settings.store_url,
+                settings.store_prefix, settings.lease_s)
         if batch:
             future = self.client.submit(_run_jobs, jobs, *args, key=key, pure=False)
         else:
-            future = self.client.submit(_run_job, *jobs[0], *args, key=key, pure=False)
-        for job_id, _, _ in jobs:
+            job_id, operation, params, ticket = jobs[0]
+            future = self.client.submit(_run_job, job_id, operation, params, *args, ticket, key=key, pure=False)
+        for job_id, *_ in jobs:
             self._futures[job_id] = future
 
         def done(f: Future) -> None:
-            for job_id, _, _ in jobs:
+            for job_id, *_ in jobs:
                 if self._futures.get(job_id) is f:
                     del self._futures[job_id]
             if batch:
@@ -189,7 +196,7 @@ class Executor:
 
         future.add_done_callback(done)
 
-    def _batch_done(self, future: Future, jobs: list[tuple[str, str, dict]], callbacks: list[OnDone]) -> None:
+    def _batch_done(self, future: Future, jobs: list[Dispatch], callbacks: list[OnDone]) -> None:
         """A batch task ended: start the next batch, then report each job's end; a failed
         batch of several jobs is submitted again one task per job (those that ended are skipped)."""
         with self._lock:
@@ -206,7 +213,7 @@ class Executor:
             for job, on_done in zip(jobs, callbacks, strict=True):
                 self._submit([job], [on_done])
             return
-        for (job_id, _, _), on_done in zip(jobs, callbacks, strict=True):
+        for (job_id, *_), on_done in zip(jobs, callbacks, strict=True):
             on_done(job_id, future)
 
     def cancel(self, job_id: str) -> None:

@@ -1,5 +1,7 @@
 """Jobs: content-addressed ids, submission with de-duplication, waiting, cancellation,
-recovery after a restart. Glue between the store and the executor; no maths here."""
+recovery after a restart, and leases: this process renews the jobs it queued, and re-queues any
+job whose lease lapsed (its replica or worker died; see service/store.py). Glue between the
+store and the executor; no maths here."""
 
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ from distributed import Future
 
 from engine import NUMERICS_VERSION
 from service.errors import Conflict, JobNotFound, QueueFull, StorageFull, storage_full
+from service.events import Changes
 from service.executor import Executor
 from service.logs import job_context
 from service.schemas import ARRAY_FIELDS, Model
 from service.settings import Settings
-from service.store import ACTIVE, TERMINAL, Job, Store
+from service.store import ACTIVE, TERMINAL, Job, Store, StoreUnavailable
 
 log = logging.getLogger("reskernel")
 
@@ -68,29 +71,73 @@ class Jobs:
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
         self._unsettled: set[str] = set()  # jobs whose task ended but whose end could not be recorded
+        self._tickets: dict[str, str] = {}  # job id -> the ticket of this process's dispatch (leases it renews)
         self._closing = threading.Event()
         self.on_end: list[Callable[[Job], None]] = []  # called with each job whose task this process saw end
         self._settler = threading.Thread(target=self._settle_loop, daemon=True, name="reskernel-settle")
+        self._leaser = threading.Thread(target=self._lease_loop, daemon=True, name="reskernel-leases")
+        self.changes = Changes(store)  # pushes the store's changes to event streams
 
     def start(self) -> None:
-        """Start the executor, then re-queue what a previous run left queued or running. A job
-        that cannot be re-queued is failed (and logged); it never stops the service starting."""
+        """Start the executor, then re-queue what nobody runs: with a store of its own (SQLite),
+        everything a previous run left queued or running; with a shared one (Redis), the jobs
+        whose lease lapsed. A job that cannot be re-queued is failed (and logged); it never
+        stops the service starting, nor does a store that does not answer yet."""
         self.executor.start()
-        for job in self.store.active():
-            try:
-                if job.status == "running":
-                    self.store.update(job.id, status="queued", message="re-queued after a restart")
-                self._dispatch(job.id, job.operation, job.params)
-            except Exception:
-                log.exception("job %s could not be re-queued after a restart", job.id)
-                with contextlib.suppress(Exception):
-                    self._end(job.id, _internal("the job could not be re-queued after a restart"))
+        try:
+            self._recover(every=not self.store.shared)
+        except StoreUnavailable:
+            log.warning("the job store does not answer; jobs are recovered once it does", exc_info=True)
         self._settler.start()
+        self._leaser.start()
         threading.Thread(target=self._describe_workers, daemon=True, name="reskernel-describe").start()
 
     def close(self) -> None:
         self._closing.set()
+        self.changes.close()
         self.executor.close()
+
+    def _recover(self, every: bool) -> None:
+        """Re-queue (under a new ticket) and dispatch the active jobs whose lease lapsed, or
+        `every` active job. Two replicas may try at once: the store lets one win."""
+        for job in self.store.active() if every else self.store.expired():
+            if every:
+                message = "re-queued after a restart"
+            elif job.status == "running":
+                message = "re-queued: its worker stopped renewing its lease"
+            else:
+                message = "re-queued: the process that queued it stopped renewing its lease"
+            try:
+                taken = self.store.requeue(job.id, job.ticket, uuid.uuid4().hex, self.settings.lease_s, force=every,
+                                           message=message)
+                if taken is not None:
+                    log.info("job %s %s", job.id, message)
+                    self._dispatch(taken.id, taken.operation, taken.params, taken.ticket)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("job %s could not be re-queued", job.id)
+                with contextlib.suppress(Exception):
+                    self._end(job.id, _internal("the job could not be re-queued"))
+
+    def _lease_loop(self) -> None:
+        """Every lease_s / 3: renew the leases of the jobs this process queued (a running job's
+        worker renews its own), and re-queue the jobs whose lease lapsed."""
+        down = False
+        while not self._closing.wait(self.settings.lease_s / 3):
+            try:
+                with self._lock:
+                    held = list(self._tickets.items())
+                for key, ticket in held:
+                    self.store.renew(key, ticket, "queued", self.settings.lease_s)
+                self._recover(every=False)
+                down = False
+            except StoreUnavailable as exc:
+                if not down:
+                    log.warning("leases are not renewed while the job store does not answer: %s", exc)
+                down = True
+            except Exception:
+                log.exception("the lease loop failed; it runs again in %.1f s", self.settings.lease_s / 3)
 
     def _describe_workers(self) -> None:
         """Learn the workers' versions and devices in the background (/v1/info never waits)."""
@@ -118,8 +165,12 @@ class Jobs:
         try:
             if job is not None:  # cancelled, failed for a reason other than its input, or its result lost:
                 self.store.delete(key)  # start afresh, inputs included
-            if self.store.create(Job(id=key, operation=operation, params=params, message="queued"), inputs):
-                self._dispatch(key, operation, params, seconds)
+            job = Job(id=key, operation=operation, params=params, message="queued", ticket=uuid.uuid4().hex,
+                      lease_until=time.time() + self.settings.lease_s)
+            if self.store.create(job, inputs):
+                self._dispatch(key, operation, params, job.ticket, seconds)
+        except StoreUnavailable:
+            raise  # a 503: nothing was created, or its lease re-queues it once the store is back
         except Exception as exc:
             if storage_full(exc):
                 with contextlib.suppress(Exception):
@@ -135,8 +186,16 @@ class Jobs:
         """A succeeded job whose result files are missing (lost from disk): it must run again."""
         return job.status == "succeeded" and not (self.store.result_dir(job.id) / "meta.json").exists()
 
-    def _dispatch(self, key: str, operation: str, params: dict, seconds: float | None = None) -> None:
-        self.executor.submit(key, operation, params, self._on_done, seconds)
+    def _dispatch(self, key: str, operation: str, params: dict, ticket: str, seconds: float | None = None) -> None:
+        with self._lock:
+            self._tickets[key] = ticket
+        try:
+            self.executor.submit(key, operation, params, lambda k, future: self._on_done(k, future, ticket), ticket,
+                                 seconds)
+        except BaseException:
+            with self._lock:
+                self._tickets.pop(key, None)
+            raise
 
     def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed") -> None:
         """Record a job's end when its worker could not (only while the job is still active)."""
@@ -145,11 +204,22 @@ class Jobs:
             self.store.update(key, status=status, message=status if error is None else error["title"],
                               finished_at=time.time(), error=error)
 
-    def _on_done(self, key: str, future: Future) -> None:
-        """Runs in Dask's client thread when a task ends: record what the worker could not."""
+    def _on_done(self, key: str, future: Future, ticket: str) -> None:
+        """Runs in Dask's client thread when a task ends: record what the worker could not.
+        Not while this process shuts down (its tasks are released, not failed: the leases of
+        their jobs lapse and another process re-queues them), nor while the store does not
+        answer (the lease as well)."""
+        with self._lock:
+            if self._tickets.get(key) == ticket:
+                del self._tickets[key]
+        if self._closing.is_set():
+            return
         with job_context(key):
             try:
-                self._record_end(key, future)
+                self._record_end(key, future, ticket)
+            except StoreUnavailable:
+                log.warning("could not record the end of job %s: the store does not answer; its lease will lapse",
+                            key)
             except Exception:
                 log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
                 with self._lock:
@@ -172,9 +242,9 @@ class Jobs:
         except Exception:
             log.warning("could not report the end of job %s", key, exc_info=True)
 
-    def _record_end(self, key: str, future: Future) -> None:
+    def _record_end(self, key: str, future: Future, ticket: str) -> None:
         job = self.store.get(key)
-        if job is None:
+        if job is None or job.ticket != ticket:  # deleted, or re-queued under another ticket since
             return
         if future.status == "error" and job.status in ACTIVE:
             exc = future.exception()
@@ -189,8 +259,8 @@ class Jobs:
                 log.error("job %s: its task failed", key, exc_info=exc)
                 error = _internal("the job's task failed")
             self._end(key, error)
-        elif future.status == "cancelled" and job.status == "queued":
-            self._end(key, None, "canceled")
+        # a task cancelled by anything but a cancel (which has ended the job already: the scheduler was lost)
+        # leaves its job queued: its lease lapses and it is re-queued
         if future.status == "finished":
             self.store.evict(self.settings.cache_bytes, keep=(key,))
 

@@ -2,10 +2,12 @@
 
 Every variable is optional: RESKERNEL_DATA_DIR, RESKERNEL_DASK_ADDRESS, RESKERNEL_WORKERS,
 RESKERNEL_WAIT_S, RESKERNEL_CACHE_BYTES, RESKERNEL_MAX_ATTEMPTS, RESKERNEL_CANCEL_GRACE_S,
-RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_TRUSTED_HOSTS (comma-separated;
-"*" allows any Host), RESKERNEL_WARM_UP (0 turns the workers' warm-up off), RESKERNEL_API_TOKEN
-(bearer-token auth), RESKERNEL_CORS_ORIGINS (comma-separated), RESKERNEL_LOG_FORMAT (json or text)
-and the limits RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_STORE_URL (unset: SQLite in the data
+directory; redis://host:port/db: a Redis store shared by API replicas), RESKERNEL_STORE_PREFIX,
+RESKERNEL_LEASE_S, RESKERNEL_TRUSTED_HOSTS (comma-separated; "*" allows any Host), RESKERNEL_WARM_UP
+(0 turns the workers' warm-up off), RESKERNEL_API_TOKEN (bearer-token auth), RESKERNEL_CORS_ORIGINS
+(comma-separated), RESKERNEL_LOG_FORMAT (json or text) and the limits RESKERNEL_MAX_<NAME> for each
+field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class Settings:
     dashboard_address: str | None = None  # the local cluster's HTTP endpoints: None = a free loopback port
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
     warm_up: bool = True              # workers compile the common kernel families at start, in the background
+    store_url: str | None = None      # None: SQLite in data_dir; "redis://host:port/db": Redis (records only)
+    store_prefix: str = "reskernel"   # the Redis store's key prefix
+    lease_s: float = 30.0             # a job whose replica or worker stops renewing this long is re-queued
     api_token: str | None = field(default=None, repr=False)  # None: no auth; else every route but a few needs it
     cors_origins: tuple[str, ...] = ()  # browser origins allowed cross-origin requests (CORS); () = CORS off
     log_format: str = "json"          # `reskernel serve`'s log lines: "json" (one object per line) or "text"
@@ -85,8 +90,9 @@ class Settings:
         settings = cls(limits=limits)
         read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
-                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag,
-                "api_token": str, "cors_origins": _names, "log_format": _log_format}
+                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag, "store_url": str,
+                "store_prefix": str, "lease_s": float, "api_token": str, "cors_origins": _names,
+                "log_format": _log_format}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         return replace(settings, **values, **overrides)

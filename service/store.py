@@ -1,10 +1,15 @@
 """Job records and results. `Store` is the interface; `SQLiteStore` is the embedded default:
 SQLite (WAL) for records, `.npy` files for arrays, under one data directory that the API
-process and its local workers share.
+process and its local workers share. `open_store` picks it, or the Redis store
+(service/redis_store.py) that several API replicas share; results stay files either way.
 
-Layout: data_dir/jobs.sqlite3; data_dir/jobs/<id[:2]>/<id>/ holds input-<name>.npy (the
-request's arrays, kept so queued jobs survive a restart) and result/ (meta.json, one
-<name>.npy per array, result.json once rendered).
+Leases: each dispatch of a job gets a `ticket`. While the job is queued the API replica that
+dispatched it renews its lease; while it runs, the worker does. A job whose lease lapses
+(its replica or worker died) is re-queued under a new ticket by whichever replica gets there
+first (`requeue` is a compare-and-set on the ticket), and only the holder of the current ticket
+may claim it: a job runs once per dispatch, and `attempts` counts real runs.
+
+Layout: data_dir/jobs.sqlite3 (SQLite's records); the files as service/files.py says.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ import shutil
 import sqlite3
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from service.errors import Unavailable
+from service.files import DataFiles
+
 log = logging.getLogger("reskernel")
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "canceled")
+STATUSES = (*ACTIVE, *TERMINAL)
 
 
 @dataclass
@@ -45,19 +54,38 @@ class Job:
     error: dict[str, Any] | None = None
     cancel_requested: bool = False
     size_bytes: int = 0
+    version: int = 0          # bumped by every visible change (the events' ids)
+    ticket: str = ""          # the current dispatch (see the module's docstring)
+    lease_until: float = 0.0  # epoch seconds; past it, the job's holder is presumed dead
+
+
+class StoreUnavailable(Unavailable):
+    """The job store does not answer (Redis down): 503, retry later."""
+
+    def __init__(self, detail: str = "the job store does not answer; retry later"):
+        super().__init__(detail, headers={"Retry-After": "5"})
 
 
 class Store(Protocol):
     """What the service needs of a job store (records, and result files under result_dir)."""
 
+    shared: bool  # whether other API processes use it too (then their jobs are not this one's to recover)
+
     def create(self, job: Job, inputs: dict[str, np.ndarray]) -> bool: ...
     def get(self, job_id: str) -> Job | None: ...
     def update(self, job_id: str, **values: Any) -> None: ...
-    def claim(self, job_id: str, max_attempts: int) -> Job | None: ...
+    def claim(self, job_id: str, max_attempts: int, ticket: str = "", lease_s: float = 30.0) -> Job | None: ...
+    def renew(self, job_id: str, ticket: str, status: str, lease_s: float) -> bool: ...
+    def expired(self) -> list[Job]: ...
+    def requeue(self, job_id: str, ticket: str, new_ticket: str, lease_s: float, *, force: bool = False,
+                message: str = "re-queued") -> Job | None: ...
     def page(self, *, status: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[Job], int]: ...
     def active(self) -> list[Job]: ...
     def count_active(self) -> int: ...
     def counts(self) -> dict[str, int]: ...
+    def ping(self) -> None: ...
+    def listen(self, changed: Callable[[str | None], None], watched: Callable[[], set[str]]) -> Callable[[], None]: ...
+    def close(self) -> None: ...
     def inputs(self, job_id: str) -> dict[str, np.ndarray]: ...
     def staging(self, job_id: str) -> Path: ...
     def commit(self, job_id: str, staging: Path, meta: dict[str, Any]) -> None: ...
@@ -69,19 +97,42 @@ class Store(Protocol):
 
 
 _COLUMNS = ("id", "operation", "params", "status", "progress", "message", "attempts", "created_at",
-            "started_at", "finished_at", "error", "cancel_requested", "size_bytes")
+            "started_at", "finished_at", "error", "cancel_requested", "size_bytes", "version", "ticket", "lease_until")
 _JSON = ("params", "error")
+_ADDED = {"version": "INTEGER NOT NULL DEFAULT 0", "ticket": "TEXT NOT NULL DEFAULT ''",
+          "lease_until": "REAL NOT NULL DEFAULT 0"}  # columns newer than the first schema
 
 
-class SQLiteStore:
+def abandoned(attempts: int) -> dict[str, Any]:
+    """The error of a job that was started `attempts` times and never finished."""
+    return {"status": 500, "title": "Job abandoned", "abandoned": True,
+            "detail": f"the job was started {attempts} times and never finished "
+                      "(its worker or the service died each time); DELETE it to try again"}
+
+
+def open_store(data_dir: str | Path, url: str | None = None, prefix: str = "reskernel") -> Store:
+    """The store a URL names: None or "" = SQLite in data_dir; redis://host:port/db = Redis
+    (records) with the files still in data_dir (a volume every API process and worker shares)."""
+    if not url:
+        return SQLiteStore(data_dir)
+    if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        from service.redis_store import RedisStore
+
+        return RedisStore(data_dir, url, prefix)
+    raise ValueError(f"RESKERNEL_STORE_URL must be empty (SQLite) or a redis:// URL, got {url!r}")
+
+
+class SQLiteStore(DataFiles):
     """Safe to share between threads, and between processes on one machine (WAL)."""
+
+    shared = False  # one API process per data directory
 
     def __init__(self, data_dir: str | Path):
         self.root = Path(data_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "jobs.sqlite3"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "jobs.sqlite3", timeout=60, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -90,11 +141,19 @@ class SQLiteStore:
                 " status TEXT NOT NULL, progress REAL NOT NULL, message TEXT NOT NULL, attempts INTEGER NOT NULL,"
                 " created_at REAL NOT NULL, started_at REAL, finished_at REAL, error TEXT,"
                 " cancel_requested INTEGER NOT NULL, size_bytes INTEGER NOT NULL, accessed_at REAL NOT NULL)")
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in _ADDED.items():
+                if name not in present:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                        self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, accessed_at)")
             self._db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at)")
 
     def close(self) -> None:
         self._db.close()
+
+    def ping(self) -> None:
+        self._execute("SELECT 1")
 
     def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -107,20 +166,13 @@ class SQLiteStore:
         values["cancel_requested"] = bool(values["cancel_requested"])
         return Job(**values)
 
-    def job_dir(self, job_id: str) -> Path:
-        return self.root / "jobs" / job_id[:2] / job_id
-
     def create(self, job: Job, inputs: dict[str, np.ndarray]) -> bool:
         """Insert a new record with its input files; False (and nothing written) when the id
         exists already. A failure (a full disk) leaves nothing behind and raises."""
         if self.get(job.id) is not None:
             return False
-        folder = self.job_dir(job.id)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, array in inputs.items():
-                _save_atomic(folder / f"input-{name}.npy", array)
-            job.size_bytes = _size(folder)
+            job.size_bytes, job.version = self.write_inputs(job.id, inputs), 1
             values = [getattr(job, c) for c in _COLUMNS]
             values = [json.dumps(v) if c in _JSON and v is not None else v
                       for c, v in zip(_COLUMNS, values, strict=True)]
@@ -131,7 +183,7 @@ class SQLiteStore:
             return cursor.rowcount == 1
         except BaseException:
             if self.get(job.id) is None:
-                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
             raise
 
     def get(self, job_id: str) -> Job | None:
@@ -144,40 +196,78 @@ class SQLiteStore:
             raise ValueError(f"unknown job fields {sorted(unknown)}")
         values = {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items()}
         assignments = ", ".join(f"{k} = ?" for k in values)
-        self._execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+        self._execute(f"UPDATE jobs SET {assignments}, version = version + 1 WHERE id = ?",
+                      (*values.values(), job_id))
 
-    def claim(self, job_id: str, max_attempts: int) -> Job | None:
-        """Mark a queued (or re-run) job running and count the attempt. None when the job is
-        gone, finished, cancelled, or out of attempts (then it is marked failed)."""
+    def _transaction(self, change: Callable[[Job | None], Job | None], job_id: str) -> Job | None:
+        """change(job) inside one write transaction (BEGIN IMMEDIATE): read, decide, write."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id = ?", (job_id,)).fetchall()
-                job = self._job(rows[0]) if rows else None
-                if job is None or job.status in TERMINAL:
-                    job = None
-                elif job.cancel_requested:
-                    self._db.execute("UPDATE jobs SET status = 'canceled', finished_at = ? WHERE id = ?",
-                                     (time.time(), job_id))
-                    job = None
-                elif job.attempts >= max_attempts:
-                    error = {"status": 500, "title": "Job abandoned", "abandoned": True,
-                             "detail": f"the job was started {job.attempts} times and never finished "
-                                       "(its worker or the service died each time); DELETE it to try again"}
-                    self._db.execute("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
-                                     (json.dumps(error), time.time(), job_id))
-                    job = None
-                else:
-                    job.attempts += 1
-                    job.status, job.started_at = "running", time.time()
-                    self._db.execute("UPDATE jobs SET status = ?, attempts = ?, started_at = ?, progress = 0 "
-                                     "WHERE id = ?", (job.status, job.attempts, job.started_at, job_id))
+                job = change(self._job(rows[0]) if rows else None)
                 self._db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended the transaction
                     self._db.execute("ROLLBACK")
                 raise
         return job
+
+    def _set(self, job_id: str, **values: Any) -> None:
+        """UPDATE within a transaction (the lock is held)."""
+        values = {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items()}
+        self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)}, version = version + 1 "
+                         "WHERE id = ?", (*values.values(), job_id))
+
+    def claim(self, job_id: str, max_attempts: int, ticket: str = "", lease_s: float = 30.0) -> Job | None:
+        """Mark a queued (or re-run) job running under its lease and count the attempt. None when
+        the job is gone, finished, cancelled, re-queued under another ticket, or out of attempts
+        (then it is marked failed)."""
+        def change(job: Job | None) -> Job | None:
+            if job is None or job.status in TERMINAL or job.ticket != ticket:
+                return None
+            if job.cancel_requested:
+                self._set(job_id, status="canceled", finished_at=time.time())
+                return None
+            if job.attempts >= max_attempts:
+                self._set(job_id, status="failed", error=abandoned(job.attempts), finished_at=time.time())
+                return None
+            job.attempts, job.version = job.attempts + 1, job.version + 1
+            job.status, job.started_at, job.progress = "running", time.time(), 0.0
+            job.lease_until = job.started_at + lease_s
+            self._set(job_id, status=job.status, attempts=job.attempts, started_at=job.started_at, progress=0.0,
+                      lease_until=job.lease_until)
+            return job
+
+        return self._transaction(change, job_id)
+
+    def renew(self, job_id: str, ticket: str, status: str, lease_s: float) -> bool:
+        """Extend the lease of a job in `status` held under `ticket`; False when it is no longer held."""
+        with self._lock:
+            cursor = self._db.execute("UPDATE jobs SET lease_until = ? WHERE id = ? AND ticket = ? AND status = ?",
+                                      (time.time() + lease_s, job_id, ticket, status))
+        return cursor.rowcount == 1
+
+    def expired(self) -> list[Job]:
+        rows = self._execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE status IN ('queued', 'running') "
+                             "AND lease_until < ? ORDER BY created_at", (time.time(),))
+        return [self._job(r) for r in rows]
+
+    def requeue(self, job_id: str, ticket: str, new_ticket: str, lease_s: float, *, force: bool = False,
+                message: str = "re-queued") -> Job | None:
+        """Take an active job still held under `ticket` whose lease has lapsed (any lease with
+        force) and queue it under `new_ticket`; None when it is not so (another took it first)."""
+        def change(job: Job | None) -> Job | None:
+            now = time.time()
+            if (job is None or job.status not in ACTIVE or job.ticket != ticket
+                    or not (force or job.lease_until < now)):
+                return None
+            job.status, job.ticket, job.lease_until, job.message = "queued", new_ticket, now + lease_s, message
+            job.version += 1
+            self._set(job_id, status="queued", ticket=new_ticket, lease_until=job.lease_until, message=message)
+            return job
+
+        return self._transaction(change, job_id)
 
     def page(self, *, status: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[Job], int]:
         where, args = ("WHERE status = ?", (status,)) if status else ("", ())
@@ -195,31 +285,14 @@ class SQLiteStore:
         return self._execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")[0][0]
 
     def counts(self) -> dict[str, int]:
-        """Jobs per status: every status in ACTIVE and TERMINAL, zeros included."""
-        counts = dict.fromkeys((*ACTIVE, *TERMINAL), 0)
-        counts.update(self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
-        return counts
-
-    def inputs(self, job_id: str) -> dict[str, np.ndarray]:
-        return {p.name[len("input-"):-len(".npy")]: np.load(p) for p in self.job_dir(job_id).glob("input-*.npy")}
-
-    def staging(self, job_id: str) -> Path:
-        """A fresh folder for a run's result files; `commit` makes it the result."""
-        path = self.job_dir(job_id) / f"staging-{uuid.uuid4().hex}"
-        path.mkdir(parents=True)
-        return path
+        """Jobs per status, every status present."""
+        rows = self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        return dict.fromkeys(STATUSES, 0) | dict(rows)
 
     def commit(self, job_id: str, staging: Path, meta: dict[str, Any]) -> None:
-        (staging / "meta.json").write_text(json.dumps(meta))
-        final = self.result_dir(job_id)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        size = _size(self.job_dir(job_id))
+        size = self.publish(job_id, staging, meta)
         self.update(job_id, status="succeeded", progress=1.0, message="done", finished_at=time.time(),
                     size_bytes=size, accessed_at=time.time())
-
-    def result_dir(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "result"
 
     def touch(self, job_id: str, extra_bytes: int = 0) -> None:
         """Mark a job used (for eviction). Best effort: a read never fails because this write did."""
@@ -249,13 +322,47 @@ class SQLiteStore:
                 evicted.append(job_id)
         return evicted
 
+    def listen(self, changed: Callable[[str | None], None], watched: Callable[[], set[str]],
+               interval: float = 0.1) -> Callable[[], None]:
+        """One thread for the whole process: every `interval` s while some job is watched, reads
+        SQLite's `PRAGMA data_version` (it moves when any other connection commits, in any
+        process); when it moved, compares the watched jobs' versions and calls changed(id) for
+        each that changed or vanished. Returns a function that stops the thread."""
+        stop = threading.Event()
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        def run() -> None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            seen_data, versions = None, {}
+            try:
+                while not stop.wait(interval):
+                    ids = watched()
+                    if not ids:
+                        versions.clear()
+                        continue
+                    try:
+                        data = db.execute("PRAGMA data_version").fetchone()[0]
+                        if data == seen_data and ids <= versions.keys():
+                            continue
+                        seen_data = data
+                        marks = ", ".join("?" * len(ids))
+                        now = dict(db.execute(f"SELECT id, version FROM jobs WHERE id IN ({marks})", tuple(ids)))
+                    except sqlite3.Error:
+                        log.warning("the job store's change watcher could not read the store", exc_info=True)
+                        continue
+                    for job_id in ids:
+                        if versions.get(job_id) != now.get(job_id):
+                            versions[job_id] = now.get(job_id)
+                            changed(job_id)
+                    for job_id in versions.keys() - ids:
+                        del versions[job_id]
+            finally:
+                db.close()
 
+        thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
+        thread.start()
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    with open(temporary, "wb") as f:
-        np.save(f, array)
-    temporary.replace(path)
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+
+        return close

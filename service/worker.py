@@ -25,14 +25,14 @@ import numpy as np
 from service.errors import storage_full
 from service.logs import job_context, names_job
 from service.results import RESULT_JSON, render_json
-from service.store import SQLiteStore
+from service.store import SQLiteStore, Store, StoreUnavailable, open_store
 
 log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
 _cache_lock = threading.Lock()
 _cache_dir: list[Path] = []  # set once per worker process
 _watchdog: list[Watchdog] = []  # started once per worker process
-_stores: dict[str, tuple[SQLiteStore, int]] = {}  # data_dir -> (the store, its database file's inode)
+_stores: dict[tuple[str, str | None, str], tuple[Store, int]] = {}  # (data_dir, url, prefix) -> (store, db inode)
 SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
 JSON_NUMBERS = 65_536  # results of at most this many numbers get their JSON rendered by the worker
 
@@ -48,21 +48,27 @@ def compilation_cache(data_dir: str) -> Path:
         return _cache_dir[0]
 
 
-def worker_store(data_dir: str) -> SQLiteStore:
-    """This process's store for data_dir: opened once and shared by its jobs and their watchdogs
-    (opening one costs more than a small job's maths), opened again if its file was replaced."""
+def worker_store(data_dir: str, url: str | None = None, prefix: str = "reskernel") -> Store:
+    """This process's store (`service.store.open_store`): opened once and shared by its jobs and
+    the watchdog (opening one costs more than a small job's maths); a SQLite store is opened
+    again if its file was replaced."""
+    key = (data_dir, url or None, prefix)
     with _cache_lock:
-        store, inode = _stores.get(data_dir, (None, -1))
-        try:
-            current = os.stat(Path(data_dir) / "jobs.sqlite3").st_ino
-        except FileNotFoundError:
-            current = -2
+        store, inode = _stores.get(key, (None, -1))
+        current = _database_inode(store) if isinstance(store, SQLiteStore) else inode
         if store is None or current != inode:
             if store is not None:
                 store.close()
-            store = SQLiteStore(data_dir)
-            _stores[data_dir] = store, os.stat(store.root / "jobs.sqlite3").st_ino
+            store = open_store(data_dir, url, prefix)
+            _stores[key] = store, _database_inode(store) if isinstance(store, SQLiteStore) else 0
         return store
+
+
+def _database_inode(store: SQLiteStore) -> int:
+    try:
+        return os.stat(store.path).st_ino
+    except FileNotFoundError:
+        return -2
 
 
 def prepare(data_dir: str, warm: bool = True) -> threading.Thread:
@@ -100,9 +106,10 @@ def warm_up() -> None:
 class Reporter:
     """progress(fraction, message) for the engine, throttled: the store is written at most
     every `interval` seconds, first `interval` after the claim (a small job writes none: its
-    commit sets progress 1). should_stop() reads the watchdog's flag (no store access)."""
+    commit sets progress 1); best effort: a store that does not answer skips it. should_stop()
+    reads the watchdog's flag (no store access)."""
 
-    def __init__(self, store: SQLiteStore, job_id: str, interval: float = 0.2):
+    def __init__(self, store: Store, job_id: str, interval: float = 0.2):
         self.store, self.job_id, self.interval = store, job_id, interval
         self._written = time.monotonic()  # the claim wrote progress 0 just now; the commit writes 1
         self.stop = threading.Event()
@@ -111,7 +118,10 @@ class Reporter:
         now = time.monotonic()
         if now - self._written >= self.interval:
             self._written = now
-            self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+            try:
+                self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
+            except StoreUnavailable:
+                log.debug("job %s: progress not recorded (the store does not answer)", self.job_id)
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
@@ -119,22 +129,27 @@ class Reporter:
 
 @dataclass
 class _Watched:
-    """A job the watchdog watches: its store and reporter, since when, and when its stop was asked."""
+    """A job the watchdog watches: its store, reporter and lease, since when, and when its stop was asked."""
 
-    store: SQLiteStore
+    store: Store
     report: Reporter
     grace_s: float
+    ticket: str = ""
+    lease_s: float = 30.0
     since: float = field(default_factory=time.monotonic)
+    renewed: float = field(default_factory=time.monotonic)  # the claim took the lease
     stop_asked: float | None = None
+    superseded: bool = False  # the lease was lost: the job was re-queued under another ticket
 
 
 class Watchdog(threading.Thread):
-    """One per worker process (`watchdog()`): watches the store for the jobs running in it.
-    When a job is cancelled or deleted it sets that job's stop flag (the engine stops at its
-    next tile, chunk or step); a job that has not stopped `grace_s` seconds later is marked
-    canceled and the worker process exits, so that no cancelled work runs on (the Dask nanny
-    starts a fresh worker). A job is first read `interval` seconds after it starts (a small one
-    never is); no thread is started per job."""
+    """One per worker process (`watchdog()`): watches the store for the jobs running in it and
+    renews their leases (every lease_s / 3). When a job is cancelled or deleted, or its lease
+    is lost (it was re-queued under another ticket: `superseded`), it sets that job's stop flag
+    (the engine stops at its next tile, chunk or step); a job that has not stopped `grace_s`
+    seconds later is marked canceled (unless superseded) and the worker process exits, so that
+    no cancelled work runs on (the Dask nanny starts a fresh worker). A job is first read
+    `interval` seconds after it starts (a small one never is); no thread is started per job."""
 
     def __init__(self, interval: float = 0.25):
         super().__init__(daemon=True, name="reskernel-watchdog")
@@ -143,12 +158,14 @@ class Watchdog(threading.Thread):
         self._jobs: dict[str, _Watched] = {}
 
     @contextlib.contextmanager
-    def watching(self, store: SQLiteStore, job_id: str, report: Reporter, grace_s: float) -> Iterator[None]:
-        """Watch job_id while the block runs."""
+    def watching(self, store: Store, job_id: str, report: Reporter, grace_s: float, ticket: str = "",
+                 lease_s: float = 30.0) -> Iterator[_Watched]:
+        """Watch job_id (and renew its lease, held under `ticket`) while the block runs."""
+        watched = _Watched(store, report, grace_s, ticket, lease_s)
         with self._lock:
-            self._jobs[job_id] = _Watched(store, report, grace_s)
+            self._jobs[job_id] = watched
         try:
-            yield
+            yield watched
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)
@@ -178,10 +195,10 @@ class Watchdog(threading.Thread):
             if now - watched.stop_asked < watched.grace_s or job_id not in self._jobs:
                 return
         with job_context(job_id):
-            log.warning("job %s did not stop within %.0f s of its cancellation: restarting the worker",
-                        job_id, watched.grace_s)
+            log.warning("job %s did not stop within %.0f s of its %s: restarting the worker", job_id,
+                        watched.grace_s, "re-queueing elsewhere" if watched.superseded else "cancellation")
         with contextlib.suppress(Exception):
-            if store.get(job_id) is not None:
+            if store.get(job_id) is not None and not watched.superseded:
                 store.update(job_id, status="canceled", message="canceled (worker restarted)", finished_at=time.time())
         os._exit(70)
 
@@ -417,19 +434,26 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
 
 @names_job
 def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attempts: int,
-            cancel_grace_s: float = 10.0) -> str:
-    """Run one job to its end; returns the final status. Never raises for the job's own errors.
-    The job's input arrays are read from the store (they never travel through Dask)."""
+            cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
+            lease_s: float = 30.0, ticket: str = "") -> str:
+    """Run one job to its end under its dispatch `ticket`; returns the final status. Never
+    raises for the job's own errors. The job's input arrays are read from the store (they never
+    travel through Dask). While the store does not answer nothing can be recorded: the job is
+    left to its lease (it lapses, and the job is re-queued)."""
     compilation_cache(data_dir)
-    store = worker_store(data_dir)
-    if store.claim(job_id, max_attempts) is None:
-        return "skipped"
-    report = Reporter(store, job_id)
-    with watchdog().watching(store, job_id, report, cancel_grace_s):
-        return _run(store, job_id, operation, params, report)
+    store = worker_store(data_dir, store_url, store_prefix)
+    try:
+        if store.claim(job_id, max_attempts, ticket, lease_s) is None:
+            return "skipped"
+        report = Reporter(store, job_id)
+        with watchdog().watching(store, job_id, report, cancel_grace_s, ticket, lease_s) as watched:
+            return _run(store, job_id, operation, params, report, watched)
+    except StoreUnavailable:
+        log.warning("job %s: the store does not answer; the job is re-queued when its lease lapses", job_id)
+        return "store unavailable"
 
 
-def _run(store: SQLiteStore, job_id: str, operation: str, params: dict, report: Reporter) -> str:
+def _run(store: Store, job_id: str, operation: str, params: dict, report: Reporter, watched: _Watched) -> str:
     """A claimed job's run: its result committed, or its failure or cancellation recorded."""
     from engine import Cancelled
 
@@ -444,6 +468,10 @@ def _run(store: SQLiteStore, job_id: str, operation: str, params: dict, report: 
     except BaseException as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, StoreUnavailable):
+            raise
+        if watched.superseded:  # re-queued elsewhere: the job is that run's to record
+            return "superseded"
         if isinstance(exc, Cancelled) or report.should_stop():
             if store.get(job_id) is not None:
                 store.update(job_id, status="canceled", message="canceled", finished_at=time.time())

@@ -1,12 +1,16 @@
 """/v1/jobs: status, result, progress events, cancel, delete, listing."""
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from service.deps import get_jobs, get_settings, require_json
@@ -16,7 +20,7 @@ from service.logs import bind_job
 from service.results import NPY, NPZ, Download, manifest, respond
 from service.schemas import JobList, JobStatus, Problem
 from service.settings import Settings
-from service.store import TERMINAL, Job, Store
+from service.store import TERMINAL, Job, Store, StoreUnavailable
 
 
 class JobIdConvertor(Convertor):
@@ -42,6 +46,8 @@ async def _log_job(request: Request) -> None:
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(_log_job)])
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="The job id: a SHA-256 in hex (64 digits).")]
+KEEP_ALIVE_S = 15  # a comment line this often keeps proxies from closing a quiet stream
+SEP = "\n"  # the events' line separator (the explorer splits events on a blank line, "\n\n")
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 
 
@@ -128,12 +134,21 @@ def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, job
 
 
 @router.get("/{job_id:job_id}/events", summary="Server-Sent Events of progress until the job ends",
-            description="A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an `event: timeout`; "
-                        "connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once (then 429).",
-            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422, 429)})
+            description="`progress` events while the job runs, then one `done` (or `deleted`); each carries the "
+                        "job's status document and, as its id, the job's version. A client that reconnects with "
+                        "`Last-Event-ID` (to any replica) receives only newer states, and at once the `done` of an "
+                        "ended job. A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an "
+                        "`event: timeout`; connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once "
+                        "(then 429).",
+            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422, 429, 503)})
 async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
-                     settings: Annotated[Settings, Depends(get_settings)]) -> StreamingResponse:
-    jobs.get(job_id)
+                     settings: Annotated[Settings, Depends(get_settings)],
+                     last_event_id: Annotated[str | None, Header(
+                         pattern="^[0-9]{0,18}$", description="The id of the last event received (the job's "
+                         "version, a whole number), to resume after it.")] = None,
+                     ) -> EventSourceResponse:
+    after = int(last_event_id) if last_event_id else None
+    await run_in_threadpool(jobs.get, job_id)
     state = request.app.state
     if state.event_streams >= settings.limits.event_streams:
         raise ServiceError(f"{state.event_streams} event streams are open, the limit; retry later or poll "
@@ -141,33 +156,39 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                            headers={"Retry-After": "5"})
     deadline = time.monotonic() + settings.event_stream_s
 
-    async def stream():
+    async def stream() -> AsyncIterator[dict[str, str]]:  # events as dicts: the response encodes them with `sep`
         state.event_streams += 1  # counted while the stream runs (a stream never started holds nothing)
         try:
-            last, quiet = None, 0.0
-            while time.monotonic() < deadline:
-                job = jobs.store.get(job_id)
-                if job is None:
-                    yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
-                    return
-                state_now = (job.status, job.progress, job.message)
-                if state_now != last:
-                    last, quiet = state_now, 0.0
-                    kind = "done" if job.status in TERMINAL else "progress"
-                    yield f"event: {kind}\ndata: {json.dumps(describe(job, jobs.store))}\n\n"
-                    if kind == "done":
+            with jobs.changes.watch(job_id) as changed:  # woken by the store, not by polling it
+                seen = after
+                while True:
+                    changed.clear()
+                    try:
+                        job, answered = await run_in_threadpool(jobs.store.get, job_id), True
+                    except StoreUnavailable:  # the stream waits: the store's listener wakes it once it is back
+                        job, answered = None, False
+                    if answered and job is None:
+                        yield {"event": "deleted", "data": json.dumps({"id": job_id})}
                         return
-                await asyncio.sleep(0.2)
-                quiet += 0.2
-                if quiet >= 15:
-                    quiet = 0.0
-                    yield ": keep-alive\n\n"
-            yield f"event: timeout\ndata: {json.dumps({'id': job_id})}\n\n"
+                    if job is not None and (job.status in TERMINAL or seen is None or job.version > seen):
+                        seen = job.version
+                        ended = job.status in TERMINAL
+                        yield {"event": "done" if ended else "progress", "id": str(job.version),
+                               "data": json.dumps(describe(job, jobs.store))}
+                        if ended:
+                            return
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), left)
+            yield {"event": "timeout", "data": json.dumps({"id": job_id})}
         finally:
             state.event_streams -= 1
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # no-cache, as before sse-starlette (its default, no-store, has Chromium report the stream's end as aborted)
+    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"Cache-Control": "no-cache"},
+                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
 
 
 @router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",

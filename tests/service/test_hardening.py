@@ -20,8 +20,9 @@ import pytest
 from test_server import ARCH, X, free_port, long_training, serve, stop, wait_until
 
 from service.app import create_app
-from service.jobs import Jobs
+from service.jobs import Jobs, job_id, split_request
 from service.results import negotiate
+from service.schemas import KernelsRequest
 from service.store import Job, SQLiteStore
 from service.worker import _finish
 
@@ -78,6 +79,25 @@ def test_startup_survives_a_job_that_cannot_be_requeued(settings, jobs, tmp_path
     restarted._closing.set()
     job = store.get("a" * 64)
     assert job.status == "failed" and job.error["status"] == 500 and "secret" not in json.dumps(job.error)
+
+
+def test_a_job_whose_lease_lapsed_is_requeued_once_and_runs(jobs):
+    """A job queued by a process that died (its lease lapsed): the lease sweep takes it under a
+    new ticket and runs it; its old ticket can no longer claim it, and a second sweep (another
+    replica) finds nothing to take."""
+    params, inputs = split_request(KernelsRequest.model_validate({"x": [[0.6, 0.8]], "architecture": ARCH}))
+    key = job_id("kernels", params, inputs)
+    jobs.store.create(Job(id=key, operation="kernels", params=params, ticket="dead", lease_until=time.time() - 1),
+                      inputs)
+    try:
+        jobs._recover(every=False)
+        jobs._recover(every=False)
+        wait_until(lambda: jobs.store.get(key).status == "succeeded", 120, "the re-queued job")
+        job = jobs.store.get(key)
+        assert job.attempts == 1 and job.ticket != "dead"
+        assert jobs.store.claim(key, 3, ticket="dead") is None
+    finally:
+        jobs.store.delete(key)
 
 
 @pytest.mark.anyio
@@ -376,6 +396,7 @@ async def test_event_streams_are_capped_and_end(settings, jobs):
         async with client(create_app(brief, jobs)) as api:
             text = (await api.get(f"/v1/jobs/{key}/events")).text
         assert text.rstrip().splitlines()[-2] == "event: timeout", text
+        assert "\r" not in text and text.endswith("\n\n")  # lines end in "\n" (the explorer splits on "\n\n")
     finally:
         jobs.store.delete(key)
 

@@ -112,7 +112,7 @@ def test_the_worker_keeps_one_store_and_opens_another_when_the_file_is_replaced(
     second = worker_store(str(tmp_path))
     assert second is not first
     assert second.create(Job(id="a" * 64, operation="kernels", params={}), {}) and second.get("a" * 64)
-    worker._stores.pop(str(tmp_path))[0].close()
+    worker._stores.pop((str(tmp_path), None, "reskernel"))[0].close()
 
 
 class OneJobStore:

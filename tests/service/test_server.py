@@ -42,6 +42,7 @@ def test_events_stream_progress_until_done(server):
         events = []
         with http.stream("GET", f"/v1/jobs/{job}/events") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
+            assert stream.headers["cache-control"] == "no-cache"  # no-store: Chromium reports the end as aborted
             kind = None
             for line in stream.iter_lines():
                 if line.startswith("event:"):
@@ -53,6 +54,42 @@ def test_events_stream_progress_until_done(server):
     progress = [e["progress"] for _, e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert events[-1][1]["status"] == "succeeded" and "loss" in events[-1][1]["result"]["arrays"]
+
+
+def read_events(http: httpx.Client, job: str, last: str | None = None, count: int = 1,
+                seen: list | None = None) -> list[tuple[str, str]]:
+    """The first `count` events (id, kind) of a job's stream, resumed after `last` (appended to
+    `seen` as they arrive)."""
+    seen, fields = [] if seen is None else seen, {}
+    with http.stream("GET", f"/v1/jobs/{job}/events", headers={"Last-Event-ID": last} if last else {}) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            elif not line and "event" in fields:
+                seen.append((fields.get("id"), fields["event"]))
+                fields = {}
+                if len(seen) == count:
+                    break
+    return seen
+
+
+def test_events_resume_after_the_last_event_id(server):
+    with httpx.Client(base_url=server, timeout=60) as http:
+        body = long_training(3000, seed=11)
+        job = http.post("/v1/train", json=body, headers={"Prefer": "respond-async"}).json()["id"]
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["progress"] > 0, 120, "training")
+        [(first, kind)] = read_events(http, job)
+        assert kind == "progress"
+        resumed = read_events(http, job, last=first, count=2)
+        assert all(int(i) > int(first) for i, _ in resumed)  # only newer states, in order
+        assert [int(i) for i, _ in resumed] == sorted(int(i) for i, _ in resumed)
+        wait_until(lambda: http.get(f"/v1/jobs/{job}").json()["status"] == "succeeded", 120, "the end")
+        [(done, kind)] = read_events(http, job, last=str(10**9))  # an ended job: its `done` at once
+        assert kind == "done" and int(done) >= int(resumed[-1][0])
+        bad = http.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "last-event-id"
 
 
 def test_client_returns_numpy(server):

@@ -1,0 +1,73 @@
+"""The files half of a job store (either store): a job's input arrays and its result under
+data_dir/jobs/<id[:2]>/<id>/: input-<name>.npy (the request's arrays, kept so queued jobs survive a
+restart), staging-*/ while a run writes, and result/ (meta.json, one <name>.npy per array,
+result.json once rendered). The data directory is shared by the API processes and the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class DataFiles:
+    """The files half of a store: a job's inputs and result under data_dir/jobs/<id[:2]>/<id>/."""
+
+    root: Path
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id[:2] / job_id
+
+    def write_inputs(self, job_id: str, inputs: dict[str, np.ndarray]) -> int:
+        """The request's arrays as input-<name>.npy; the folder's size in bytes."""
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in inputs.items():
+            _save_atomic(folder / f"input-{name}.npy", array)
+        return _size(folder)
+
+    def inputs(self, job_id: str) -> dict[str, np.ndarray]:
+        return {p.name[len("input-"):-len(".npy")]: np.load(p) for p in self.job_dir(job_id).glob("input-*.npy")}
+
+    def staging(self, job_id: str) -> Path:
+        """A fresh folder for a run's result files; `commit` makes it the result."""
+        path = self.job_dir(job_id) / f"staging-{uuid.uuid4().hex}"
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, job_id: str, staging: Path, meta: dict[str, Any]) -> int:
+        """The staging folder becomes the result (the files half of `commit`); the job's size in bytes."""
+        (staging / "meta.json").write_text(json.dumps(meta))
+        final = self.result_dir(job_id)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        return _size(self.job_dir(job_id))
+
+    def result_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "result"
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under folder. A file or folder another writer renames meanwhile (a
+    temporary file of a concurrent create of the same job, in this process or another replica) is
+    not counted (os.walk skips folders that vanish)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(parent, name)).st_size
+    return total
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(temporary, "wb") as f:
+        np.save(f, array)
+    temporary.replace(path)
