@@ -185,9 +185,12 @@ class Watchdog(threading.Thread):
                 return
             try:
                 job = store.get(job_id)
+                if job is not None and now - watched.renewed >= watched.lease_s / 3:
+                    watched.superseded = not store.renew(job_id, watched.ticket, "running", watched.lease_s)
+                    watched.renewed = now
             except Exception:  # a store that cannot be read now is asked again
                 return
-            if job is None or job.cancel_requested:
+            if job is None or job.cancel_requested or watched.superseded:
                 watched.report.stop.set()
                 watched.stop_asked = now
             return
