@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ class DataFiles:
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         return _size(self.job_dir(job_id))
+
+    def commit(self, job_id: str, staging: Path, meta: dict[str, Any]) -> None:
+        """The staging folder becomes the result, and the job is marked succeeded."""
+        size = self.publish(job_id, staging, meta)
+        self.update(job_id, status="succeeded", progress=1.0, message="done", finished_at=time.time(),
+                    size_bytes=size, accessed_at=time.time())
+
+    def update(self, job_id: str, **values: Any) -> None:
+        raise NotImplementedError  # the record half: each store's own
 
     def result_dir(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "result"

@@ -33,7 +33,7 @@ from redis.exceptions import BusyLoadingError, WatchError
 from redis.retry import Retry
 
 from service.files import DataFiles
-from service.store import ACTIVE, STATUSES, TERMINAL, Job, StoreUnavailable, abandoned
+from service.store import ACTIVE, STATUSES, TERMINAL, Job, StoreUnavailable, abandoned, run_listener
 
 log = logging.getLogger("reskernel")
 R = TypeVar("R")
@@ -284,12 +284,6 @@ class RedisStore(DataFiles):
                 pipe.zcard(self._index(f"status:{status}"))
             return dict(zip(STATUSES, pipe.execute(), strict=True))
 
-    @_available
-    def commit(self, job_id: str, staging: Path, meta: dict[str, Any]) -> None:
-        size = self.publish(job_id, staging, meta)
-        self.update(job_id, status="succeeded", progress=1.0, message="done", finished_at=time.time(),
-                    size_bytes=size, accessed_at=time.time())
-
     def touch(self, job_id: str, extra_bytes: int = 0) -> None:
         """Mark a job used (for eviction). Best effort: a read never fails because this write did."""
         try:
@@ -361,11 +355,4 @@ class RedisStore(DataFiles):
                 with contextlib.suppress(Exception):
                     pubsub.close()
 
-        thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
-        thread.start()
-
-        def close() -> None:
-            stop.set()
-            thread.join(5)
-
-        return close
+        return run_listener(run, stop)

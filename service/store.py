@@ -110,6 +110,19 @@ def abandoned(attempts: int) -> dict[str, Any]:
                       "(its worker or the service died each time); DELETE it to try again"}
 
 
+def run_listener(run: Callable[[], None], stop: threading.Event) -> Callable[[], None]:
+    """Start a store's change listener (`run`, which returns once `stop` is set) in a daemon
+    thread; returns the function that stops it."""
+    thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join(5)
+
+    return close
+
+
 def open_store(data_dir: str | Path, url: str | None = None, prefix: str = "reskernel") -> Store:
     """The store a URL names: None or "" = SQLite in data_dir; redis://host:port/db = Redis
     (records) with the files still in data_dir (a volume every API process and worker shares)."""
@@ -289,11 +302,6 @@ class SQLiteStore(DataFiles):
         rows = self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
         return dict.fromkeys(STATUSES, 0) | dict(rows)
 
-    def commit(self, job_id: str, staging: Path, meta: dict[str, Any]) -> None:
-        size = self.publish(job_id, staging, meta)
-        self.update(job_id, status="succeeded", progress=1.0, message="done", finished_at=time.time(),
-                    size_bytes=size, accessed_at=time.time())
-
     def touch(self, job_id: str, extra_bytes: int = 0) -> None:
         """Mark a job used (for eviction). Best effort: a read never fails because this write did."""
         try:
@@ -358,11 +366,4 @@ class SQLiteStore(DataFiles):
             finally:
                 db.close()
 
-        thread = threading.Thread(target=run, daemon=True, name="reskernel-store-changes")
-        thread.start()
-
-        def close() -> None:
-            stop.set()
-            thread.join(5)
-
-        return close
+        return run_listener(run, stop)
