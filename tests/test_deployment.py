@@ -42,6 +42,9 @@ THIRD_PARTY = {
                             "X-Forwarded-For (the API's port is reachable only on compose's network)"),
     "XLA_PYTHON_CLIENT_PREALLOCATE": (("jaxlib", "xla_client.py"), "the GPU worker's JAX allocates GPU memory as "
                                       "it needs it, not 75 % of each device at start"),
+    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": (None, "Dask's configuration from the environment "
+                                                   "(distributed.worker.profile.enabled): the workers' sampling "
+                                                   "profiler off, CPU that small jobs need"),
     "PYTHONDONTWRITEBYTECODE": (None, "CPython: no .pyc files written into the image at run time"),
     "PYTHONUNBUFFERED": (None, "CPython: log lines reach `docker compose logs` at once"),
     "PIP_NO_CACHE_DIR": (None, "pip, while the image is built: no download cache kept in a layer"),
