@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import orjson
 from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
@@ -105,17 +106,29 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
                             extra={"job": job.id, "arrays": _links(job, arrays), "values": meta["values"]},
                             headers={"Location": f"/v1/jobs/{job.id}"})
     if array is not None:
-        return Response(json.dumps(np.load(folder / f"{array}.npy").tolist()).encode(), media_type=JSON,
-                        headers=headers)
+        return Response(_json(np.load(folder / f"{array}.npy")), media_type=JSON, headers=headers)
 
     def render(f) -> None:
-        body = meta["values"] | {name: np.load(folder / f"{name}.npy").tolist() for name in arrays}
-        f.write(json.dumps(body, allow_nan=False).encode())
+        f.write(_json(meta["values"] | {name: np.load(folder / f"{name}.npy") for name in arrays}))
 
     rendered = _rendered(store, job, "result.json", render)
     if isinstance(rendered, bytes):
         return Response(rendered, media_type=JSON, headers=headers)
     return Download(rendered, media_type=JSON, headers=headers)
+
+
+def _json(value) -> bytes:
+    """value as JSON, numpy arrays as nested lists (orjson: about 25x faster than json.dumps on
+    float arrays, each number written as its shortest round-trip form). The worker has checked
+    every number finite (orjson would write a NaN as null). Arrays orjson does not take (0-d)
+    go through tolist."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_listed)
+
+
+def _listed(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class Download(FileResponse):

@@ -44,7 +44,7 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
         b = paper_train_angles(m)
         x, y = circle_points(b), paper_target(b)
         run = train(arch, x, y, width=width, seed=seed, n_init=n_init, lr=lr, steps=steps, x_test=circle_points(grid),
-                    track_ntk=True)
+                    predict_every_record=False, track_ntk=True)
         k_train = analytic_kernels(x, arch=arch, kernels=("ntk",))["ntk"]
         k_grid = analytic_kernels(circle_points(grid), x, arch=arch, kernels=("ntk",))["ntk"]
         ntk_mean = gram_regression(k_train, k_grid, y, t=lr * steps).mean
