@@ -43,8 +43,7 @@ def lowest_loss(*, width: int, n_init: int, depth: int, alphas: list[float], n_t
     predictions, mus, table = [], [], []
     for label, arch in archs:
         run = train(arch, embed(b), y, width=width, seed=seed, n_init=n_init, optimizer="adam", lr=lr, steps=steps,
-                    batch_size=1, parametrization=parametrization, x_test=embed(grid), predict_every_record=False,
-                    keep_best=True)
+                    batch_size=1, parametrization=parametrization, x_test=embed(grid), keep_best=True)
         kept = run["best_prediction"]
         mu = [mu_curvature(f) for f in kept]
         interior = [mu_interior(f) for f in kept]
@@ -71,9 +70,8 @@ def _declared() -> dict[str, P.Parameter]:
 
 def cost(p: dict[str, Any]) -> dict[str, int]:
     nets = p["n_init"] * (len(p["alphas"]) + 1)
-    # per step: a batch of 1, and the full training set for the lowest-loss check; 22 records of the
-    # training loss; the grid twice (the last step's function and the kept one)
-    samples = p["steps"] * (1 + p["n_train"]) + 22 * p["n_train"] + 2 * p["n_grid"]
+    # per step: a batch of 1, and the full training set for the lowest-loss check; 21 records on the grid
+    samples = p["steps"] * (1 + p["n_train"]) + 22 * (p["n_grid"] + p["n_train"])
     return {"kernel_entry_layers": (len(p["alphas"]) + 1) * p["n_train"] ** 2 * p["depth"],
             "training_weight_steps": nets * samples * weights(p["depth"], p["width"], 2),
             "output_bytes": BYTES * (nets * (p["n_grid"] + 1) + p["n_grid"] + 2 * p["n_train"])}
