@@ -187,7 +187,8 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
               jobs: int = 2) -> tuple[Path, list[str]]:
     """Run the experiments (all by default) and write out/<name>/... and out/report.md.
     An experiment that fails is reported there and the others still run. jobs: experiments
-    run at once, each in its own process (1: one after another in this process); the
+    run at once, each in its own (spawned) process, so a script that calls this with jobs > 1
+    needs the `if __name__ == "__main__":` guard; 1: one after another in this process. The
     compilation cache this process uses, if any, is theirs too. Returns the report's path and
     the names of the experiments that failed."""
     names = names or list(EXPERIMENTS)

@@ -22,7 +22,7 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
     ntk_mean_<m> (G,), interpolant_<m> (G,), loss_<m> (n_init, R), steps_<m> (R,)."""
     from engine.analytic import analytic_kernels
     from engine.empirical import empirical_ntk
-    from engine.networks import ensemble_member, init_params
+    from engine.networks import ensemble_members
     from engine.regression import gram_regression
     from engine.smoothness import circle_grid, circle_points, paper_target, paper_train_angles
     from engine.spectra import kernel_profile
@@ -32,10 +32,9 @@ def finite_vs_infinite(*, width: int, n_init: int, depth: int, alpha: float, n_t
     step = Steps(n_init + len(n_trains), progress)
     angles, grid = np.linspace(-np.pi, np.pi, n_angles), circle_grid(n_grid)
     anchor = np.array([[1.0, 0.0]])
-    ensemble = init_params(arch, width, 2, seed, n_init=n_init)
     empirical = []
-    for i in range(n_init):
-        empirical.append(empirical_ntk(arch, ensemble_member(ensemble, i), anchor, circle_points(angles))[0])
+    for i, params in enumerate(ensemble_members(arch, width, 2, seed, n_init)):  # the networks train() starts from
+        empirical.append(empirical_ntk(arch, params, anchor, circle_points(angles))[0])
         step(f"empirical NTK, network {i + 1}/{n_init}")
     out: dict[str, Any] = {"angles": angles, "analytic_ntk": kernel_profile(arch, angles),
                            "empirical_ntk": np.array(empirical), "grid": grid}
