@@ -20,10 +20,12 @@ with a leading axis of size k on every array (an ensemble, for `vmap`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from engine.architectures import Architecture, check_architecture
 from engine.dual import ACTIVATION_FUNCTIONS
@@ -130,6 +132,16 @@ def ensemble_keys(seed: int, n_init: int) -> jnp.ndarray:
 def ensemble_member(ensemble: Params, index: int) -> Params:
     """Network `index` of an ensemble (every array without its leading n_init axis)."""
     return {name: value[index] for name, value in ensemble.items()}
+
+
+def ensemble_members(arch: Architecture, width: int, input_dim: int, seed: int, n_init: int,
+                     parametrization: str = "ntk") -> Iterator[Params]:
+    """The networks of `init_params(..., n_init=n_init)` one at a time (host arrays, no leading
+    axis), each drawn as `engine.training.train` draws it on the CPU (a group of one key), so
+    the two share their compiled draws and one network is held at a time."""
+    for key in np.asarray(ensemble_keys(seed, n_init)):
+        yield {name: np.asarray(a[0]) for name, a in init_ensemble(arch, width, input_dim, key[None],
+                                                                   parametrization).items()}
 
 
 def init_ensemble(arch: Architecture, width: int, input_dim: int, keys, parametrization: str = "ntk") -> Params:

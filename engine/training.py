@@ -142,7 +142,8 @@ def lr_bound(arch: Architecture, x_train) -> float:
 def train(
     arch: Architecture, x_train, y_train, *, width: int, seed: int = 0, n_init: int = 1, optimizer: str = "gd",
     lr: float | str = "auto", steps: int = 1000, batch_size: int | None = None, parametrization: str = "ntk",
-    x_test=None, record_every: int | None = None, track_ntk: bool = False, keep_best: bool = False,
+    x_test=None, record_every: int | None = None, predict_every_record: bool = True, track_ntk: bool = False,
+    keep_best: bool = False,
     progress: Callable[[int, int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train n_init networks of `arch` (width `width`) on (x_train (n, d), y_train (n,)).
@@ -150,14 +151,16 @@ def train(
     lr: a step size > 0, or "auto": half the bound 2 / (lambda_min + lambda_max) of the
     analytic NTK on x_train (NTK parametrisation only). batch_size: None = full batch;
     with "sgd" the default is 1, as in the paper. record_every: steps between records
-    (default steps / 20). progress(step, steps, mean loss) after each chunk; should_stop()
-    between chunks, true -> `Cancelled`. keep_best: keep each network's parameters at its
+    (default steps / 20). predict_every_record: False predicts on x_test after the last step
+    only ("predictions" (1, n_init, m)), saving a forward pass over x_test per record when
+    only the trained function is wanted. progress(step, steps, mean loss) after each chunk;
+    should_stop() between chunks, true -> `Cancelled`. keep_best: keep each network's parameters at its
     lowest full training loss over all steps (evaluated before every step and after the
     last), as the paper's Figs. 4-5 do: "params" are those, and the result adds "best_loss"
     (n_init,) and "best_prediction" (n_init, m) on x_test (or None).
 
-    Returns {"steps": (R,), "loss": (n_init, R), "predictions": (R, n_init, m) or None,
-    "mean_prediction": (R, m) or None, "weight_movement": (n_init,), "ntk_drift":
+    Returns {"steps": (R,), "loss": (n_init, R), "predictions": (R, n_init, m) (R = 1 without
+    predict_every_record) or None, "mean_prediction": (R, m) or None, "weight_movement": (n_init,), "ntk_drift":
     (n_init, R) or None (||Theta_t - Theta_0||_F / ||Theta_0||_F on x_train), "lr", "lr_bound",
     "params": the final parameters as numpy arrays (leading axis n_init; network i starts
     as `init_params(arch, width, d, seed, n_init=n_init)` network i)}.
@@ -208,7 +211,8 @@ def train(
             keys = all_keys[start:start + group]
             params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
-            best = (params, jnp.full(len(keys), jnp.inf)) if keep_best else (None, None)
+            # float64 explicitly: a weakly typed inf would compile the chunk a second time
+            best = (params, jnp.full(len(keys), jnp.inf, jnp.float64)) if keep_best else (None, None)
             groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32),
                                 *best))
             batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
@@ -218,10 +222,11 @@ def train(
 
         def record(step):
             nonlocal ntk0
-            outputs = [_outputs(g.params, xj, yj, xt, c, track_ntk=track_ntk, **static) for g in groups]
+            test = xt if predict_every_record or step == steps else None
+            outputs = [_outputs(g.params, xj, yj, test, c, track_ntk=track_ntk, **static) for g in groups]
             records["steps"].append(step)
             records["loss"].append(np.concatenate([np.asarray(loss) for loss, _, _ in outputs]))
-            if xt is not None:
+            if test is not None:
                 records["predictions"].append(np.concatenate([np.asarray(pred) for _, pred, _ in outputs]))
             if track_ntk:
                 ntk = np.concatenate([np.asarray(k) for _, _, k in outputs])

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -179,26 +183,33 @@ def _claims(name: str, data: dict[str, Any]) -> str:
 
 
 def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), scale: str = "quick",
-              overrides: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> tuple[Path, list[str]]:
+              overrides: dict[str, dict[str, Any]] | None = None, progress: bool = True,
+              jobs: int = 2) -> tuple[Path, list[str]]:
     """Run the experiments (all by default) and write out/<name>/... and out/report.md.
-    An experiment that fails is reported there and the others still run. Returns the
-    report's path and the names of the experiments that failed."""
+    An experiment that fails is reported there and the others still run. jobs: experiments
+    run at once, each in its own (spawned) process, so a script that calls this with jobs > 1
+    needs the `if __name__ == "__main__":` guard; 1: one after another in this process. The
+    compilation cache this process uses, if any, is theirs too. Returns the report's path and
+    the names of the experiments that failed."""
     names = names or list(EXPERIMENTS)
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; choose from {sorted(EXPERIMENTS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     out.mkdir(parents=True, exist_ok=True)
-    sections, failed, started, rows = [], [], time.monotonic(), []
+    started = time.monotonic()
     console = Console(stderr=True, quiet=not progress)
     bars = progress_bars(console)
     tasks = {name: bars.add_task(name, total=1.0, message="waiting", start=False) for name in names}
     with bars:
-        for name in names:
-            section, result, seconds = _run_one(name, scale, (overrides or {}).get(name), out, bars, tasks[name])
-            sections.append(section)
-            rows.append((name, result, seconds))
-            if result != "ok":
-                failed.append(name)
+        if jobs == 1 or len(names) == 1:
+            results = {name: _run_one(name, scale, (overrides or {}).get(name), out,
+                                      _bar_updates(bars, tasks[name])) for name in names}
+        else:
+            results = _run_concurrently(names, scale, overrides or {}, out, jobs, bars, tasks)
+    rows = [(name, results[name][1], results[name][2]) for name in names]
+    failed = [name for name, result, _ in rows if result != "ok"]
     console.print(summary_table(rows))
     total = time.monotonic() - started
     header = (f"# reskernel: the paper reproduced\n\nTirer, Bruna & Giryes, \"Kernel-Based Smoothness Analysis of "
@@ -206,28 +217,107 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
               f"experiments use the paper's settings at both scales; `--scale paper` runs the finite networks at the "
               f"paper's widths and initialisations). {len(names)} experiments in {total:.0f} s"
               + (f"; failed: {', '.join(failed)}" if failed else "") + ".\n")
-    (out / "report.md").write_text(header + "\n" + "\n".join(sections))
+    (out / "report.md").write_text(header + "\n" + "\n".join(results[name][0] for name in names))
     return out / "report.md", failed
 
 
-def _run_one(name: str, scale: str, overrides: dict[str, Any] | None, out: Path, bars: Progress,
-             task) -> tuple[str, str, float]:
+# What a running experiment tells its progress bar: ("start",), ("update", fraction, message), ("end", message).
+Update = Callable[..., None]
+
+
+def _bar_updates(bars: Progress, task) -> Update:
+    """The bar of one experiment, driven by the updates `_run_one` sends."""
+    def update(kind: str, *args: Any) -> None:
+        if kind == "start":
+            bars.start_task(task)
+        elif kind == "update":
+            bars.update(task, completed=args[0], message=args[1][:60])
+        else:
+            bars.update(task, **({"completed": 1.0} if args[0] == "done" else {}), message=args[0])
+            bars.stop_task(task)
+    return update
+
+
+def _longest_first(names: list[str], scale: str, overrides: dict[str, dict[str, Any]]) -> list[str]:
+    """The experiments by their estimated cost, largest first, so that the last to start are short."""
+    def estimate(name: str) -> float:
+        try:
+            cost = EXPERIMENTS[name].cost(EXPERIMENTS[name].parameters(scale, overrides.get(name)))
+        except ValueError:  # reported when it runs
+            return 0.0
+        return cost["training_weight_steps"] + 10 * cost["kernel_entry_layers"]
+    return sorted(names, key=estimate, reverse=True)
+
+
+def _run_concurrently(names: list[str], scale: str, overrides: dict[str, dict[str, Any]], out: Path, jobs: int,
+                      bars: Progress, tasks: dict) -> dict[str, tuple[str, str, float]]:
+    """Each experiment in one of `jobs` worker processes (spawned: JAX does not survive a fork),
+    the largest first; their progress comes back through a queue."""
+    import jax
+
+    context = multiprocessing.get_context("spawn")
+    updates = context.Queue()
+    cache = jax.config.jax_compilation_cache_dir
+    results: dict[str, tuple[str, str, float]] = {}
+    listener = threading.Thread(target=_relay, args=(updates, {n: _bar_updates(bars, t) for n, t in tasks.items()}),
+                                daemon=True)
+    listener.start()
+    try:
+        with ProcessPoolExecutor(min(jobs, len(names)), mp_context=context, initializer=_start_worker,
+                                 initargs=(updates, cache)) as pool:
+            futures = {pool.submit(_run_in_worker, name, scale, overrides.get(name), out): name
+                       for name in _longest_first(names, scale, overrides)}
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # the worker process itself died (e.g. out of memory)
+                    results[name] = (f"## {EXPERIMENTS[name].title}\n\n`{name}`, {scale} scale: **failed**: "
+                                     f"{type(exc).__name__}: {exc}\n", f"failed: {type(exc).__name__}: {exc}", 0.0)
+    finally:
+        updates.put(None)
+        listener.join()
+    return results
+
+
+def _relay(updates, bars: dict[str, Update]) -> None:
+    """Forward (name, kind, *args) from the workers to the bars until None."""
+    while (item := updates.get()) is not None:
+        name, *update = item
+        bars[name](*update)
+
+
+_UPDATES = None  # in a worker process: the queue to the parent's bars
+
+
+def _start_worker(updates, cache: str | None) -> None:
+    global _UPDATES
+    _UPDATES = updates
+    if cache:
+        from engine.compilation import enable_compilation_cache
+
+        enable_compilation_cache(cache)
+
+
+def _run_in_worker(name: str, scale: str, overrides: dict[str, Any] | None, out: Path) -> tuple[str, str, float]:
+    return _run_one(name, scale, overrides, out, lambda *update: _UPDATES.put((name, *update)))
+
+
+def _run_one(name: str, scale: str, overrides: dict[str, Any] | None, out: Path,
+             update: Update) -> tuple[str, str, float]:
     """Run and write one experiment; its report section, how it ended ("ok" or the error), its seconds."""
     experiment = EXPERIMENTS[name]
     start = time.monotonic()
-    bars.start_task(task)
+    update("start")
     try:
-        data = run(name, scale, overrides, progress=lambda fraction, message: bars.update(
-            task, completed=fraction, message=message[:60]))
+        data = run(name, scale, overrides, progress=lambda fraction, message: update("update", fraction, message))
         write_experiment(name, data, out / name)
     except Exception as exc:  # one experiment's failure is reported, the rest still run
-        bars.update(task, message=f"[red]failed: {type(exc).__name__}[/red]")
-        bars.stop_task(task)
+        update("end", f"[red]failed: {type(exc).__name__}[/red]")
         return (f"## {experiment.title}\n\n`{name}`, {scale} scale: **failed**: {type(exc).__name__}: {exc}\n",
                 f"failed: {type(exc).__name__}: {exc}", time.monotonic() - start)
     seconds = time.monotonic() - start
-    bars.update(task, completed=1.0, message="done")
-    bars.stop_task(task)
+    update("end", "done")
     tables = "\n\n".join(f"**{table}**\n\n{markdown_table(rows)}" for table, rows in data["tables"].items()
                          if not table.startswith("published"))
     section = (f"## {experiment.title}\n\n`{name}`, {scale} scale, {seconds:.0f} s. {experiment.description}\n\n"

@@ -66,7 +66,7 @@ def reproduce(args: argparse.Namespace) -> None:
         except json.JSONDecodeError as exc:
             raise SystemExit(f"--set {key}: {value!r} is not JSON ({exc})") from None
     try:
-        report, failed = run(args.names, Path(args.out), args.scale, overrides)
+        report, failed = run(args.names, Path(args.out), args.scale, overrides, jobs=args.jobs)
     except ValueError as exc:
         raise SystemExit(f"reskernel reproduce: {exc}") from None
     print(f"report: {report}")
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     again.add_argument("--scale", choices=["quick", "paper"], default="quick")
     again.add_argument("--set", action="append", metavar="EXPERIMENT.PARAMETER=JSON",
                        help="override a parameter, e.g. --set interpolation.depths=[5]")
+    again.add_argument("--jobs", type=int, default=2, help="experiments run at once, each in its own process "
+                       "(default 2; 1: one after another)")
     again.set_defaults(func=reproduce)
     url = {"help": "a running service (e.g. http://127.0.0.1:8000); default: compute in this process"}
     arch_help = "KIND,KEY=VALUE,...: kind resnet or mlp, keys depth, alpha, activation, sigma_w, sigma_v, sigma_b"

@@ -48,11 +48,11 @@ def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, t
 def _ensemble_jacobians(arch: Architecture, width: int, seed: int, n_init: int, points, params) -> np.ndarray:
     """max over points of ||df/dx|| for each network: of `params` (an ensemble), or at init."""
     from engine.empirical import input_jacobian_norms
-    from engine.networks import ensemble_member, init_params
+    from engine.networks import ensemble_member, ensemble_members
 
-    ensemble = params if params is not None else init_params(arch, width, 2, seed, n_init=n_init)
-    return np.array([input_jacobian_norms(arch, ensemble_member(ensemble, i), points).max()
-                     for i in range(n_init)])
+    members = (ensemble_members(arch, width, 2, seed, n_init) if params is None
+               else (ensemble_member(params, i) for i in range(n_init)))
+    return np.array([input_jacobian_norms(arch, member, points).max() for member in members])
 
 DECLARED = {"depths": P.depths(max_items=1000, maximum=200), "alphas": P.alphas(16), "width": P.WIDTH,
             "n_init": P.N_INIT, "train_depth": P.DEPTH, "train_alphas": P.alphas(4), "steps": P.STEPS,

@@ -139,3 +139,19 @@ def test_listing_needs_no_jax():
     code = "import sys, engine.experiments as e; e.EXPERIMENTS['digits'].parameters(); print('jax' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     assert experiments.EXPERIMENTS["digits"].description.startswith("The paper's Table 1 protocol")
+
+
+def test_reproduce_in_two_processes_reports_each_experiment_and_a_failure(tmp_path):
+    """jobs=2: each experiment in a spawned worker; the report keeps the given order, and an
+    experiment that fails there is reported while the others still run."""
+    from report.reproduce import reproduce
+
+    overrides = {"spectra": TINY["spectra"][0], "rkhs-vs-curvature": TINY["rkhs-vs-curvature"][0],
+                 "digits": {**TINY["digits"][0], "classes": [3, 3]}}  # a duplicate class: fails when it runs
+    report, failed = reproduce(["rkhs-vs-curvature", "digits", "spectra"], tmp_path, "quick", overrides,
+                               progress=False, jobs=2)
+    assert failed == ["digits"]
+    text = report.read_text()
+    order = [text.index(f"`{name}`, quick scale") for name in ("rkhs-vs-curvature", "digits", "spectra")]
+    assert order == sorted(order) and "**failed**: ParameterError" in text
+    assert (tmp_path / "spectra" / "figure.png").exists() and (tmp_path / "rkhs-vs-curvature" / "data.json").exists()

@@ -48,3 +48,18 @@ def test_pytorch_biases_in_the_structured_ntk(arch):
     fast = empirical_ntk(arch, params, x, parametrization="pytorch")
     reference = empirical_ntk(arch, params, x, parametrization="pytorch", method="jacobian")
     assert np.max(np.abs(fast - reference)) <= 1e-10 * np.max(np.abs(reference))
+
+
+@pytest.mark.parametrize("parametrization", ["ntk", "pytorch"])
+def test_ensemble_members_are_the_ensembles_networks(parametrization):
+    from engine.networks import ensemble_member, ensemble_members
+
+    arch = Architecture("mlp", 3, sigma_b=0.3)
+    ensemble = init_params(arch, 8, 2, 7, parametrization, n_init=3)
+    members = list(ensemble_members(arch, 8, 2, 7, 3, parametrization))
+    assert len(members) == 3
+    for i, member in enumerate(members):
+        expected = ensemble_member(ensemble, i)
+        assert member.keys() == expected.keys()
+        for name, value in member.items():
+            np.testing.assert_array_equal(value, np.asarray(expected[name]))

@@ -123,3 +123,21 @@ def test_new_lr_steps_seed_or_alpha_compile_nothing():
         for _ in range(4):
             params = jax.tree.map(lambda p, g: p - 0.05 * g, params, jax.grad(loss)(params))
         assert run["loss"][0, -1] == pytest.approx(float(loss(params)), rel=1e-10)
+
+
+def test_predictions_after_the_last_step_only_and_keep_best_compiles_one_chunk():
+    """predict_every_record=False: one prediction, the same numbers as the last of every record's;
+    keep_best compiles its chunk once (a weakly typed best loss compiled it a second time)."""
+    from engine import training
+
+    x, y, grid = circle_points(SIX), paper_target(SIX), circle_points(circle_grid(16))
+    args = {"width": 8, "n_init": 2, "optimizer": "adam", "lr": 1e-3, "steps": 6, "record_every": 2, "batch_size": 1,
+            "parametrization": "xavier", "x_test": grid, "keep_best": True}
+    chunks = training._chunk._cache_size()
+    every = train(Architecture("resnet", 3, alpha=0.2), x, y, **args)
+    assert training._chunk._cache_size() == chunks + 1
+    last = train(Architecture("resnet", 3, alpha=0.2), x, y, predict_every_record=False, **args)
+    assert every["predictions"].shape == (4, 2, 16) and last["predictions"].shape == (1, 2, 16)
+    np.testing.assert_array_equal(last["predictions"][0], every["predictions"][-1])
+    np.testing.assert_array_equal(last["best_prediction"], every["best_prediction"])
+    np.testing.assert_array_equal(last["loss"], every["loss"])
