@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -287,25 +287,34 @@ class Jobs:
 
     async def wait(self, key: str, timeout: float) -> Job:
         """The job once it has ended, or as it is after `timeout` seconds. Woken when this
-        process sees its task end; the store is read at least every 0.5 s as well (a job
-        another process runs)."""
-        deadline, loop = time.monotonic() + timeout, asyncio.get_running_loop()
-        while True:
-            event = asyncio.Event()
-            with self._lock:  # registered before the status is read, so no wake-up is missed
-                self._waiters.setdefault(key, []).append((loop, event))
-            try:
+        process sees its task end and, with a shared store, when the store pushes a change of
+        the job (another replica's task); the store is read at least every 0.5 s as well."""
+        deadline = time.monotonic() + timeout
+        with self._woken(key) as woken:
+            while True:
+                woken.clear()  # before the status is read, so no wake-up is missed
                 job = self.get(key)
                 left = deadline - time.monotonic()
                 if job.status not in ACTIVE or left <= 0:
                     return job
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(left, 0.5))
+                    await asyncio.wait_for(woken.wait(), min(left, 0.5))
+
+    @contextlib.contextmanager
+    def _woken(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set when this process sees the job's task end, or (a shared store) the
+        store pushes a change of the job."""
+        with self.changes.watch(key) if self.store.shared else contextlib.nullcontext(asyncio.Event()) as event:
+            entry = (asyncio.get_running_loop(), event)
+            with self._lock:
+                self._waiters.setdefault(key, []).append(entry)
+            try:
+                yield event
             finally:
                 with self._lock:
                     entries = self._waiters.get(key, [])
-                    if (loop, event) in entries:
-                        entries.remove((loop, event))
+                    if entry in entries:
+                        entries.remove(entry)
                     if not entries:
                         self._waiters.pop(key, None)
 
