@@ -5,11 +5,12 @@ files (inputs, results) stay in the data directory, a volume every replica and w
 
 Keys, under the prefix P: P:job:<id> (a hash of the record, plus accessed_at), and sorted sets
 P:created (every job, by creation time), P:status:<status> (by creation time: pages, counts),
-P:ended (ended jobs, by last use: eviction) and P:leases (active jobs, by lease expiry). A
-change that reads before it writes runs as a WATCH/MULTI transaction, so it is atomic across
-replicas; each committed change is published on the channel P:changes (the job id), which
-is how every replica learns of it without polling. Leases use each process's wall clock
-(replicas and workers on one host, or NTP-synchronised hosts).
+P:ended (ended jobs, by last use: eviction; their bytes summed in P:ended_bytes) and P:leases
+(active jobs, by lease expiry). A change that reads before it writes runs as a WATCH/MULTI
+transaction, so it is atomic across replicas; each committed change is published on the
+channel P:changes (the job id), which is how every replica learns of it without polling.
+Leases use each process's wall clock (replicas and workers on one host, or NTP-synchronised
+hosts).
 """
 
 from __future__ import annotations
@@ -49,12 +50,23 @@ redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
-# mark a job used (for eviction), only while it exists
+# mark a job used (for eviction), only while it exists; an ended job's extra bytes count in P:ended_bytes
 _TOUCH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'accessed_at', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'size_bytes', ARGV[2])
-redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[3])
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('INCRBY', KEYS[3], ARGV[2])
+end
+return 1
+"""
+# delete a job's record; an ended job's bytes leave P:ended_bytes
+_DELETE = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  redis.call('DECRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'size_bytes') or '0'))
+end
+redis.call('DEL', KEYS[1])
 return 1
 """
 
@@ -114,6 +126,7 @@ class RedisStore(DataFiles):
                                            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
         self._renew = self._redis.register_script(_RENEW)
         self._touch = self._redis.register_script(_TOUCH)
+        self._delete = self._redis.register_script(_DELETE)
 
     def close(self) -> None:
         self._redis.close()
@@ -168,6 +181,10 @@ class RedisStore(DataFiles):
         elif job.status != new["status"]:
             pipe.zrem(self._index(f"status:{job.status}"), job_id)
         pipe.zadd(self._index(f"status:{new['status']}"), {job_id: created})
+        ended_before = int(raw.get("size_bytes", "0")) if job is not None and job.status not in ACTIVE else 0
+        ended_now = int(new.get("size_bytes", "0")) if new["status"] not in ACTIVE else 0
+        if ended_now != ended_before:
+            pipe.incrby(self._index("ended_bytes"), ended_now - ended_before)
         if new["status"] in ACTIVE:
             pipe.zrem(self._index("ended"), job_id)
             pipe.zadd(self._index("leases"), {job_id: float(new["lease_until"])})
@@ -287,7 +304,7 @@ class RedisStore(DataFiles):
     def touch(self, job_id: str, extra_bytes: int = 0) -> None:
         """Mark a job used (for eviction). Best effort: a read never fails because this write did."""
         try:
-            self._touch(keys=[self._key(job_id), self._index("ended")],
+            self._touch(keys=[self._key(job_id), self._index("ended"), self._index("ended_bytes")],
                         args=[repr(time.time()), extra_bytes, job_id])
         except redis.RedisError as exc:
             log.warning("could not record the use of job %s: %s", job_id, exc)
@@ -296,8 +313,8 @@ class RedisStore(DataFiles):
     def delete(self, job_id: str) -> None:
         """Remove the files first, then the record and its index entries."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._delete(keys=[self._key(job_id), self._index("ended"), self._index("ended_bytes")], args=[job_id])
         with self._redis.pipeline() as pipe:
-            pipe.delete(self._key(job_id))
             for index in ("created", "ended", "leases", *(f"status:{s}" for s in STATUSES)):
                 pipe.zrem(self._index(index), job_id)
             pipe.publish(self._index("changes"), job_id)
@@ -305,7 +322,11 @@ class RedisStore(DataFiles):
 
     @_available
     def evict(self, budget_bytes: int, keep: tuple[str, ...] = ()) -> list[str]:
-        """Delete ended jobs, least recently used first, until they fit in budget_bytes; `keep` is spared."""
+        """Delete ended jobs, least recently used first, until they fit in budget_bytes; `keep` is spared.
+        Their total is kept in P:ended_bytes, so that a store within its budget (the common case,
+        after every job) reads no job's size."""
+        if int(self._redis.get(self._index("ended_bytes")) or 0) <= budget_bytes:
+            return []
         ids = self._redis.zrange(self._index("ended"), 0, -1, desc=True)
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:

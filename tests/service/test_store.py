@@ -177,6 +177,21 @@ def test_a_running_job_lease_is_renewed_by_its_worker_until_taken_over(store):
     assert job.status == "queued" and job.ticket == "t2" and not job.cancel_requested
 
 
+def test_eviction_counts_touched_bytes_and_forgets_deleted_jobs(store):
+    """The ended jobs' total (which Redis keeps as a running sum) follows every change of size and status."""
+    for key in ("5", "6", "7"):
+        make(store, key * 64, "succeeded", size=100)
+        time.sleep(0.01)
+    make(store, "8" * 64, "running", size=1000)  # active: not counted
+    assert store.evict(budget_bytes=300) == []
+    store.touch("5" * 64, extra_bytes=50)  # 350 ended bytes; 5 is now the most recently used
+    store.delete("7" * 64)  # 250
+    assert store.evict(budget_bytes=250) == []
+    store.update("8" * 64, status="failed")  # 1250
+    assert store.evict(budget_bytes=1200) == ["6" * 64]  # least recently used first: 6, then 8, then 5
+    assert store.evict(budget_bytes=1150) == []
+
+
 def test_eviction_is_lru_and_spares_active_jobs(store):
     for key, status in (("1", "succeeded"), ("2", "succeeded"), ("3", "running"), ("4", "succeeded")):
         make(store, key * 64, status, size=100)
