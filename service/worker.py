@@ -5,7 +5,6 @@ JAX code. `run_job` claims a job in the store, calls the engine, and writes the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -15,23 +14,22 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from service.errors import storage_full
-from service.logs import job_context, names_job
+from service.logs import names_job
 from service.results import RESULT_JSON, render_json
 from service.store import SQLiteStore, Store, StoreUnavailable, open_store
+from service.watchdog import Reporter, Watched, watchdog
 
 log = logging.getLogger("reskernel.worker")
 Arrays = dict[str, np.ndarray]
 _cache_lock = threading.Lock()
 _cache_dir: list[Path] = []  # set once per worker process
-_watchdog: list[Watchdog] = []  # started once per worker process
 _stores: dict[tuple[str, str | None, str], tuple[Store, int]] = {}  # (data_dir, url, prefix) -> (store, db inode)
 SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
 JSON_NUMBERS = 65_536  # results of at most this many numbers get their JSON rendered by the worker
@@ -101,118 +99,6 @@ def warm_up() -> None:
         log.exception("warm-up failed")
         return
     log.info("warm-up done in %.1f s", time.perf_counter() - start)
-
-
-class Reporter:
-    """progress(fraction, message) for the engine, throttled: the store is written at most
-    every `interval` seconds, first `interval` after the claim (a small job writes none: its
-    commit sets progress 1); best effort: a store that does not answer skips it. should_stop()
-    reads the watchdog's flag (no store access)."""
-
-    def __init__(self, store: Store, job_id: str, interval: float = 0.2):
-        self.store, self.job_id, self.interval = store, job_id, interval
-        self._written = time.monotonic()  # the claim wrote progress 0 just now; the commit writes 1
-        self.stop = threading.Event()
-
-    def __call__(self, fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if now - self._written >= self.interval:
-            self._written = now
-            try:
-                self.store.update(self.job_id, progress=min(max(float(fraction), 0.0), 1.0), message=message)
-            except StoreUnavailable:
-                log.debug("job %s: progress not recorded (the store does not answer)", self.job_id)
-
-    def should_stop(self) -> bool:
-        return self.stop.is_set()
-
-
-@dataclass
-class _Watched:
-    """A job the watchdog watches: its store, reporter and lease, since when, and when its stop was asked."""
-
-    store: Store
-    report: Reporter
-    grace_s: float
-    ticket: str = ""
-    lease_s: float = 30.0
-    since: float = field(default_factory=time.monotonic)
-    renewed: float = field(default_factory=time.monotonic)  # the claim took the lease
-    stop_asked: float | None = None
-    superseded: bool = False  # the lease was lost: the job was re-queued under another ticket
-
-
-class Watchdog(threading.Thread):
-    """One per worker process (`watchdog()`): watches the store for the jobs running in it and
-    renews their leases (every lease_s / 3). When a job is cancelled or deleted, or its lease
-    is lost (it was re-queued under another ticket: `superseded`), it sets that job's stop flag
-    (the engine stops at its next tile, chunk or step); a job that has not stopped `grace_s`
-    seconds later is marked canceled (unless superseded) and the worker process exits, so that
-    no cancelled work runs on (the Dask nanny starts a fresh worker). A job is first read
-    `interval` seconds after it starts (a small one never is); no thread is started per job."""
-
-    def __init__(self, interval: float = 0.25):
-        super().__init__(daemon=True, name="reskernel-watchdog")
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._jobs: dict[str, _Watched] = {}
-
-    @contextlib.contextmanager
-    def watching(self, store: Store, job_id: str, report: Reporter, grace_s: float, ticket: str = "",
-                 lease_s: float = 30.0) -> Iterator[_Watched]:
-        """Watch job_id (and renew its lease, held under `ticket`) while the block runs."""
-        watched = _Watched(store, report, grace_s, ticket, lease_s)
-        with self._lock:
-            self._jobs[job_id] = watched
-        try:
-            yield watched
-        finally:
-            with self._lock:
-                self._jobs.pop(job_id, None)
-
-    def run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            with self._lock:
-                watched = list(self._jobs.items())
-            for job_id, job in watched:
-                self._check(job_id, job)
-
-    def _check(self, job_id: str, watched: _Watched) -> None:
-        now, store = time.monotonic(), watched.store
-        if watched.stop_asked is None:
-            if now - watched.since < self.interval:
-                return
-            try:
-                job = store.get(job_id)
-                if job is not None and now - watched.renewed >= watched.lease_s / 3:
-                    watched.superseded = not store.renew(job_id, watched.ticket, "running", watched.lease_s)
-                    watched.renewed = now
-            except Exception:  # a store that cannot be read now is asked again
-                return
-            if job is None or job.cancel_requested or watched.superseded:
-                watched.report.stop.set()
-                watched.stop_asked = now
-            return
-        with self._lock:
-            if now - watched.stop_asked < watched.grace_s or job_id not in self._jobs:
-                return
-        with job_context(job_id):
-            log.warning("job %s did not stop within %.0f s of its %s: restarting the worker", job_id,
-                        watched.grace_s, "re-queueing elsewhere" if watched.superseded else "cancellation")
-        with contextlib.suppress(Exception):
-            if store.get(job_id) is not None and not watched.superseded:
-                store.update(job_id, status="canceled", message="canceled (worker restarted)", finished_at=time.time())
-        os._exit(70)
-
-
-def watchdog() -> Watchdog:
-    """This process's watchdog, started on first use."""
-    with _cache_lock:
-        if not _watchdog:
-            _watchdog.append(Watchdog())
-            _watchdog[0].start()
-        return _watchdog[0]
 
 
 def _memmaps(folder: Path, names, shape: tuple[int, ...]) -> Arrays:
@@ -456,7 +342,7 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
         return "store unavailable"
 
 
-def _run(store: Store, job_id: str, operation: str, params: dict, report: Reporter, watched: _Watched) -> str:
+def _run(store: Store, job_id: str, operation: str, params: dict, report: Reporter, watched: Watched) -> str:
     """A claimed job's run: its result committed, or its failure or cancellation recorded."""
     from engine import Cancelled
 

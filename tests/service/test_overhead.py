@@ -14,7 +14,8 @@ from service.executor import Executor
 from service.results import RESULT_JSON, render_json
 from service.settings import Settings
 from service.store import Job
-from service.worker import Reporter, Watchdog, _finish, worker_store
+from service.watchdog import Reporter, Watchdog
+from service.worker import _finish, worker_store
 
 
 class FakeFuture:

@@ -23,7 +23,7 @@ from service.redis_store import RedisStore
 from service.schemas import KernelsRequest
 from service.settings import Settings
 from service.store import STATUSES, Job, SQLiteStore, StoreUnavailable, open_store
-from service.worker import Reporter, Watchdog
+from service.watchdog import Reporter, Watchdog
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
