@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 class Changes:
-    """`watch(job_id)` gives an asyncio.Event set whenever the job may have changed."""
+    """`watch(job_id)` gives an asyncio.Event set whenever the job may have changed: when the
+    store's listener sees a change, or when this process says so (`notify`)."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -27,19 +28,21 @@ class Changes:
         with self._lock:
             return set(self._watchers)
 
-    def _changed(self, job_id: str | None) -> None:
-        """From the listener's thread: wake the watchers of job_id (all of them for None)."""
+    def notify(self, job_id: str | None) -> None:
+        """From any thread: wake the watchers of job_id (all of them for None)."""
         with self._lock:
             woken = [w for key, ws in self._watchers.items() if job_id is None or key == job_id for w in ws]
         for loop, event in woken:
             loop.call_soon_threadsafe(event.set)
 
     @contextmanager
-    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, job_id: str, listen: bool = True) -> Iterator[asyncio.Event]:
+        """With `listen`, the store's listener is started (once) to push its changes; without,
+        only `notify` wakes the event."""
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
-            if self._stop is None:
-                self._stop = self.store.listen(self._changed, self._watched)
+            if listen and self._stop is None:
+                self._stop = self.store.listen(self.notify, self._watched)
             self._watchers.setdefault(job_id, set()).add(entry)
         try:
             yield entry[1]

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,6 @@ class Jobs:
     def __init__(self, settings: Settings, store: Store, executor: Executor):
         self.settings, self.store, self.executor = settings, store, executor
         self.worker_info: dict[str, Any] | None = None  # one worker's versions and devices, once known
-        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
         self._unsettled: set[str] = set()  # jobs whose task ended but whose end could not be recorded
         self._tickets: dict[str, str] = {}  # job id -> the ticket of this process's dispatch (leases it renews)
@@ -225,10 +224,7 @@ class Jobs:
                 with self._lock:
                     self._unsettled.add(key)
             self._announce_end(key)
-        with self._lock:
-            waiters = self._waiters.pop(key, [])
-        for loop, event in waiters:
-            loop.call_soon_threadsafe(event.set)
+        self.changes.notify(key)
 
     def _announce_end(self, key: str) -> None:
         """Tell the `on_end` listeners (the metrics) about an ended job; never raises."""
@@ -290,7 +286,8 @@ class Jobs:
         process sees its task end and, with a shared store, when the store pushes a change of
         the job (another replica's task); the store is read at least every 0.5 s as well."""
         deadline = time.monotonic() + timeout
-        with self._woken(key) as woken:
+        # with a store of its own (SQLite) a job ends only through this process's tasks, whose ends notify
+        with self.changes.watch(key, listen=self.store.shared) as woken:
             while True:
                 woken.clear()  # before the status is read, so no wake-up is missed
                 job = self.get(key)
@@ -299,24 +296,6 @@ class Jobs:
                     return job
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), min(left, 0.5))
-
-    @contextlib.contextmanager
-    def _woken(self, key: str) -> Iterator[asyncio.Event]:
-        """An event set when this process sees the job's task end, or (a shared store) the
-        store pushes a change of the job."""
-        with self.changes.watch(key) if self.store.shared else contextlib.nullcontext(asyncio.Event()) as event:
-            entry = (asyncio.get_running_loop(), event)
-            with self._lock:
-                self._waiters.setdefault(key, []).append(entry)
-            try:
-                yield event
-            finally:
-                with self._lock:
-                    entries = self._waiters.get(key, [])
-                    if entry in entries:
-                        entries.remove(entry)
-                    if not entries:
-                        self._waiters.pop(key, None)
 
     def cancel(self, key: str) -> Job:
         job = self.get(key)
