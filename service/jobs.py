@@ -215,7 +215,7 @@ class Jobs:
             return
         with job_context(key):
             try:
-                self._record_end(key, future, ticket)
+                self._announce_end(self._record_end(key, future, ticket))
             except StoreUnavailable:
                 log.warning("could not record the end of job %s: the store does not answer; its lease will lapse",
                             key)
@@ -223,25 +223,23 @@ class Jobs:
                 log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
                 with self._lock:
                     self._unsettled.add(key)
-            self._announce_end(key)
         self.changes.notify(key)
 
-    def _announce_end(self, key: str) -> None:
-        """Tell the `on_end` listeners (the metrics) about an ended job; never raises."""
-        if not self.on_end:
+    def _announce_end(self, job: Job | None) -> None:
+        """Tell the `on_end` listeners (the metrics) about a job that has ended; never raises."""
+        if job is None or job.status not in TERMINAL:
             return
-        try:
-            job = self.store.get(key)
-            if job is not None and job.status in TERMINAL:
-                for listener in self.on_end:
-                    listener(job)
-        except Exception:
-            log.warning("could not report the end of job %s", key, exc_info=True)
+        for listener in self.on_end:
+            try:
+                listener(job)
+            except Exception:
+                log.warning("could not report the end of job %s", job.id, exc_info=True)
 
-    def _record_end(self, key: str, future: Future, ticket: str) -> None:
+    def _record_end(self, key: str, future: Future, ticket: str) -> Job | None:
+        """Record what the worker could not; the job as it now is (None: deleted)."""
         job = self.store.get(key)
         if job is None or job.ticket != ticket:  # deleted, or re-queued under another ticket since
-            return
+            return job
         if future.status == "error" and job.status in ACTIVE:
             exc = future.exception()
             if type(exc).__name__ == "KilledWorker":
@@ -255,10 +253,12 @@ class Jobs:
                 log.error("job %s: its task failed", key, exc_info=exc)
                 error = _internal("the job's task failed")
             self._end(key, error)
+            job = self.store.get(key)
         # a task cancelled by anything but a cancel (which has ended the job already: the scheduler was lost)
         # leaves its job queued: its lease lapses and it is re-queued
         if future.status == "finished":
             self.store.evict(self.settings.cache_bytes, keep=(key,))
+        return job
 
     def _settle_loop(self) -> None:
         """Every 2 s, record the ends that could not be written when their tasks ended."""
