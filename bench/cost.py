@@ -1,4 +1,4 @@
-"""Benchmark: the rates behind the admission cost model (`service/cost.py`).
+"""Benchmark: the rates behind the admission cost model (`service/operations/cost.py`).
 
     python bench/cost.py              # all rates, 3 repeats each, medians
     python bench/cost.py --repeats 5
@@ -8,7 +8,7 @@ analytic kernel entry-layers per second (ReLU, N = 2048, L = 15) and each activa
 slowdown against ReLU (closed forms at N = 1024, L = 15; quadrature at N = 64, L = 5),
 a training chunk's effective flop rate and per-parameter step cost, the random
 initialisation's cost per parameter, and the dense linear algebra constants. Prints the
-constants to paste into `service/cost.py`.
+constants to paste into `service/operations/cost.py`.
 
 The constants come from the process's CPU time, not the wall clock: this VM is shared, and under
 load the wall clock of the same call varied 5x while its CPU time did not. CPU seconds are the wall
@@ -54,7 +54,7 @@ def main() -> None:
     from engine import Architecture, analytic_kernels
     from engine.networks import init_ensemble
     from engine.training import State, _chunk
-    from service.cost import step_flops, tile_entries
+    from service.operations.cost import step_flops, tile_entries
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}

@@ -30,13 +30,13 @@ import httpx
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repository, not bench/ (whose service.py would shadow it)
 
-from service.app import create_app  # noqa: E402
-from service.executor import Executor  # noqa: E402
-from service.jobs import Jobs  # noqa: E402
+from service.http.app import create_app  # noqa: E402
+from service.http.observability import RequestContext  # noqa: E402
+from service.jobs.executor import Executor  # noqa: E402
+from service.jobs.lifecycle import Jobs  # noqa: E402
 from service.logs import JsonFormatter  # noqa: E402
-from service.observability import RequestContext  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.store import SQLiteStore  # noqa: E402
+from service.store.sqlite import SQLiteStore  # noqa: E402
 
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 
@@ -108,7 +108,7 @@ async def middleware_alone(requests: int) -> dict:
     """RequestContext around an ASGI app that answers 404 at once, called directly (no HTTP client,
     no routing): CPU microseconds per request, the JSON access line included (run after
     `middleware_cost`, which installs the /dev/null handler)."""
-    from service.metrics import Metrics
+    from service.http.metrics import Metrics
 
     async def answer(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 404, "headers": []})

@@ -36,7 +36,7 @@ SMOOTHNESS_EXAMPLE = """example:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service.app import create_app
+    from service.http.app import create_app
 
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("workers", args.workers),
                                    ("dask_address", args.dask_address)) if v is not None}
@@ -44,7 +44,7 @@ def serve(args: argparse.Namespace) -> None:
     # every logger's lines (uvicorn's too: log_config=None) in RESKERNEL_LOG_FORMAT; "trace" is uvicorn's level 5
     configure_logs(settings.log_format, 5 if args.log_level == "trace" else args.log_level.upper())
     logging.getLogger("reskernel").info("data directory %s", settings.data_dir)
-    # the access log is service.observability's (route, request id); uvicorn's own is off
+    # the access log is service.http.observability's (route, request id); uvicorn's own is off
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, log_config=None,
                 access_log=False)
 
@@ -144,12 +144,11 @@ class _Report:
 def _in_process(operation: str, body: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from service.jobs import split_request
-    from service.schemas import OPERATIONS
-    from service.worker import OPERATIONS as RUN
+    from service.jobs.ids import split_request
+    from service.operations.registry import REQUESTS, RUNS
 
     try:
-        request = OPERATIONS[operation].model_validate(body)
+        request = REQUESTS[operation].model_validate(body)
     except ValidationError as exc:
         errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"].removeprefix("Value error, ")}
                   for e in exc.errors()]
@@ -158,7 +157,7 @@ def _in_process(operation: str, body: dict[str, Any], progress: Callable[[float,
     params, inputs = split_request(request)
     with tempfile.TemporaryDirectory() as folder:
         try:
-            values, arrays = RUN[operation](params, inputs, Path(folder), _Report(progress))
+            values, arrays = RUNS[operation](params, inputs, Path(folder), _Report(progress))
         except ValueError as exc:
             raise SystemExit(f"reskernel {operation}: {exc}") from None
         written = {p.stem: np.load(p) for p in Path(folder).glob("*.npy")}

@@ -34,7 +34,7 @@ class Limits:
     queue: int = 256              # jobs queued or running at once
     json_elements: int = 4_000_000  # numbers in a JSON result; larger results are binary only
     event_streams: int = 64       # Server-Sent Events connections open at once
-    # budgets on a request's estimated cost (service/cost.py): 413 for sizes, 422 for time
+    # budgets on a request's estimated cost (`service.operations`): 413 for sizes, 422 for time
     output_bytes: int = 4 * 2**30   # the arrays of one result
     memory_bytes: int = 8 * 2**30   # peak memory of the worker running it
     compute_seconds: int = 3600     # its compute time on this machine (2 cores)

@@ -8,11 +8,11 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.executor import Executor
-from service.jobs import Jobs
+from service.http.app import create_app
+from service.jobs.executor import Executor
+from service.jobs.lifecycle import Jobs
 from service.settings import Limits, Settings
-from service.store import SQLiteStore
+from service.store.sqlite import SQLiteStore
 
 LIMITS = Limits(points=3000, body_bytes=2 * 2**20, json_elements=50_000, depth=200, steps=500_000)
 

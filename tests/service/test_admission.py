@@ -19,13 +19,15 @@ import pytest
 from engine import Architecture, analytic
 from engine.architectures import ACTIVATIONS, QUADRATURE_ACTIVATIONS
 from engine.dual import CLOSED_FORMS
-from service import cost
-from service.app import create_app
-from service.cost import estimate, tile_entries
 from service.errors import LimitExceeded
-from service.jobs import Jobs, job_id, split_request
-from service.limits import check_limits, duration, size
-from service.schemas import OPERATIONS
+from service.http.app import create_app
+from service.jobs.admission import check_limits, duration, size
+from service.jobs.ids import job_id, split_request
+from service.jobs.lifecycle import Jobs
+from service.operations import cost
+from service.operations.cost import tile_entries
+from service.operations.registry import REQUESTS as OPERATIONS
+from service.operations.registry import estimate
 from service.settings import Limits, Settings
 
 pytestmark = pytest.mark.anyio
@@ -238,7 +240,7 @@ PEAK = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     import jax.numpy as jnp
-    from service import worker
+    from service.jobs import worker
 
     def status(key):
         return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines()
@@ -253,7 +255,7 @@ PEAK = textwrap.dedent("""
     base = status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     with tempfile.TemporaryDirectory() as folder:
-        worker.OPERATIONS[operation](params, {k: np.asarray(v) for k, v in inputs.items()}, Path(folder), Report())
+        worker.RUNS[operation](params, {k: np.asarray(v) for k, v in inputs.items()}, Path(folder), Report())
     print(json.dumps({"base": base, "peak": status("VmHWM")}))
 """)
 

@@ -23,8 +23,8 @@ from engine import (
     paper_train_angles,
 )
 from engine import train as engine_train
-from service.app import create_app
-from service.jobs import Jobs
+from service.http.app import create_app
+from service.jobs.lifecycle import Jobs
 
 pytestmark = pytest.mark.anyio
 ARCH = {"kind": "resnet", "depth": 5, "alpha": 0.1}

@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 
 from engine import Architecture, analytic_kernels
-from service.app import create_app
-from service.executor import Executor
-from service.jobs import Jobs
-from service.schemas import ARRAY_FIELDS, OPERATIONS
+from service.http.app import create_app
+from service.jobs.executor import Executor
+from service.jobs.lifecycle import Jobs
+from service.operations.fields import ARRAY_FIELDS
+from service.operations.registry import REQUESTS as OPERATIONS
 from service.settings import Limits, Settings
-from service.store import SQLiteStore
+from service.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"

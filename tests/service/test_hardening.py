@@ -19,12 +19,14 @@ import psutil
 import pytest
 from test_server import ARCH, X, free_port, long_training, serve, stop, wait_until
 
-from service.app import create_app
-from service.jobs import Jobs, job_id, split_request
-from service.results import negotiate
-from service.schemas import KernelsRequest
-from service.store import Job, SQLiteStore
-from service.worker import _finish
+from service.http.app import create_app
+from service.http.results import negotiate
+from service.jobs.ids import job_id, split_request
+from service.jobs.lifecycle import Jobs
+from service.jobs.worker import _finish
+from service.operations.kernels import KernelsRequest
+from service.store.job import Job
+from service.store.sqlite import SQLiteStore
 
 PROBLEM = "application/problem+json"
 
@@ -140,11 +142,11 @@ async def test_error_lists_are_capped(api):
 async def test_bodies_are_parsed_off_the_event_loop(api, monkeypatch):
     import threading
 
-    import service.bodies
+    import service.http.bodies
 
     seen = []
-    original = service.bodies._load
-    monkeypatch.setattr(service.bodies, "_load", lambda raw: seen.append(threading.current_thread()) or original(raw))
+    original = service.http.bodies._load
+    monkeypatch.setattr(service.http.bodies, "_load", lambda raw: seen.append(threading.current_thread()) or original(raw))
     await api.post("/v1/bounds", json={"architecture": ARCH, "width": 64, "input_dim": 2})
     assert seen and seen[0] is not threading.main_thread()
 

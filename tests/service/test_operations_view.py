@@ -18,10 +18,11 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from service.http.app import create_app
 from service.logs import JsonFormatter, TextFormatter, job_context, names_job
 from service.settings import Settings
-from service.store import Job, SQLiteStore
+from service.store.job import Job
+from service.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 ARCH = {"kind": "resnet", "depth": 5, "alpha": 0.1}

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from service import executor as executor_module
-from service import worker
-from service.executor import Executor
-from service.results import RESULT_JSON, render_json
+from service.jobs import executor as executor_module
+from service.jobs import worker
+from service.jobs.executor import Executor
+from service.jobs.watchdog import Reporter, Watchdog
+from service.jobs.worker import _finish, worker_store
 from service.settings import Settings
-from service.store import Job
-from service.watchdog import Reporter, Watchdog
-from service.worker import _finish, worker_store
+from service.store.files import RESULT_JSON, render_json
+from service.store.job import Job
 
 
 class FakeFuture:

@@ -10,9 +10,11 @@ import pytest
 import engine
 from engine.architectures import ACTIVATIONS, KINDS, Architecture
 from service.errors import LimitExceeded
-from service.jobs import job_id, split_request
-from service.limits import check_limits
-from service.schemas import ArchitectureSpec, KernelsRequest, TrainRequest
+from service.jobs.admission import check_limits
+from service.jobs.ids import job_id, split_request
+from service.operations.fields import ArchitectureSpec
+from service.operations.kernels import KernelsRequest
+from service.operations.train import TrainRequest
 from service.settings import Limits
 
 ARCH = {"kind": "resnet", "depth": 5, "alpha": 0.1}
@@ -45,7 +47,7 @@ def test_ids_are_canonical():
 def test_ids_follow_the_numerics_version(monkeypatch):
     body = {"x": [[1.0, 0.0]], "architecture": ARCH}
     before = key(body)
-    monkeypatch.setattr("service.jobs.NUMERICS_VERSION", engine.NUMERICS_VERSION + "-next")
+    monkeypatch.setattr("service.jobs.ids.NUMERICS_VERSION", engine.NUMERICS_VERSION + "-next")
     assert key(body) != before
 
 
@@ -90,7 +92,7 @@ def test_api_process_does_not_import_jax(tmp_path):
     the workers."""
     script = f"""
 import sys, httpx, anyio
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from service.client import Client
 app = create_app(Settings(data_dir={str(tmp_path)!r}))
@@ -113,7 +115,7 @@ print("jax" in sys.modules)
 def test_architecture_numbers_are_bounded_in_the_schema():
     from pydantic import ValidationError
 
-    from service.schemas import ArchitectureSpec
+    from service.operations.fields import ArchitectureSpec
 
     for spec, match in [({"kind": "resnet", "depth": 5, "alpha": 1e200}, "less than or equal to 100"),
                         ({"kind": "resnet", "depth": 10**6}, "less than or equal to 10000"),

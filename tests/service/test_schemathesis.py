@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from test_server import free_port, serve, stop
 
-from service.app import create_app
-from service.jobs import Jobs
+from service.http.app import create_app
+from service.jobs.lifecycle import Jobs
 from service.settings import Limits, Settings
 
 LIMITS = Limits(points=24, dimension=8, depth=6, width_depth=256, n_init=2, steps=40, grid=128, architectures=3,

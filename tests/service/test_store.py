@@ -17,13 +17,17 @@ import redis
 from distributed import LocalCluster
 from test_server import free_port, wait_until
 
-from service.executor import Executor
-from service.jobs import Jobs, split_request
-from service.redis_store import RedisStore
-from service.schemas import KernelsRequest
+from service.jobs.executor import Executor
+from service.jobs.ids import split_request
+from service.jobs.lifecycle import Jobs
+from service.jobs.watchdog import Reporter, Watchdog
+from service.operations.kernels import KernelsRequest
 from service.settings import Settings
-from service.store import STATUSES, Job, SQLiteStore, StoreUnavailable, open_store
-from service.watchdog import Reporter, Watchdog
+from service.store.job import STATUSES, Job
+from service.store.open import open_store
+from service.store.protocol import StoreUnavailable
+from service.store.redis import RedisStore
+from service.store.sqlite import SQLiteStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -1,0 +1,75 @@
+"""The ASGI middleware of the app but for the request context (`observability`) and the token
+(`auth`): the body size limit and the trusted Host header."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.http.problems import problem
+
+
+class BodyLimit:
+    """413 for request bodies over `limit` bytes, by Content-Length or as they stream in."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(scope, receive, send)
+        seen, refused = 0, False
+
+        async def counted() -> dict:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # a streamed body (no Content-Length) that grew too long
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: dict) -> None:
+            if not refused:  # the 413 is the answer; drop what the app says after the disconnect
+                await send(message)
+
+        return await self.app(scope, counted, guarded)
+
+    def _detail(self) -> str:
+        return f"the request body exceeds the limit of {self.limit} bytes"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "Limit exceeded", self._detail(), instance=scope["path"],
+                                  errors=[{"field": "body", "message": self._detail()}])
+        await response(scope, receive, send)
+
+
+class TrustedHosts:
+    """The Host header must name this service (against DNS rebinding); 400 problem+json."""
+
+    def __init__(self, app: ASGIApp, trusted_hosts: tuple[str, ...]):
+        self.app, self.any_host = app, "*" in trusted_hosts
+        self.hosts = {h.lower().strip("[]") for h in trusted_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        if not self.any_host and _hostname(headers.get("host", "")) not in self.hosts:
+            detail = "the Host header names no host this service answers for (RESKERNEL_TRUSTED_HOSTS)"
+            return await problem(400, "Untrusted host", detail, instance=scope["path"])(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _hostname(host: str) -> str:
+    """'example.org' from 'example.org:8000', '::1' from '[::1]:8000'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

@@ -1,0 +1,184 @@
+"""A finished job's result as HTTP: JSON (rendered once, then served from the file), one
+array as `.npy`, or all arrays as `.npz`. ETags are strong: the job id is the content's hash."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import orjson
+from fastapi import Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from service.errors import NotAcceptable, ServiceError
+from service.store.files import RESULT_JSON, render_json, serializable
+from service.store.job import Job
+from service.store.protocol import Store
+
+NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
+INLINE_BYTES = 2**20  # rendered JSON up to this size is read and sent in one piece, larger files streamed
+
+
+def negotiate(accept: str | None) -> str:
+    """The media type to answer with: JSON, .npy or .npz, by the Accept header's quality
+    values (RFC 9110: highest q first, ties in the header's order; q=0 means "not this")."""
+    if not accept or not accept.strip():
+        return JSON
+    ranked = []
+    for order, part in enumerate(accept.split(",")):
+        kind, *options = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranked.append((-quality, order, kind.lower(), quality))
+    for _, _, kind, quality in sorted(ranked):
+        if quality <= 0:
+            break
+        if kind in (NPY, NPZ, JSON):
+            return kind
+        if kind in ("*/*", "application/*"):
+            return JSON
+    raise NotAcceptable(f"cannot answer with {accept!r}; choose {JSON}, {NPY} or {NPZ}")
+
+
+def _meta(store: Store, job: Job) -> dict:
+    path = store.result_dir(job.id) / "meta.json"
+    if not path.exists():
+        raise ServiceError(f"the result files of job {job.id} are missing; submit the request again",
+                           status=410, title="Result gone")
+    return json.loads(path.read_text())
+
+
+def manifest(store: Store, job: Job) -> dict:
+    """What a finished result holds: its scalar values, and each array's shape and URL."""
+    meta = _meta(store, job)
+    links = _links(job, meta["arrays"])
+    return {"values": meta["values"],
+            "arrays": {name: {**spec, "url": links[name]} for name, spec in meta["arrays"].items()}}
+
+
+def _links(job: Job, names) -> dict[str, str]:
+    return {name: f"/v1/jobs/{job.id}/result?array={name}" for name in names}
+
+
+def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: int,
+            array: str | None = None) -> Response:
+    """200 with the result in the negotiated form, or 304 when the client's ETag matches."""
+    kind = negotiate(request.headers.get("accept"))
+    meta = _meta(store, job)
+    arrays = meta["arrays"]
+    suffix = {JSON: "json", NPY: "npy", NPZ: "npz"}[kind]
+    tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{suffix}-{array or ""}"'
+    headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000",
+               "Vary": "Accept"}  # one URL, a representation per Accept
+    if array is not None and array not in arrays:
+        raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
+                           title="No such array", field="array")
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    folder = store.result_dir(job.id)
+    store.touch(job.id)
+    if kind == NPY:
+        if array is None and len(arrays) != 1:
+            raise NotAcceptable(f"the result has {len(arrays)} arrays {sorted(arrays)}: ask for one with "
+                                f"?array=NAME, or for all with Accept: {NPZ}",
+                                extra={"job": job.id, "arrays": _links(job, arrays)},
+                                headers={"Location": f"/v1/jobs/{job.id}"})
+        name = array or next(iter(arrays))
+        return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
+    if kind == NPZ:
+        names = [array] if array else sorted(arrays)
+        return StreamingResponse(_npz(folder, names), media_type=NPZ, headers=headers | {
+            "Content-Disposition": f'attachment; filename="{job.operation}.npz"'})
+    size = sum(math.prod(a["shape"]) for name, a in arrays.items() if array in (None, name))
+    if size > json_limit:
+        raise NotAcceptable(f"the result holds {size} numbers, over the JSON limit of {json_limit}: download "
+                            f"the arrays as {NPY} (one, with ?array=NAME) or {NPZ} (all)",
+                            extra={"job": job.id, "arrays": _links(job, arrays), "values": meta["values"]},
+                            headers={"Location": f"/v1/jobs/{job.id}"})
+    if array is not None:
+        return Response(orjson.dumps(serializable(np.load(folder / f"{array}.npy")),
+                                     option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON, headers=headers)
+
+    def render(f) -> None:
+        f.write(render_json(meta["values"], {name: np.load(folder / f"{name}.npy") for name in arrays}))
+
+    rendered = _rendered(store, job, RESULT_JSON, render)
+    if isinstance(rendered, Path) and rendered.stat().st_size <= INLINE_BYTES:
+        rendered = rendered.read_bytes()
+    if isinstance(rendered, bytes):
+        return Response(rendered, media_type=JSON, headers=headers)
+    return Download(rendered, media_type=JSON, headers=headers)
+
+
+class Download(FileResponse):
+    """A file sent in 4 MiB chunks (the default 64 KiB makes a 16 MB download 5x slower)."""
+
+    chunk_size = 4 * 2**20
+
+
+def _rendered(store: Store, job: Job, name: str, write: Callable[[BinaryIO], None]) -> Path | bytes:
+    """result_dir/name, written once by `write` (atomically) and counted in the job's size;
+    its bytes instead when the disk is full (a read never needs space)."""
+    path = store.result_dir(job.id) / name
+    if not path.exists():
+        temporary = path.with_name(f".{name}.{uuid.uuid4().hex}")
+        try:
+            with open(temporary, "wb") as f:
+                write(f)
+            temporary.replace(path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            if exc.errno != errno.ENOSPC:
+                raise
+            buffer = io.BytesIO()
+            write(buffer)
+            return buffer.getvalue()
+        store.touch(job.id, extra_bytes=path.stat().st_size)
+    return path
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only, unseekable file whose written bytes are taken out as chunks."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _npz(folder: Path, names: list[str]) -> Iterator[bytes]:
+    """An .npz (a zip of .npy members, as numpy writes it) streamed from the result's files:
+    memory stays at one chunk whatever the result's size."""
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name in names:
+            path = folder / f"{name}.npy"
+            with open(path, "rb") as source, archive.open(f"{name}.npy", "w",
+                                                          force_zip64=path.stat().st_size >= 2**31) as member:
+                while chunk := source.read(Download.chunk_size):
+                    member.write(chunk)
+                    yield sink.take()
+    yield sink.take()

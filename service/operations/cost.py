@@ -1,0 +1,199 @@
+"""Admission cost model: what a request would cost the worker, from the validated request alone.
+
+Each operation's module (`service.operations.<name>`) has a `cost(request)`: the bytes of every
+array its worker function writes, its peak memory, and its compute seconds on this 2-core
+machine. Each cost is a list of `Term`s (bytes or seconds, the request field that drives it,
+how it was reckoned); `service.jobs.admission` compares their totals with the budgets. This
+module holds what they share: the measured rates, `Term` and `Cost`, and the common terms.
+
+JAX-free (the API process imports it): the engine's tile shapes are mirrored here and checked
+against `engine.analytic` by the tests. Requests are read with len() and np.ndim() only, so
+array fields may be nested lists or numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.architectures import QUADRATURE_ACTIVATIONS
+from engine.norms import one_norm
+from service.operations.fields import ArchitectureSpec, Model
+
+# Rates measured by `python bench/cost.py` on this 2-core VM, 2026-11-29 (bench/RESULTS.md has the run):
+# medians of 3 calls after a warm-up (compilation excluded), in the process's CPU seconds, because
+# the VM was shared (load average 10-19) and the wall clock of one call varied 5x. CPU seconds are
+# one core's wall time: work that uses both cores runs up to 2x faster than estimated.
+KERNEL_ENTRY_LAYERS_PER_S = 1.0e8     # analytic_kernels, ReLU ResNet, N = 2048 (padded tile entries), L = 15
+# Cost of an entry-layer relative to ReLU (same bench: erf and linear at N = 1024, L = 15; the quadrature
+# activations at N = 64, L = 5, one call). One table: update it when the activations get faster.
+# gelu is a closed form (1.2x ReLU at N = 1024, bench/latency.py); tanh, softplus and sigmoid on points of
+# one norm are Chebyshev interpolants of each layer's dual (tens of ms at N = 256, L = 5: ~50x ReLU's
+# entry-layer, bench/latency.py), and by quadrature (QUADRATURE_FACTOR, bench/cost.py) on points of
+# different norms.
+ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.1, "linear": 0.74, "gelu": 1.2,
+                     "tanh": 50.0, "softplus": 50.0, "sigmoid": 50.0}
+QUADRATURE_FACTOR = {"tanh": 13_900.0, "softplus": 51_800.0, "sigmoid": 16_700.0}
+NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
+                                      # time - P x SECONDS_PER_PARAMETER_STEP)
+SECONDS_PER_PARAMETER_STEP = 7.3e-9   # the same chunk at batch 1 (weight traffic): 19.1 ms a step / P = 2.62 M
+INIT_SECONDS_PER_PARAMETER = 3.7e-8   # init_ensemble, width 2000, depth 5, 2 networks: 2.96 s / 80 M weights
+MATMUL_FLOPS = 4.7e10                 # numpy float64 matmul, n = 2000
+CHOLESKY_S_PER_N3 = 2.5e-11           # scipy cho_factor, n = 2000: seconds / n^3
+EIGVALSH_S_PER_N3 = 3.3e-10           # np.linalg.eigvalsh, n = 2000
+EIGH_S_PER_N3 = 9.1e-10               # np.linalg.eigh, n = 2000
+LSTSQ_S_PER_N3 = 1.4e-9               # np.linalg.lstsq, n = 2000
+ELEMENTWISE_S = 1.1e-8                # np.cos(b * 0.5).sum(-1) per element (the RKHS Gram)
+WORKER_BASE_BYTES = 350 * 2**20       # peak RSS of a width-8 training job run as the worker runs it (JAX
+                                      # loaded: 199 MiB; compiled and run: 349 MiB), measured as test_admission's
+                                      # test_memory_estimate_is_above_a_measured_peak measures
+
+# engine.analytic's tile shapes (tests/service/test_admission.py checks they still agree)
+TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
+IN_FLIGHT_TILES = 4                   # analytic_kernels keeps 2 x cores tiles in flight (2 cores)
+TILE_BYTES_CLOSED = 16 * TILE * TILE * 8  # a closed-form tile's live arrays (a dozen or so)
+TILE_BYTES_QUADRATURE = 80 * 2**20    # a 16 x 16 tile's quadrature nodes (README: tiles hold ~0.3 GB)
+RKHS_MIN_WEIGHT = 1e-12               # engine.smoothness.mu_rkhs's default cut-off weight
+F8 = 8                                # bytes of a float64
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a cost: `amount` (bytes or seconds), the request `field` that drives it,
+    `formula` (how it was reckoned, in words) and `remedy` (what lowers it)."""
+
+    amount: float
+    field: str
+    formula: str
+    remedy: str
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A request's estimated output bytes, peak worker memory bytes and compute seconds."""
+
+    output: list[Term]
+    memory: list[Term]
+    compute: list[Term]
+
+    def total(self, kind: str) -> float:
+        return float(sum(t.amount for t in getattr(self, kind)))
+
+    def driver(self, kind: str) -> Term:
+        """The largest term of `kind`: the field to name when the total is over budget."""
+        return max(getattr(self, kind), key=lambda t: t.amount)
+
+
+def _bucket(n: int, tile: int) -> int:
+    return min(tile, max(MIN_BUCKET, 1 << (n - 1).bit_length()))
+
+
+def tile_entries(n1: int, n2: int | None, quadrature: bool) -> int:
+    """Kernel entries `analytic_kernels(x1 (n1), x2 (n2))` evaluates, padding included: its tiles
+    (upper triangle only when n2 is None, i.e. symmetric) and then the diagonal recursion."""
+    tile = QUADRATURE_TILE if quadrature else TILE
+    symmetric = n2 is None
+    n2 = n1 if n2 is None else n2
+    b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))  # tiles against a few points grow long
+    b2 = _bucket(n2, max(tile, tile * tile // b1))
+    k1, k2 = math.ceil(n1 / b1), math.ceil(n2 / b2)
+    entries = (k1 * (k1 + 1) // 2 if symmetric else k1 * k2) * b1 * b2
+    if symmetric:
+        size = _bucket(n1, TILE)
+        entries += math.ceil(n1 / size) * size
+    return entries
+
+
+def parameters(arch: ArchitectureSpec, width: int, input_dim: int) -> int:
+    """Weights of one finite network (engine.networks' layout)."""
+    n, depth = width, arch.depth
+    matrices = 2 * depth if arch.kind == "resnet" else depth - 1
+    biases = depth * n + 1 if arch.sigma_b > 0 else 0
+    return n * input_dim + matrices * n * n + n + biases
+
+
+def signal_layers(arch: ArchitectureSpec) -> int:
+    """Width-n signals per point in a forward pass (inputs of each hidden matrix and the readout)."""
+    return 2 * arch.depth + 1 if arch.kind == "resnet" else arch.depth
+
+
+def step_flops(arch: ArchitectureSpec, width: int, batch: int, p: int) -> float:
+    """One gradient step of one network on `batch` points: forward and backward (6 B P) and the
+    gradient norm's per-layer Grams (two B x B Grams of 2 B^2 width flops per hidden matrix)."""
+    return 6 * batch * p + 4 * signal_layers(arch) * batch * batch * width
+
+
+def y_columns(y) -> int:
+    """k of y_train (n,) or (n, k), read from its first row only."""
+    return len(y[0]) if np.ndim(y[0]) >= 1 else 1
+
+
+def count_rows(a) -> int:
+    return 0 if a is None else len(a)
+
+
+POINTS = "lower the number of points"
+
+
+def floats(amount: float, field: str, formula: str, remedy: str = POINTS) -> Term:
+    """`amount` float64 numbers, in bytes."""
+    return Term(float(amount) * F8, field, f"{formula} x 8 bytes", remedy)
+
+
+def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "",
+                   sphere: bool = True) -> Term:
+    """Seconds of `analytic_kernels` (n1 x n2 points); `sphere`: all points of one norm (the circle)."""
+    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and not sphere
+    entries = tile_entries(n1, n2, quadrature)
+    factor = QUADRATURE_FACTOR[arch.activation] if quadrature else ACTIVATION_FACTOR[arch.activation]
+    seconds = entries * arch.depth * factor / KERNEL_ENTRY_LAYERS_PER_S
+    formula = (f"{what}{entries} kernel entries x depth {arch.depth} x {arch.activation} cost {factor:g} / "
+               f"{KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second")
+    return Term(seconds, field, formula, f"{POINTS} or the depth, or use relu or erf (closed forms)")
+
+
+def one_norm_each(request: Model) -> bool:
+    """Whether each point set of the request lies on one sphere: then tanh, softplus and sigmoid
+    are interpolated in the correlation and cost about what ReLU costs (the circle experiment's
+    points are on the unit circle)."""
+    for name in ("x", "x2", "x_train", "x_test"):
+        rows = getattr(request, name, None)
+        if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
+            return False
+    return True
+
+
+def kernel_tiles(archs: list[ArchitectureSpec]) -> Term:
+    slow = any(a.activation in QUADRATURE_ACTIVATIONS for a in archs)
+    size = TILE_BYTES_QUADRATURE if slow else TILE_BYTES_CLOSED
+    return Term(IN_FLIGHT_TILES * size, "architecture.activation", f"{IN_FLIGHT_TILES} kernel tiles in flight",
+                "use relu or erf")
+
+
+def worker_base() -> Term:
+    return Term(WORKER_BASE_BYTES, "body", "the worker process with JAX loaded", "")
+
+
+def input_numbers(numbers: int) -> Term:
+    return floats(numbers, "body", f"{numbers} input numbers")
+
+
+def flops(amount: float, field: str, formula: str, remedy: str, rate: float = NETWORK_FLOPS) -> Term:
+    return Term(amount / rate, field, f"{formula} / {rate:.3g} flops per second", remedy)
+
+
+def peak_phase(*phases: list[Term]) -> list[Term]:
+    """The terms of the phase that holds the most memory (phases run one after another)."""
+    return max(phases, key=lambda terms: sum(t.amount for t in terms))
+
+
+def ntk_pass(arch: ArchitectureSpec, width: int, p: int, n1: int, n2: int, field: str,
+             remedy: str = f"{POINTS} or the width") -> tuple[list[Term], float]:
+    """One structured empirical NTK (n1 x n2; n2 = 0: symmetric): its transient memory and its flops."""
+    layers, depth, cols = signal_layers(arch), arch.depth, n2 or n1
+    memory = [floats(6 * layers * (n1 + n2) * width, field, f"signals 6 x {layers} layers x {n1 + n2} points "
+                     f"x width {width}", remedy),
+              floats(3 * depth * n1 * cols, field, f"per-layer Grams 3 x depth {depth} x {n1} x {cols}", remedy)]
+    return memory, 6 * (n1 + n2) * p + 4 * layers * n1 * cols * width

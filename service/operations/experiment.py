@@ -1,0 +1,68 @@
+"""POST /v1/experiments/{name}: one of the paper's experiments, run as a job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.operations.cost import KERNEL_ENTRY_LAYERS_PER_S, NETWORK_FLOPS, WORKER_BASE_BYTES, Cost, Term
+from service.operations.fields import Arrays, Model, Progress
+
+
+class ExperimentRequest(Model):
+    """One of the paper's experiments (GET /v1/experiments lists them and their parameters)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"scale": "quick", "parameters": {"depths": [5]}}]})
+    scale: Literal["quick", "paper"] = Field("quick", description="Parameter set: 'quick' (CPU) or the paper's.")
+    parameters: dict[str, Any] = Field({}, description="Overrides of the scale's parameters, by name.")
+
+
+class ExperimentInfo(BaseModel):
+    name: str
+    title: str
+    description: str
+    quick: dict[str, Any] = Field(description="Parameters at the quick scale (the default).")
+    paper: dict[str, Any] = Field(description="Parameters at the paper's scale.")
+    parameters: dict[str, dict[str, Any]] = Field(description=(
+        "Each parameter's declaration: type ('int', 'float', 'str', 'bool' or 'list[...]'), minimum / maximum / "
+        "exclusive_minimum, choices, min_items / max_items / unique for lists, nullable, and both scales' values."))
+    cost: dict[str, dict[str, int]] = Field(description=(
+        "Cost estimates at both scales: kernel_entry_layers (Gram entries x depth), training_weight_steps "
+        "(networks x steps x samples per step x weights), output_bytes (float64 arrays returned)."))
+
+
+def cost(name: str, counts: dict[str, int]) -> Cost:
+    """The cost of a paper experiment from its own counts (`engine.experiments` `Experiment.cost`:
+    kernel_entry_layers, training_weight_steps = networks x steps x samples x weights, output_bytes)."""
+    field = f"parameters ({name})"
+    kernels = counts.get("kernel_entry_layers", 0) / KERNEL_ENTRY_LAYERS_PER_S
+    training = 6 * counts.get("training_weight_steps", 0) / NETWORK_FLOPS  # forward and backward
+    return Cost(
+        output=[Term(counts.get("output_bytes", 0), field, "the arrays the experiment returns",
+                     "use fewer or smaller curves")],
+        memory=[Term(WORKER_BASE_BYTES, field, "the worker's baseline", "")],
+        compute=[Term(kernels, field, f"{counts.get('kernel_entry_layers', 0):.3g} kernel entries x layers",
+                      "lower the depths, grids or sample sizes"),
+                 Term(training, field, f"{counts.get('training_weight_steps', 0):.3g} weight-steps of training",
+                      "lower the width, steps or networks (the paper scale of the finite-network experiments "
+                      "is GPU work)")])
+
+
+def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+    """One of the paper's experiments: its data, and its figure as figure.png / figure.svg."""
+    from engine import Cancelled
+    from engine.experiments import run as run_experiment
+    from report.figures import save
+
+    def progress(fraction: float, message: str) -> None:
+        report(fraction, message)
+        if report.should_stop():
+            raise Cancelled(f"experiment {params['name']} was cancelled")
+
+    data = run_experiment(params["name"], params["scale"], params["parameters"], progress=progress)
+    save(params["name"], data, folder)
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+    return {k: v for k, v in data.items() if k not in arrays}, arrays

@@ -1,0 +1,179 @@
+"""What the operations share: request field types (arrays read by numpy, strict and finite;
+the architecture), the result array types, and the progress callback their worker functions get.
+
+Field names equal the engine's keywords; unknown keys and non-finite numbers are refused.
+Limits that depend on the settings (points, depth, ...) are checked by `service.jobs.admission`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
+
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Kernel = Literal["nngp", "ntk"]
+Parametrization = Literal["ntk", "standard", "xavier", "pytorch"]
+_NUMBER_TYPES = {int, float}
+
+
+def _numbers(value: Any, ndim: int) -> np.ndarray:
+    """A JSON array of numbers (ndim 1) or of equal-length rows of numbers (ndim 2) as a
+    float64 array, its shape checked before its numbers; strict (no strings, booleans,
+    null) and finite. Raises ValueError with the first problem only."""
+    if not isinstance(value, list) or not value:  # the first problem only; `where` locates an element
+        raise ValueError(f"must be a non-empty array of {'numbers' if ndim == 1 else 'arrays of numbers'}")
+    rows = [value] if ndim == 1 else value
+    if ndim == 2:
+        if not all(isinstance(row, list) for row in rows):
+            raise ValueError("must be an array of arrays of numbers")
+        lengths = set(map(len, rows))
+        if 0 in lengths:
+            raise ValueError(f"row {next(i for i, r in enumerate(rows) if not r)} is empty")
+        if len(lengths) > 1:
+            raise ValueError(f"rows must all have the same length (ragged array: lengths {sorted(lengths)[:5]})")
+    kinds: set[type] = set()
+    for row in rows:
+        kinds.update(map(type, row))
+    if not kinds <= _NUMBER_TYPES:
+        bad = next(t for t in kinds if t not in _NUMBER_TYPES)
+        where = next((i, j) for i, row in enumerate(rows) for j, v in enumerate(row) if type(v) is bad)
+        raise PydanticCustomError("array_element", "must be a number, got {kind}",
+                                  {"kind": _json_type(bad), "where": where[1:] if ndim == 1 else where})
+    try:
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise ValueError("holds an integer too large for float64") from None
+    finite = np.isfinite(array)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise PydanticCustomError("finite_number", "must be a finite number (NaN, Infinity and numbers beyond "
+                                  "float64 are refused)", {"where": where})
+    return array
+
+
+def _json_type(kind: type) -> str:
+    return {str: "a string", bool: "a boolean", type(None): "null", dict: "an object", list: "an array"}.get(
+        kind, kind.__name__)
+
+
+def _array_type(ndim: int, schema: dict[str, Any]) -> Any:
+    return Annotated[np.ndarray, PlainValidator(lambda v: _numbers(v, ndim)),
+                     PlainSerializer(lambda a: a.tolist(), when_used="json"), WithJsonSchema(schema)]
+
+
+_VALUES_SCHEMA = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+_POINTS_SCHEMA = {"type": "array", "minItems": 1, "items": _VALUES_SCHEMA}
+Points = _array_type(2, _POINTS_SCHEMA)
+Values = _array_type(1, _VALUES_SCHEMA)
+
+
+def _targets(value: Any) -> np.ndarray:
+    """(n,) or (n, k): the rank follows the first entry."""
+    return _numbers(value, 2 if isinstance(value, list) and value and isinstance(value[0], list) else 1)
+
+
+Targets = Annotated[np.ndarray, PlainValidator(_targets), PlainSerializer(lambda a: a.tolist(), when_used="json"),
+                    WithJsonSchema({"anyOf": [_VALUES_SCHEMA, _POINTS_SCHEMA]})]
+
+
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32,
+                                      description="Random seed (explicit: equal requests give equal results).")]
+
+
+def _unique(items: list[str]) -> list[str]:
+    """Unique entries, in one canonical order (so equal requests have one job id)."""
+    if len(set(items)) != len(items):
+        raise ValueError("entries must be unique")
+    return sorted(items)
+
+
+Kernels = Annotated[list[Kernel], Field(min_length=1, max_length=2, description="Which kernels to compute.",
+                                         json_schema_extra={"uniqueItems": True}), AfterValidator(_unique)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, arbitrary_types_allowed=True)
+
+
+class ArchitectureSpec(Model):
+    """A ResNet (paper eq. 6) or MLP (eq. 1); exactly the engine's `Architecture` keys."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "resnet", "depth": 5, "alpha": 0.1}]})
+    kind: Literal[KINDS] = Field(description="Network family.")
+    depth: int = Field(ge=1, le=MAX_DEPTH, description="Residual blocks L (resnet) or hidden layers (mlp). Also "
+                       "at most the service's depth limit, and shallow enough that the kernel of a unit input stays "
+                       "within [1e-300, 1e300] (the error names the layer where it would not).")
+    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")
+    sigma_w: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Weight scale sigma_w.")
+    sigma_v: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Residual-branch weight scale sigma_v.")
+    alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the MLP).")
+    sigma_b: Number = Field(0.0, ge=0, le=MAX_SCALE, description="Bias scale (0 = no biases).")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ArchitectureSpec:
+        Architecture.from_dict(self.model_dump())  # the engine's checks (plain numpy): kernel within float64
+        return self
+
+    @model_validator(mode="after")
+    def _canonical(self) -> ArchitectureSpec:
+        """The MLP has no residual branch: its alpha and sigma_v are set to their defaults."""
+        if self.kind == "mlp":
+            self.alpha, self.sigma_v = 1.0, 1.0
+        return self
+
+
+def same_dimension(*pairs: tuple[str, np.ndarray | None]) -> None:
+    present = [(name, x.shape[1]) for name, x in pairs if x is not None]
+    if len({d for _, d in present}) > 1:
+        raise ValueError("points must share one dimension d; got " + ", ".join(f"{n} d={d}" for n, d in present))
+
+
+CIRCLE = [[1.0, 0.0], [0.5, 0.8660254037844386], [-0.5, 0.8660254037844386], [-1.0, 0.0]]
+
+
+class NetworkFields(Model):
+    architecture: ArchitectureSpec
+    width: int = Field(ge=1, description="Hidden width n.")
+    n_init: int = Field(1, ge=1, description="Independent initialisations.")
+    seed: Seed = 0
+    parametrization: Parametrization = Field("ntk", description=(
+        "Initialisation: 'ntk' (N(0, 1), scaled by sigma / sqrt(fan_in)), 'standard' (LeCun, std sigma / "
+        "sqrt(fan_in)), 'xavier' (Glorot Gaussian, std sigma sqrt(2 / (fan_in + fan_out)), the paper's Figs. 3-4), "
+        "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5)."))
+
+
+ARRAY_FIELDS = ("x", "x2", "x_train", "y_train", "x_test", "train_angles", "targets", "samples")  # read as numpy
+
+Matrix = list[list[float]]  # a result's 2-D array in JSON
+Arrays = dict[str, np.ndarray]  # a worker function's input or result arrays, by field name
+
+
+class Progress(Protocol):
+    """What a worker function reports to: progress(fraction, message), and whether to stop
+    (polled between tiles, chunks or steps; then it raises `engine.Cancelled`)."""
+
+    def __call__(self, fraction: float, message: str) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+# A worker function: (the request's scalar parameters, its input arrays, the folder to write large
+# arrays into, progress) -> (the result's values, its arrays). It imports the engine (JAX) itself.
+Run = Callable[[dict[str, Any], Arrays, Path, Progress], tuple[dict[str, Any], Arrays]]

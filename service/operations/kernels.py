@@ -1,0 +1,74 @@
+"""POST /v1/kernels: analytic NNGP / NTK Gram matrices K(x, x2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.operations.cost import (
+    POINTS,
+    Cost,
+    count_rows,
+    floats,
+    input_numbers,
+    kernel_seconds,
+    kernel_tiles,
+    one_norm_each,
+    worker_base,
+)
+from service.operations.fields import ArchitectureSpec, Arrays, Kernels, Matrix, Model, Points, Progress, same_dimension
+from service.store.files import open_memmaps
+
+SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
+
+
+CIRCLE = [[1.0, 0.0], [0.5, 0.8660254037844386], [-0.5, 0.8660254037844386], [-1.0, 0.0]]
+
+
+class KernelsRequest(Model):
+    """Analytic NNGP / NTK Gram matrices K(x, x2)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"x": CIRCLE, "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, "kernels": ["nngp", "ntk"]}]})
+    x: Points = Field(description="Points (N1, d).")
+    x2: Points | None = Field(None, description="Second point set (N2, d); null means x (symmetric).")
+    architecture: ArchitectureSpec
+    kernels: Kernels = Field(["nngp", "ntk"])
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> KernelsRequest:
+        same_dimension(("x", self.x), ("x2", self.x2))
+        return self
+
+
+class KernelsResult(BaseModel):
+    nngp: Matrix | None = None
+    ntk: Matrix | None = None
+    shape: list[int]
+
+
+def cost(r: KernelsRequest) -> Cost:
+    n1, n2, d, arch = len(r.x), count_rows(r.x2) or len(r.x), len(r.x[0]), r.architecture
+    field = "x2" if r.x2 is not None and n2 > n1 else "x"
+    output = [floats(len(r.kernels) * n1 * n2, field, f"{len(r.kernels)} kernel(s) x {n1} x {n2} points",
+                     f"{POINTS} (x, x2) or ask for one kernel")]
+    # the Gram matrices go to disk
+    memory = [worker_base(), input_numbers((n1 + count_rows(r.x2)) * d), kernel_tiles([arch])]
+    compute = [kernel_seconds(n1, None if r.x2 is None else n2, arch, field, sphere=one_norm_each(r))]
+    return Cost(output, memory, compute)
+
+
+def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+    from engine import Architecture, analytic_kernels
+
+    x, x2 = inputs["x"], inputs.get("x2")
+    shape = (len(x), len(x if x2 is None else x2))
+    small = 8 * shape[0] * shape[1] <= SMALL_RESULT_BYTES  # in memory, saved by _finish: no file to map
+    out = ({name: np.empty(shape) for name in params["kernels"]} if small
+           else open_memmaps(folder, params["kernels"], shape))
+    analytic_kernels(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"], out=out,
+                     progress=lambda done, total: report(done / total, f"{done}/{total} tiles"),
+                     should_stop=report.should_stop)
+    return {"shape": list(shape)}, out if small else {}

@@ -1,0 +1,166 @@
+"""POST /v1/smoothness: the paper's circle experiment, mu of each architecture's interpolant."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.operations.cost import (
+    CHOLESKY_S_PER_N3,
+    ELEMENTWISE_S,
+    LSTSQ_S_PER_N3,
+    RKHS_MIN_WEIGHT,
+    Cost,
+    Term,
+    count_rows,
+    floats,
+    input_numbers,
+    kernel_seconds,
+    kernel_tiles,
+    peak_phase,
+    worker_base,
+)
+from service.operations.fields import ArchitectureSpec, Arrays, Kernel, Matrix, Model, Number, Progress, Values
+
+
+class SmoothnessRequest(Model):
+    """The paper's circle experiment: interpolate samples of a target on the unit circle
+    with each architecture's kernel and measure the interpolant's smoothness mu."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"architectures": [
+        {"kind": "mlp", "depth": 5}, {"kind": "resnet", "depth": 5, "alpha": 1.0},
+        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}],
+        # the rules below as JSON Schema says them: one training set, or samples alone
+        "anyOf": [
+            {"required": ["n_train"], "properties": {"n_train": {"type": "integer"}, "train_angles": {"type": "null"}}},
+            {"required": ["train_angles"], "properties": {"train_angles": {"type": "array"},
+                                                          "n_train": {"type": "null"}}},
+            {"required": ["samples"], "properties": {"samples": {"type": "array"}, "architectures": {"maxItems": 0},
+                                                     "measure": {"const": "curvature"}}}]})
+    architectures: list[ArchitectureSpec] = Field([], description="Architectures to compare.")
+    n_train: int | None = Field(None, ge=1, description="The paper's n equispaced training angles.")
+    train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
+    targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
+    kernel: Kernel = "ntk"
+    ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
+    n_grid: int = Field(4096, ge=8, description="Uniform grid on which mu is measured.")
+    measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
+    bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")
+    cutoff: int | None = Field(None, ge=1, description="RKHS measure: highest harmonic kept (null = automatic).")
+    samples: Values | None = Field(None, description="Also measure these values of a function on the uniform grid.")
+
+    @model_validator(mode="after")
+    def _training_set(self) -> SmoothnessRequest:
+        if not self.architectures and self.samples is None:
+            raise ValueError("give architectures, samples, or both")
+        if self.architectures and (self.n_train is None) == (self.train_angles is None):
+            raise ValueError("give exactly one of n_train and train_angles")
+        n = self.n_train if self.train_angles is None else len(self.train_angles)
+        if self.targets is not None and len(self.targets) != n:
+            raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
+        if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
+            raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
+        if self.measure == "curvature":  # the RKHS parameters do not apply: one job id whatever they are
+            self.bandwidth, self.cutoff = 0.5, None
+        return self
+
+
+class MuResult(BaseModel):
+    architecture: ArchitectureSpec | None = None
+    mu: float
+    norm_f: float | None = None
+    norm_gauss: float | None = None
+    bandwidth: float | None = None
+    cutoff: int | None = None
+
+
+class SmoothnessResult(BaseModel):
+    results: list[MuResult]
+    samples: MuResult | None = None
+    angles: list[float]
+    interpolants: Matrix | None = None
+    train_angles: list[float] | None = None
+    train_values: list[float] | None = None
+
+
+def _rkhs_cutoff(cutoff: int | None, bandwidth: float, n_grid: int) -> int:
+    """mu_rkhs's harmonics kept: the cut-off, or where exp(-bw^2 k^2 / 2) < RKHS_MIN_WEIGHT; < n_grid / 2."""
+    if cutoff is None:  # bounded before floor(): a bandwidth of 1e-320 gives inf
+        cutoff = math.floor(min(math.sqrt(-2 * math.log(RKHS_MIN_WEIGHT)) / bandwidth, n_grid))
+    return max(1, min(cutoff, n_grid // 2 - 1))
+
+
+def _rkhs(n: int, harmonics: int, field: str) -> tuple[Term, Term]:
+    """mu_rkhs's (n, n, 2c + 1) Gram and its least-squares solve: (memory, compute)."""
+    entries = n * n * (2 * harmonics + 1)
+    formula = f"the RKHS Gram {n} x {n} x {2 * harmonics + 1} harmonics"
+    remedy = "lower the training angles, raise bandwidth or lower cutoff"
+    return (floats(3 * entries, field, f"3 x {formula}", remedy),
+            Term(entries * ELEMENTWISE_S + n**3 * LSTSQ_S_PER_N3, field, formula, remedy))
+
+
+def cost(r: SmoothnessRequest) -> Cost:
+    archs, g, rkhs = r.architectures, r.n_grid, r.measure == "rkhs"
+    n = 0 if not archs else (r.n_train if r.train_angles is None else len(r.train_angles))
+    n_field = "n_train" if r.train_angles is None else "train_angles"
+    grid_field = "n_grid" if g >= n else n_field
+    samples = count_rows(r.samples)
+    a = len(archs)
+    output = [floats(g if archs else samples, "n_grid", "the angle grid")]
+    if archs:
+        output += [floats(a * g, "architectures", f"{a} interpolants x n_grid {g}",
+                          "lower the number of architectures or n_grid"), floats(2 * n, n_field, "training set")]
+    curves = floats(2 * a * g, "architectures", f"2 x {a} interpolants x n_grid {g}",
+                    "lower the number of architectures or n_grid")
+    fit = [floats(5 * n * n, n_field, f"5 copies of the {n} x {n} training Gram", "lower the training angles"),
+           floats(g * n + 4 * g, grid_field, f"the n_grid {g} x {n} grid-train Gram",
+                  "lower n_grid or the training angles")]
+    memory, compute = [worker_base(), input_numbers(2 * n + samples), kernel_tiles(archs), curves], []
+    phases = [fit] if archs else []
+    for i, arch in enumerate(archs):
+        compute += [kernel_seconds(n, None, arch, n_field, f"architectures.{i}, training Gram: "),
+                    kernel_seconds(g, n, arch, grid_field, f"architectures.{i}, grid-train Gram: "),
+                    Term(n**3 * CHOLESKY_S_PER_N3, n_field, f"Cholesky of {n} x {n}", "lower the training angles")]
+    if rkhs and archs:
+        mem, sec = _rkhs(n, _rkhs_cutoff(r.cutoff, r.bandwidth, g), n_field)
+        phases.append([mem])
+        compute.append(Term(a * sec.amount, n_field, f"{a} x {sec.formula}", sec.remedy))
+    if rkhs and samples and archs:
+        mem, sec = _rkhs(n, _rkhs_cutoff(r.cutoff, r.bandwidth, samples), n_field)
+        phases.append([mem])
+        compute.append(sec)
+    return Cost(output, memory + (peak_phase(*phases) if phases else []), compute)
+
+
+def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+    from engine import Architecture, circle_grid, circle_interpolation, mu_curvature, mu_rkhs
+
+    rkhs = {"bandwidth": params["bandwidth"], "cutoff": params["cutoff"]}
+    results, curves, fit = [], [], None
+    specs = params["architectures"]
+    for i, spec in enumerate(specs):
+        fit = circle_interpolation(Architecture.from_dict(spec), params["n_train"], kernel=params["kernel"],
+                                   ridge=params["ridge"], n_grid=params["n_grid"], target=inputs.get("targets"),
+                                   train_angles=inputs.get("train_angles"))
+        entry = {"architecture": spec, "mu": fit["mu"]}
+        if params["measure"] == "rkhs":
+            entry |= mu_rkhs(fit["interpolant"], fit["train_angles"], fit["train_values"], **rkhs)
+        results.append(entry)
+        curves.append(fit["interpolant"])
+        report((i + 1) / len(specs), f"{i + 1}/{len(specs)} architectures")
+    meta: dict[str, Any] = {"results": results}
+    arrays = {"angles": circle_grid(params["n_grid"])}
+    if fit is not None:
+        arrays |= {"interpolants": np.stack(curves), "train_angles": fit["train_angles"],
+                   "train_values": fit["train_values"]}
+    samples = inputs.get("samples")
+    if samples is not None:
+        meta["samples"] = ({"mu": mu_curvature(samples)} if params["measure"] == "curvature"
+                           else mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs))
+        if fit is None:
+            arrays["angles"] = circle_grid(len(samples))
+    return meta, arrays

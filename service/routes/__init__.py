@@ -1,1 +1,0 @@
-"""One module per resource: operations (POST /v1/<operation>), jobs, health."""
