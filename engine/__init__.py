@@ -5,6 +5,37 @@ JAX (the service's API process relies on that).
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names' real types for the type checker; at run time they load on first use
+    from engine.analytic import KERNELS as KERNELS
+    from engine.analytic import Cancelled as Cancelled
+    from engine.analytic import analytic_diagonal as analytic_diagonal
+    from engine.analytic import analytic_kernels as analytic_kernels
+    from engine.architectures import ACTIVATIONS as ACTIVATIONS
+    from engine.architectures import Architecture as Architecture
+    from engine.bounds import jacobian_bounds as jacobian_bounds
+    from engine.empirical import empirical_nngp as empirical_nngp
+    from engine.empirical import empirical_ntk as empirical_ntk
+    from engine.empirical import input_jacobian_norms as input_jacobian_norms
+    from engine.networks import apply as apply
+    from engine.networks import ensemble_member as ensemble_member
+    from engine.networks import init_params as init_params
+    from engine.regression import Prediction as Prediction
+    from engine.regression import gram_regression as gram_regression
+    from engine.regression import kernel_regression as kernel_regression
+    from engine.smoothness import circle_grid as circle_grid
+    from engine.smoothness import circle_interpolation as circle_interpolation
+    from engine.smoothness import circle_points as circle_points
+    from engine.smoothness import mu_curvature as mu_curvature
+    from engine.smoothness import mu_rkhs as mu_rkhs
+    from engine.smoothness import paper_target as paper_target
+    from engine.smoothness import paper_train_angles as paper_train_angles
+    from engine.spectra import circle_spectrum as circle_spectrum
+    from engine.spectra import gram_spectrum as gram_spectrum
+    from engine.spectra import kernel_profile as kernel_profile
+    from engine.training import lr_bound as lr_bound
+    from engine.training import train as train
 
 # Bump when a change alters any computed number: the service's cached results are keyed by it.
 NUMERICS_VERSION = "3"
@@ -43,7 +74,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
     value = getattr(import_module(f"engine.{_EXPORTS[name]}"), name)
@@ -51,5 +82,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

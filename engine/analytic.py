@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+from jax import Array, lax
+from numpy.typing import ArrayLike, DTypeLike
 
 from engine.architectures import Architecture, Family, check_architecture
 from engine.chebyshev import interpolated_dual
@@ -37,16 +39,17 @@ METHODS = ("closed", "chebyshev", "quadrature")
 FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
-def hyperparameters(arch: Architecture, dtype) -> tuple[np.ndarray, np.ndarray]:
+def hyperparameters(arch: Architecture, dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth).
     (Host arrays: jit moves them faster than jnp.asarray does.)"""
     numbers = np.array([arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2])
     return numbers.astype(dtype), np.asarray(arch.depth, np.int32)
 
 
-def _pair_dual(family: Family, method: str, s11, s12, s22):
+def _pair_dual(family: Family, method: str, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     """(T, Tdot) for the pairs of a tile; for "chebyshev", s11 and s22 are scalars."""
     act = family.activation
     if method == "closed":
@@ -55,7 +58,7 @@ def _pair_dual(family: Family, method: str, s11, s12, s22):
         return quadrature_dual(act, s11, s12, s22)
     rho, norm = correlation(s11, s12, s22)
 
-    def exact():
+    def exact() -> tuple[Array, Array]:
         flat = (rho * norm).reshape(-1, FALLBACK_CHUNK)
         t, tdot = lax.map(lambda c: quadrature_dual(act, s11, c, s22), flat)
         return t.reshape(rho.shape), tdot.reshape(rho.shape)
@@ -63,7 +66,7 @@ def _pair_dual(family: Family, method: str, s11, s12, s22):
     return interpolated_dual(lambda nodes: quadrature_dual(act, s11, nodes * norm, s22), rho, exact)
 
 
-def _diagonal_t(family: Family, method: str, s):
+def _diagonal_t(family: Family, method: str, s: Array) -> Array:
     """T(s, s, s) for the diagonal variances s."""
     if method == "closed":
         return CLOSED_FORMS[family.activation](s, s, s)[0]
@@ -71,8 +74,8 @@ def _diagonal_t(family: Family, method: str, s):
     return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
 
 
-def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, depth, q12, q11, q22,
-               diagonal: bool = False) -> dict[str, jnp.ndarray]:
+def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Array, depth: Array, q12: Array,
+               q11: Array, q22: Array, diagonal: bool = False) -> dict[str, Array]:
     """Entrywise recursions (shared/docs/kernels.md section 2) for pairs with q12 = x.x'/d.
 
     q11, q22: q of the first and second points of each pair, broadcastable against q12
@@ -86,10 +89,10 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
     # Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times
     # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
     # XLA then fuses each layer into a single pass over the tile instead of four.
-    def pair(s11, s12, s22):
+    def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
         return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
 
-    def diag(s11, s22):
+    def diag(s11: Array, s22: Array) -> tuple[Array, Array]:
         if method == "chebyshev":  # two scalars: one quadrature call
             t = _diagonal_t(family, method, jnp.stack([s11, s22]))
             return t[0], t[1]
@@ -97,7 +100,7 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
 
     if family.kind == "resnet":
 
-        def layer(_, carry):
+        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
             k11, k22, z = carry
             k12, th = z.real, z.imag
             s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
@@ -112,7 +115,7 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
         out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
     else:
 
-        def layer(_, carry):
+        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
             s11, s22, z = carry
             s12, th = z.real, z.imag
             t12, tdot12 = pair(s11, s12, s22)
@@ -130,7 +133,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper, dep
 
 
 @partial(jax.jit, static_argnames=("family", "method", "kernels"))
-def _tile(q12, q11, q22, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
+def _tile(q12: Array, q11: Array, q22: Array, hyper: Array, depth: Array, *, family: Family, method: str,
+          kernels: tuple[str, ...]) -> dict[str, Array]:
     """One Gram tile: q12 (b1, b2), q11 (b1,), q22 (b2,) (scalars for "chebyshev")
     -> {name: (b1, b2)}."""
     if method != "chebyshev":
@@ -139,7 +143,8 @@ def _tile(q12, q11, q22, hyper, depth, *, family: Family, method: str, kernels: 
 
 
 @partial(jax.jit, static_argnames=("family", "method", "kernels"))
-def _diagonal(q, hyper, depth, *, family: Family, method: str, kernels: tuple[str, ...]):
+def _diagonal(q: Array, hyper: Array, depth: Array, *, family: Family, method: str,
+              kernels: tuple[str, ...]) -> dict[str, Array]:
     """K(x, x) for q = x.x/d of shape (n,) -> {name: (n,)}."""
     return _recursion(family, method, kernels, hyper, depth, q, q, q, diagonal=True)
 
@@ -152,7 +157,7 @@ def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
     return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
 
 
-def check_points(x, name: str) -> np.ndarray:
+def check_points(x: ArrayLike, name: str) -> np.ndarray:
     """x as a float64 (n, d) array, or ValueError naming `name` (ragged, empty, NaN/Inf)."""
     try:
         x = np.asarray(x, dtype=np.float64)
@@ -165,7 +170,7 @@ def check_points(x, name: str) -> np.ndarray:
     return x
 
 
-def check_pair(x1, x2) -> tuple[np.ndarray, np.ndarray | None]:
+def check_pair(x1: ArrayLike, x2: ArrayLike | None) -> tuple[np.ndarray, np.ndarray | None]:
     """`check_points` of x1 and of x2 (None stays None), which must share the dimension d."""
     x1 = check_points(x1, "x1")
     x2 = None if x2 is None else check_points(x2, "x2")
@@ -202,7 +207,7 @@ def _pad(a: np.ndarray, size: int, value: float) -> np.ndarray:
     return np.pad(a, width, constant_values=value)
 
 
-def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
+def analytic_diagonal(x: ArrayLike, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
                       dtype: str = "float64") -> dict[str, np.ndarray]:
     """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}.
 
@@ -227,8 +232,8 @@ def analytic_diagonal(x, *, arch: Architecture, kernels: Sequence[str] = KERNELS
 
 
 def analytic_kernels(
-    x1, x2=None, *, arch: Architecture, kernels: Sequence[str] = KERNELS, dtype: str = "float64",
-    progress: Progress | None = None, out: Mapping[str, np.ndarray] | None = None,
+    x1: ArrayLike, x2: ArrayLike | None = None, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
+    dtype: str = "float64", progress: Progress | None = None, out: Mapping[str, np.ndarray] | None = None,
     should_stop: Callable[[], bool] | None = None, workers: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Analytic NNGP/NTK Gram matrices of the infinitely wide `arch`.
@@ -245,7 +250,7 @@ def analytic_kernels(
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     symmetric = x2 is None
-    xb = x1 if symmetric else x2
+    xb = x1 if x2 is None else x2
     n1, n2, d = x1.shape[0], xb.shape[0], x1.shape[1]
     result = _outputs(out, kernels, (n1, n2), dt)
 
@@ -260,7 +265,7 @@ def analytic_kernels(
     static = {"family": arch.family, "method": method, "kernels": kernels}
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
 
-    def compute(block):
+    def compute(block: tuple[int, int]) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
         i, j = block
         xi, xj = x1[i:i + b1], xb[j:j + b2]
         q12 = _pad(xi @ xj.T / d, b1, 0.0)
@@ -311,15 +316,15 @@ def analytic_kernels(
 class _Serial:
     """ThreadPoolExecutor's submit, run in the calling thread."""
 
-    def submit(self, fn, *args) -> Future:
-        future = Future()
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
         future.set_result(fn(*args))
         return future
 
     def __enter__(self) -> _Serial:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
 
@@ -327,7 +332,8 @@ class Cancelled(Exception):
     """A long computation stopped because its caller asked it to."""
 
 
-def _outputs(out, kernels, shape, dt) -> dict[str, np.ndarray]:
+def _outputs(out: Mapping[str, np.ndarray] | None, kernels: tuple[str, ...], shape: tuple[int, int],
+             dt: np.dtype) -> dict[str, np.ndarray]:
     if out is None:
         return {k: np.empty(shape, dtype=dt) for k in kernels}
     missing = [k for k in kernels if k not in out]

@@ -30,11 +30,11 @@ def jacobian_bounds(arch: Architecture, width: int, input_dim: int, c_phi: float
     per_layer = {"mlp": math.log(3 * c_phi * sw), "resnet": math.log1p(9 * arch.alpha * c_phi * sv * sw)}
     log_b = {"mlp": math.log(2 * c_phi * sw**2 * front) + (depth - 1) * per_layer["mlp"],
              "resnet": math.log(2 * sw * front) + depth * per_layer["resnet"]}
-    for kind, value in log_b.items():
-        if value > _LOG_MAX:
+    for kind, log_value in log_b.items():
+        if log_value > _LOG_MAX:
             first = log_b[kind] - (depth - 1 if kind == "mlp" else depth) * per_layer[kind]
             limit = math.floor((_LOG_MAX - first) / per_layer[kind]) + (kind == "mlp")
-            raise ValueError(f"the bound B_{kind} = 10^{value / math.log(10):.1f} at depth {depth} overflows "
+            raise ValueError(f"the bound B_{kind} = 10^{log_value / math.log(10):.1f} at depth {depth} overflows "
                              f"float64 (from depth {limit + 1} on); use depth <= {limit}")
     b_mlp, b_resnet = math.exp(log_b["mlp"]), math.exp(log_b["resnet"])
     root = math.exp((math.log(c_phi * sw) + (depth - 1) * per_layer["mlp"]) / depth)

@@ -52,7 +52,7 @@ def clenshaw(coef: Array, x: Array) -> Array:
     x2 = 2.0 * x
     top = coef.shape[0] - 1
 
-    def step(i, b):
+    def step(i: Array, b: tuple[Array, Array]) -> tuple[Array, Array]:
         b1, b2 = b
         return coef[top - i] + x2 * b1 - b2, b1
 
@@ -80,13 +80,13 @@ def interpolated_dual(
         scale = jnp.maximum(jnp.max(jnp.abs(values), axis=1), jnp.finfo(dtype).tiny)
         accurate = jnp.all(jnp.sum(jnp.abs(coef[:, -TAIL:]), axis=1) <= TOLERANCE * scale)
 
-        def use():
+        def use() -> tuple[Array, Array]:
             return clenshaw(coef[0], rho), clenshaw(coef[1], rho)
 
         if level + 1 == len(DEGREES):
             return lax.cond(accurate, use, exact)
 
-        def refine():
+        def refine() -> tuple[Array, Array]:
             finer = DEGREES[level + 1]
             old = np.arange(0, finer + 1, finer // degree)  # the points already sampled
             new = np.setdiff1d(np.arange(finer + 1), old)

@@ -9,26 +9,32 @@ from one backward pass through zero "probes" added to every layer's output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
+from numpy.typing import ArrayLike
 
 from engine.analytic import check_pair, check_points
 from engine.architectures import Architecture
-from engine.networks import Params, check_params, forward, probe_shapes, scales
+from engine.networks import Params, Scales, check_params, forward, probe_shapes, scales
 
 METHODS = ("structured", "jacobian")
+# of one `signals` call: the matrices' inputs h and back-propagated signals delta by name, and the readout's signal
+Signals = tuple[Mapping[str, Array], Mapping[str, Array], Array]
 
 
-def multipliers(arch: Architecture, params: Params, input_dim: int, parametrization: str) -> dict[str, np.ndarray]:
+def multipliers(arch: Architecture, params: Params, input_dim: int, parametrization: str) -> dict[str, np.float64]:
     """`scales` as float64 values, to pass into jitted code beside `arch.structure()`."""
     width = params["w"].shape[-1]
     return {k: np.float64(v) for k, v in scales(arch, width, input_dim, parametrization).items()}
 
 
-def signals(arch: Architecture, params: Params, x, parametrization: str, y=None, c=None):
+def signals(arch: Architecture, params: Params, x: Array, parametrization: str, y: Array | None = None,
+            c: Scales | None = None) -> tuple[Scales, dict[str, Array], dict[str, Array], Array]:
     """Per matrix: its input h (.., N, fan_in) and the back-propagated signal (.., N, fan_out).
 
     y None: signals of f itself (delta = df/dy; the readout's signal is 1 per point).
@@ -40,7 +46,7 @@ def signals(arch: Architecture, params: Params, x, parametrization: str, y=None,
     c = scales(arch, width, x.shape[1], parametrization) if c is None else c
     zeros = {k: jnp.zeros(s, x.dtype) for k, s in probe_shapes(arch, x.shape[0], width).items()}
 
-    def objective(probes):
+    def objective(probes: Params) -> tuple[Array, tuple[Array, dict[str, Array]]]:
         f, inputs = forward(arch, params, x, parametrization, probes, c)
         if y is None:
             return f.sum(), (jnp.ones_like(f), inputs)
@@ -50,12 +56,12 @@ def signals(arch: Architecture, params: Params, x, parametrization: str, y=None,
     return c, inputs, deltas, readout
 
 
-def bias_signals(arch: Architecture, deltas):
+def bias_signals(arch: Architecture, deltas: Mapping[str, Array]) -> Array:
     """The signals of the hidden biases, stacked over layers (L, N, width)."""
     return deltas["W"] if arch.kind == "resnet" else jnp.concatenate([deltas["W1"][None], deltas["W"]])
 
 
-def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
+def pair_gram(arch: Architecture, has_bias: bool, c: Scales, first: Signals, second: Signals) -> Array:
     """sum over parameters of grad_1 . grad_2, from two `signals` results (minus the scales):
     each matrix y = c M h gives c^2 (delta1 . delta2)(h1 . h2)."""
     (h1, d1, r1), (h2, d2, r2) = first, second
@@ -73,7 +79,8 @@ def pair_gram(arch: Architecture, has_bias: bool, c, first, second):
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def structured_ntk(arch, params, x1, x2, parametrization, c=None):
+def structured_ntk(arch: Architecture, params: Params, x1: Array, x2: Array | None, parametrization: str,
+                   c: Scales | None = None) -> Array:
     """The structured empirical NTK (jitted); x2 None means x1; c: see `signals`."""
     c, h1, d1, r1 = signals(arch, params, x1, parametrization, c=c)
     second = (h1, d1, r1) if x2 is None else signals(arch, params, x2, parametrization, c=c)[1:]
@@ -81,8 +88,9 @@ def structured_ntk(arch, params, x1, x2, parametrization, c=None):
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _jacobian(arch, params, x1, x2, parametrization, c):
-    def jac(x):
+def _jacobian(arch: Architecture, params: Params, x1: Array, x2: Array | None, parametrization: str,
+              c: Scales) -> Array:
+    def jac(x: Array) -> Array:
         j = jax.jacrev(lambda p: forward(arch, p, x, parametrization, c=c)[0])(params)
         return jnp.concatenate([v.reshape(x.shape[0], -1) for v in jax.tree_util.tree_leaves(j)], axis=1)
 
@@ -90,8 +98,8 @@ def _jacobian(arch, params, x1, x2, parametrization, c):
     return j1 @ (j1 if x2 is None else jac(x2)).T
 
 
-def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametrization: str = "ntk",
-                  method: str = "structured") -> np.ndarray:
+def empirical_ntk(arch: Architecture, params: Params, x1: ArrayLike, x2: ArrayLike | None = None, *,
+                  parametrization: str = "ntk", method: str = "structured") -> np.ndarray:
     """Theta_hat(x1, x2) = sum_p df(x1)/dp df(x2)/dp of one network. x1 (N1, d), x2 (N2, d)
     or None (= x1) -> (N1, N2). method "jacobian" contracts full autodiff Jacobians (the
     reference; O(N P) memory)."""
@@ -106,7 +114,8 @@ def empirical_ntk(arch: Architecture, params: Params, x1, x2=None, *, parametriz
                              parametrization, c))
 
 
-def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, parametrization: str = "ntk") -> np.ndarray:
+def empirical_nngp(arch: Architecture, ensemble: Params, x1: ArrayLike, x2: ArrayLike | None = None, *,
+                   parametrization: str = "ntk") -> np.ndarray:
     """E[f(x1) f(x2)] over an ensemble (params with a leading n_init axis): the Monte Carlo
     NNGP (the mean of f is zero at initialisation, so no centring). -> (N1, N2)."""
     x1, x2 = check_pair(x1, x2)
@@ -119,13 +128,15 @@ def empirical_nngp(arch: Architecture, ensemble: Params, x1, x2=None, *, paramet
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _second_moment(arch, ensemble, x1, x2, parametrization, c):
+def _second_moment(arch: Architecture, ensemble: Params, x1: Array, x2: Array, parametrization: str,
+                   c: Scales) -> Array:
     run = jax.vmap(lambda p, x: forward(arch, p, x, parametrization, c=c)[0], in_axes=(0, None))
     f1, f2 = run(ensemble, x1), run(ensemble, x2)
     return f1.T @ f2 / f1.shape[0]
 
 
-def input_jacobian_norms(arch: Architecture, params: Params, x, *, parametrization: str = "ntk") -> np.ndarray:
+def input_jacobian_norms(arch: Architecture, params: Params, x: ArrayLike, *,
+                         parametrization: str = "ntk") -> np.ndarray:
     """||df/dx||_2 at each point of x (N, d) -> (N,): Lipschitz estimates to set beside
     `jacobian_bounds`."""
     x = check_points(x, "x")
@@ -136,6 +147,6 @@ def input_jacobian_norms(arch: Architecture, params: Params, x, *, parametrizati
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization"))
-def _jacobian_norms(arch, params, x, parametrization, c):
+def _jacobian_norms(arch: Architecture, params: Params, x: Array, parametrization: str, c: Scales) -> Array:
     grad = jax.vmap(jax.grad(lambda xi: forward(arch, params, xi[None], parametrization, c=c)[0][0]))
     return jnp.linalg.norm(grad(x), axis=1)

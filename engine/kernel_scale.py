@@ -9,6 +9,7 @@ form for relu, erf and linear, by Gauss-Hermite quadrature for the others.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -18,7 +19,8 @@ LARGEST = 1e300  # kernel values beyond this (or below 1 / LARGEST) are refused
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(96)
 _WEIGHTS = _WEIGHTS / math.sqrt(2 * math.pi)
 
-_PHI = {  # name -> (phi, phi') in numpy, for the quadrature activations
+Elementwise = Callable[[np.ndarray], np.ndarray]
+_PHI: dict[str, tuple[Elementwise, Elementwise]] = {  # name -> (phi, phi') in numpy, for the quadrature activations
     "tanh": (np.tanh, lambda u: 1 - np.tanh(u) ** 2),
     "gelu": (lambda u: 0.5 * u * (1 + erf(u / math.sqrt(2))),
              lambda u: 0.5 * (1 + erf(u / math.sqrt(2))) + u * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)),

@@ -20,12 +20,13 @@ with a leading axis of size k on every array (an ensemble, for `vmap`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
 from engine.architectures import Architecture, check_architecture
 from engine.dual import ACTIVATION_FUNCTIONS
@@ -33,7 +34,10 @@ from engine.dual import ACTIVATION_FUNCTIONS
 PARAMETRIZATIONS = ("ntk", "standard", "xavier", "pytorch")
 MAX_PARAMETERS = 2**31  # width^2 x depth beyond this is refused (tens of GB of float64)
 
-Params = dict[str, jnp.ndarray]
+# the parameter arrays by name: on the device, or host copies (`ensemble_members`)
+Params = dict[str, Array | np.ndarray]
+# the multiplier of each parameter array (`scales`): numbers, or traced values inside jitted code
+Scales = Mapping[str, float | Array]
 
 
 def _layer_specs(arch: Architecture, width: int, input_dim: int, parametrization: str = "ntk"
@@ -124,7 +128,7 @@ def init_params(arch: Architecture, width: int, input_dim: int, seed: int, param
     return init_ensemble(arch, width, input_dim, ensemble_keys(seed, n_init), parametrization)
 
 
-def ensemble_keys(seed: int, n_init: int) -> jnp.ndarray:
+def ensemble_keys(seed: int, n_init: int) -> Array:
     """The PRNG keys of an ensemble's networks, (n_init, 2)."""
     return jax.random.split(jax.random.PRNGKey(seed), n_init)
 
@@ -144,35 +148,36 @@ def ensemble_members(arch: Architecture, width: int, input_dim: int, seed: int, 
                                                                    parametrization).items()}
 
 
-def init_ensemble(arch: Architecture, width: int, input_dim: int, keys, parametrization: str = "ntk") -> Params:
+def init_ensemble(arch: Architecture, width: int, input_dim: int, keys: Array, parametrization: str = "ntk") -> Params:
     """One network per key (keys from `ensemble_keys`), stacked on a leading axis."""
     check_network(arch, width, input_dim, parametrization)
     with jax.enable_x64(True):
         return jax.vmap(partial(_draw, arch, width, input_dim, parametrization))(keys)
 
 
-def _draw(arch: Architecture, width: int, input_dim: int, parametrization: str, key) -> Params:
+def _draw(arch: Architecture, width: int, input_dim: int, parametrization: str, key: Array) -> Params:
     specs = _layer_specs(arch, width, input_dim, parametrization)
     keys = jax.random.split(key, len(specs))
-    out = {}
+    out: Params = {}
     for k, (name, (shape, sigma, fan_in, fan_out)) in zip(keys, specs.items(), strict=True):
         scale = _draw_scale(name, sigma, fan_in, fan_out, parametrization)
         if parametrization == "pytorch":
-            out[name] = jax.random.uniform(k, shape, jnp.float64, -scale, scale)
+            drawn = jax.random.uniform(k, shape, jnp.float64, -scale, scale)
             if name == "b" and arch.kind == "mlp":  # the first layer's fan-in is the input's
-                out[name] = out[name].at[0].multiply(math.sqrt(width / input_dim))
+                drawn = drawn.at[0].multiply(math.sqrt(width / input_dim))
+            out[name] = drawn
         else:
             out[name] = jax.random.normal(k, shape, dtype=jnp.float64) * scale
     return out
 
 
-def apply(arch: Architecture, params: Params, x, parametrization: str = "ntk") -> jnp.ndarray:
+def apply(arch: Architecture, params: Params, x: Array, parametrization: str = "ntk") -> Array:
     """f(x) for one network: params as from `init_params` (no ensemble axis); x (N, d) -> (N,)."""
     return forward(arch, params, x, parametrization)[0]
 
 
-def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk", probes: Params | None = None,
-            c: dict | None = None):
+def forward(arch: Architecture, params: Params, x: Array, parametrization: str = "ntk", probes: Params | None = None,
+            c: Scales | None = None) -> tuple[Array, dict[str, Array]]:
     """The forward pass, with what the empirical NTK needs.
 
     c: the multipliers `scales(arch, ...)`, computed here when None; jitted callers pass them
@@ -189,10 +194,10 @@ def forward(arch: Architecture, params: Params, x, parametrization: str = "ntk",
     p = probes or {}
     has_bias = "b" in params
 
-    def bias(index):
+    def bias(index: int) -> Array | float:
         return c["b"] * params["b"][index] if has_bias else 0.0
 
-    def probe(name, index):
+    def probe(name: str, index: int) -> Array | np.ndarray | float:
         return p[name][index] if name in p else 0.0
 
     # Python loops over layers (unrolled under jit): XLA runs them faster than a scan over

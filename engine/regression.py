@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, analytic_diagonal, analytic_kernels
 from engine.architectures import Architecture
@@ -48,7 +49,7 @@ class Merged(NamedTuple):
     groups: list[list[int]]
 
 
-def merge_coincident(x_train, y_train) -> Merged:
+def merge_coincident(x_train: ArrayLike, y_train: ArrayLike) -> Merged:
     """Merge training points that coincide (max-norm distance <= POINT_RTOL x the larger
     point's max-norm). Their targets must agree (within TARGET_RTOL x max |y|); else
     ValueError naming the indices. x_train: (n, d); y_train: (n,) or (n, k).
@@ -97,8 +98,8 @@ def merge_coincident(x_train, y_train) -> Merged:
 
 
 def gram_regression(
-    k_train, k_test_train, y_train, *, ridge: float = 1e-10, t: float | None = None,
-    k_test_diag=None, multiplicity=None,
+    k_train: ArrayLike, k_test_train: ArrayLike, y_train: ArrayLike, *, ridge: float = 1e-10, t: float | None = None,
+    k_test_diag: ArrayLike | None = None, multiplicity: ArrayLike | None = None,
 ) -> Prediction:
     """Regression from precomputed Gram matrices, solved scale-free (module docstring).
 
@@ -162,8 +163,8 @@ def gram_regression(
 
 
 def kernel_regression(
-    x_train, y_train, x_test, *, arch: Architecture, kernel: str = "ntk", ridge: float = 1e-10,
-    t: float | None = None, return_variance: bool = False,
+    x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, *, arch: Architecture, kernel: str = "ntk",
+    ridge: float = 1e-10, t: float | None = None, return_variance: bool = False,
 ) -> Prediction:
     """Kernel regression with the analytic `kernel` ("ntk" or "nngp") of `arch`.
 
@@ -184,7 +185,7 @@ def kernel_regression(
                            multiplicity=merged.multiplicity)
 
 
-def _finite(a, name: str, ndim: int | None) -> np.ndarray:
+def _finite(a: ArrayLike, name: str, ndim: int | None) -> np.ndarray:
     try:
         a = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as exc:

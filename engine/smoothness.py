@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from engine.architectures import Architecture
 from engine.regression import kernel_regression
@@ -28,7 +29,7 @@ def circle_grid(n_grid: int) -> np.ndarray:
     return 2 * np.pi * np.arange(-n_grid // 2, n_grid // 2) / n_grid
 
 
-def circle_points(angles) -> np.ndarray:
+def circle_points(angles: ArrayLike) -> np.ndarray:
     """(n,) angles -> (n, 2) points (cos b, sin b)."""
     b = np.asarray(angles, dtype=np.float64)
     return np.stack([np.cos(b), np.sin(b)], axis=-1)
@@ -41,7 +42,7 @@ def paper_train_angles(n_train: int) -> np.ndarray:
     return 2 * np.pi * np.linspace(0, 1, n_train) - np.pi
 
 
-def _grid_values(values, name: str = "values") -> np.ndarray:
+def _grid_values(values: ArrayLike, name: str = "values") -> np.ndarray:
     f = np.asarray(values, dtype=np.float64)
     if f.ndim != 1 or f.size < 4 or f.size % 2:
         raise ValueError(f"{name} must be 1-D of an even length >= 4 (a uniform angle grid), got shape {f.shape}")
@@ -58,7 +59,7 @@ def _unit_peak(f: np.ndarray) -> np.ndarray:
     return f / peak
 
 
-def mu_curvature(values) -> float:
+def mu_curvature(values: ArrayLike) -> float:
     """The paper's smoothness measure (eq. 22) of f sampled on a uniform angle grid.
 
     values: (N,) f(b_q). mu = sqrt(sum_k k^4 |F(k)|^2 / N^2), F the FFT of f / rms(f):
@@ -72,7 +73,7 @@ def mu_curvature(values) -> float:
     return float(np.sqrt(np.sum(k**4 * np.abs(spectrum) ** 2) / f.size**2))
 
 
-def mu_interior(values) -> float:
+def mu_interior(values: ArrayLike) -> float:
     """mu without the wrap-around: sqrt(mean (f'')^2) / rms(f), with f'' the central second
     difference on the grid's interior points (b_1 .. b_{N-2}). For a smooth periodic f it
     equals mu (eq. 22) up to O(h^2) (Parseval); for a function of the angle that is not
@@ -87,7 +88,8 @@ def mu_interior(values) -> float:
 
 def circle_interpolation(
     arch: Architecture, n_train: int | None = None, *, kernel: str = "ntk", ridge: float = 1e-10,
-    n_grid: int = 4096, target: Callable[[np.ndarray], np.ndarray] | Any = None, train_angles=None,
+    n_grid: int = 4096, target: Callable[[np.ndarray], ArrayLike] | ArrayLike | None = None,
+    train_angles: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """The paper's experiment: interpolate samples on the circle, measure mu.
 
@@ -115,7 +117,7 @@ def circle_interpolation(
             "train_values": y, "mu": mu_curvature(mean)}
 
 
-def mu_rkhs(values, train_angles, train_values, *, bandwidth: float = 0.5,
+def mu_rkhs(values: ArrayLike, train_angles: ArrayLike, train_values: ArrayLike, *, bandwidth: float = 0.5,
             cutoff: int | None = None, min_weight: float = 1e-12) -> dict[str, float]:
     """The seed slides' Gaussian-RKHS ratio mu = ||f_gauss||_H / ||f||_H, on the circle.
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, analytic_kernels
 from engine.architectures import Architecture
 from engine.smoothness import circle_grid, circle_points
 
 
-def kernel_profile(arch: Architecture, angles, *, kernel: str = "ntk", normalize: bool = False) -> np.ndarray:
+def kernel_profile(arch: Architecture, angles: ArrayLike, *, kernel: str = "ntk",
+                   normalize: bool = False) -> np.ndarray:
     """K((1, 0), (cos a, sin a)) for each angle a: (n,) -> (n,).
 
     normalize=True divides by the peak value K(x, x) (the kernel at angle 0), so the
@@ -42,7 +44,8 @@ def circle_spectrum(arch: Architecture, n_grid: int = 1024, *, kernel: str = "nt
     return {"frequencies": np.arange(coef.size), "magnitudes": np.abs(coef), "angles": angles, "profile": profile}
 
 
-def gram_spectrum(x=None, *, arch: Architecture | None = None, kernel: str = "ntk", gram=None) -> dict[str, Any]:
+def gram_spectrum(x: ArrayLike | None = None, *, arch: Architecture | None = None, kernel: str = "ntk",
+                  gram: ArrayLike | None = None) -> dict[str, Any]:
     """Eigenvalues (descending) and condition number of a Gram matrix.
 
     Either x: (n, d) with `arch` (the analytic `kernel` is computed), or a symmetric

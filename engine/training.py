@@ -13,20 +13,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+from jax import Array, lax
+from numpy.typing import ArrayLike
 
 from engine.analytic import Cancelled, analytic_kernels, check_points
 from engine.architectures import Architecture
 from engine.empirical import bias_signals, pair_gram, signals, structured_ntk
-from engine.networks import Params, ensemble_keys, forward, init_ensemble, scales
+from engine.networks import Params, Scales, ensemble_keys, forward, init_ensemble, scales
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+T = TypeVar("T")
 
 
 class State(NamedTuple):
@@ -39,7 +41,8 @@ class State(NamedTuple):
     best_loss: jnp.ndarray | None = None
 
 
-def _loss_gradient(arch, parametrization, c, params, x, y):
+def _loss_gradient(arch: Architecture, parametrization: str, c: Scales, params: Params, x: Array,
+                   y: Array) -> tuple[dict[str, Array], Array]:
     """Gradient of 1/2 ||f(x) - y||^2 and its squared norm, from the layers' signals:
     dL/dM = c D^T H for y = c M h, and ||grad||^2 = r^T Theta r costs O(B^2 width) (no
     extra pass over the weights)."""
@@ -55,7 +58,7 @@ def _loss_gradient(arch, parametrization, c, params, x, y):
     return grads, norm2
 
 
-def _each(fn, *stacked):
+def _each(fn: Callable[..., T], *stacked: Any) -> T:
     """fn over the leading (network) axis of `stacked`: vmap, or a plain call for a single
     network (XLA:CPU runs vmap's batched products slower than plain ones, even for one)."""
     if jax.tree.leaves(stacked)[0].shape[0] == 1:
@@ -63,8 +66,9 @@ def _each(fn, *stacked):
     return jax.vmap(fn)(*stacked)
 
 
-def _keep_best(arch, parametrization, c, s: State, x, y) -> State:
+def _keep_best(arch: Architecture, parametrization: str, c: Scales, s: State, x: Array, y: Array) -> State:
     """s with s.best / s.best_loss updated by the current parameters' full training loss."""
+    assert s.best_loss is not None  # a keep_best state carries both best and best_loss
     loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization, c=c)[0] - y) ** 2)
     better = loss < s.best_loss
     best = jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best)
@@ -72,13 +76,14 @@ def _keep_best(arch, parametrization, c, s: State, x, y) -> State:
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size"))
-def _chunk(state: State, keys, x, y, lr, length, c, *, arch, parametrization, optimizer, batch_size) -> State:
+def _chunk(state: State, keys: Array, x: Array, y: Array, lr: Array, length: Array, c: Scales, *, arch: Architecture,
+           parametrization: str, optimizer: str, batch_size: int | None) -> State:
     """`length` steps for a group of networks (leading axis of state and keys). lr, length and
     the scales c are values: a new lr, step count or alpha reuses the compiled chunk."""
     gradient = partial(_loss_gradient, arch, parametrization, c)
 
-    def network(state: State, key) -> State:
-        def step(_, s: State) -> State:
+    def network(state: State, key: Array) -> State:
+        def step(_: Array, s: State) -> State:
             if s.best is not None:
                 s = _keep_best(arch, parametrization, c, s, x, y)
             if batch_size is None:
@@ -104,11 +109,12 @@ def _chunk(state: State, keys, x, y, lr, length, c, *, arch, parametrization, op
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "track_ntk"))
-def _outputs(params, x, y, x_test, c, *, arch, parametrization, track_ntk):
+def _outputs(params: Params, x: Array, y: Array, x_test: Array | None, c: Scales, *, arch: Architecture,
+             parametrization: str, track_ntk: bool) -> tuple[Array, Array | None, Array | None]:
     """For a group of networks: the loss on (x, y), predictions on x_test (or None) and the
     empirical NTK on x (or None)."""
 
-    def network(p):
+    def network(p: Params) -> tuple[Array, Array | None, Array | None]:
         f = forward(arch, p, x, parametrization, c=c)[0]
         test = forward(arch, p, x_test, parametrization, c=c)[0] if x_test is not None else None
         ntk = structured_ntk(arch, p, x, None, parametrization, c) if track_ntk else None
@@ -133,17 +139,17 @@ def _gather(groups: list[State]) -> dict[str, np.ndarray]:
     return out
 
 
-def lr_bound(arch: Architecture, x_train) -> float:
+def lr_bound(arch: Architecture, x_train: ArrayLike) -> float:
     """The paper's step bound 2 / (lambda_min + lambda_max) of the analytic NTK on x_train."""
     eig = np.linalg.eigvalsh(analytic_kernels(x_train, arch=arch, kernels=("ntk",))["ntk"])
     return float(2.0 / (max(eig[0], 0.0) + eig[-1]))
 
 
 def train(
-    arch: Architecture, x_train, y_train, *, width: int, seed: int = 0, n_init: int = 1, optimizer: str = "gd",
-    lr: float | str = "auto", steps: int = 1000, batch_size: int | None = None, parametrization: str = "ntk",
-    x_test=None, record_every: int | None = None, predict_every_record: bool = True, track_ntk: bool = False,
-    keep_best: bool = False,
+    arch: Architecture, x_train: ArrayLike, y_train: ArrayLike, *, width: int, seed: int = 0, n_init: int = 1,
+    optimizer: str = "gd", lr: float | str = "auto", steps: int = 1000, batch_size: int | None = None,
+    parametrization: str = "ntk", x_test: ArrayLike | None = None, record_every: int | None = None,
+    predict_every_record: bool = True, track_ntk: bool = False, keep_best: bool = False,
     progress: Callable[[int, int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train n_init networks of `arch` (width `width`) on (x_train (n, d), y_train (n,)).
@@ -212,15 +218,15 @@ def train(
             params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
             # float64 explicitly: a weakly typed inf would compile the chunk a second time
-            best = (params, jnp.full(len(keys), jnp.inf, jnp.float64)) if keep_best else (None, None)
+            initial_best = (params, jnp.full(len(keys), jnp.inf, jnp.float64)) if keep_best else (None, None)
             groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32),
-                                *best))
+                                *initial_best))
             batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
         c = {k: np.float64(v) for k, v in scales(arch, width, x.shape[1], parametrization).items()}  # checked above
-        records = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
-        ntk0 = None
+        records: dict[str, list[Any]] = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
+        ntk0: np.ndarray | None = None
 
-        def record(step):
+        def record(step: int) -> float:
             nonlocal ntk0
             test = xt if predict_every_record or step == steps else None
             outputs = [_outputs(g.params, xj, yj, test, c, track_ntk=track_ntk, **static) for g in groups]
@@ -252,10 +258,11 @@ def train(
                 raise Cancelled(f"training was cancelled at step {done} of {steps}")
         predictions = np.stack(records["predictions"]) if records["predictions"] else None
         movement = np.concatenate([np.asarray(g.movement) for g in groups])
-        best = {}
+        best: dict[str, np.ndarray | None] = {}
         if keep_best:  # the last step's parameters may be the best: their loss is the last record's
             final, start = records["loss"][-1], 0
             for i, g in enumerate(groups):
+                assert g.best_loss is not None  # keep_best: every group carries its best
                 size = g.best_loss.shape[0]
                 better = jnp.asarray(final[start:start + size] < np.asarray(g.best_loss))
                 start += size

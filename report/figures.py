@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 Data = dict[str, Any]
@@ -40,7 +41,7 @@ def kernel_shapes(data: Data) -> Figure:
     return fig
 
 
-def _function_axis(ax, data: Data, m: int, title: str) -> None:
+def _function_axis(ax: Axes, data: Data, m: int, title: str) -> None:
     """Finish an axis of functions of the angle: the m training samples, labels, legend."""
     ax.plot(data[f"train_angles_{m}"], data[f"train_values_{m}"], "ko", ms=4, label="samples")
     ax.set(title=title, xlabel="angle b (rad)", ylabel="f(b)")

@@ -11,14 +11,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.experiments import EXPERIMENTS, run
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
 
 PRINTED_DIGITS = 4  # the paper prints mu to 4 significant digits (58.36, 4.090, 1.000)
 
@@ -225,7 +228,7 @@ def reproduce(names: list[str] | None = None, out: Path = Path("reproduction"), 
 Update = Callable[..., None]
 
 
-def _bar_updates(bars: Progress, task) -> Update:
+def _bar_updates(bars: Progress, task: TaskID) -> Update:
     """The bar of one experiment, driven by the updates `_run_one` sends."""
     def update(kind: str, *args: Any) -> None:
         if kind == "start":
@@ -233,7 +236,10 @@ def _bar_updates(bars: Progress, task) -> Update:
         elif kind == "update":
             bars.update(task, completed=args[0], message=args[1][:60])
         else:
-            bars.update(task, **({"completed": 1.0} if args[0] == "done" else {}), message=args[0])
+            if args[0] == "done":
+                bars.update(task, completed=1.0, message=args[0])
+            else:
+                bars.update(task, message=args[0])
             bars.stop_task(task)
     return update
 
@@ -250,14 +256,15 @@ def _longest_first(names: list[str], scale: str, overrides: dict[str, dict[str, 
 
 
 def _run_concurrently(names: list[str], scale: str, overrides: dict[str, dict[str, Any]], out: Path, jobs: int,
-                      bars: Progress, tasks: dict) -> dict[str, tuple[str, str, float]]:
+                      bars: Progress, tasks: dict[str, TaskID]) -> dict[str, tuple[str, str, float]]:
     """Each experiment in one of `jobs` worker processes (spawned: JAX does not survive a fork),
     the largest first; their progress comes back through a queue."""
     import jax
 
     context = multiprocessing.get_context("spawn")
     updates = context.Queue()
-    cache = jax.config.jax_compilation_cache_dir
+    # jax sets its options as attributes at run time, which the type checker cannot see
+    cache = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
     results: dict[str, tuple[str, str, float]] = {}
     listener = threading.Thread(target=_relay, args=(updates, {n: _bar_updates(bars, t) for n, t in tasks.items()}),
                                 daemon=True)
@@ -280,17 +287,17 @@ def _run_concurrently(names: list[str], scale: str, overrides: dict[str, dict[st
     return results
 
 
-def _relay(updates, bars: dict[str, Update]) -> None:
+def _relay(updates: Queue[Any], bars: dict[str, Update]) -> None:
     """Forward (name, kind, *args) from the workers to the bars until None."""
     while (item := updates.get()) is not None:
         name, *update = item
         bars[name](*update)
 
 
-_UPDATES = None  # in a worker process: the queue to the parent's bars
+_UPDATES: Queue[Any] | None = None  # in a worker process: the queue to the parent's bars
 
 
-def _start_worker(updates, cache: str | None) -> None:
+def _start_worker(updates: Queue[Any], cache: str | None) -> None:
     global _UPDATES
     _UPDATES = updates
     if cache:
@@ -300,7 +307,9 @@ def _start_worker(updates, cache: str | None) -> None:
 
 
 def _run_in_worker(name: str, scale: str, overrides: dict[str, Any] | None, out: Path) -> tuple[str, str, float]:
-    return _run_one(name, scale, overrides, out, lambda *update: _UPDATES.put((name, *update)))
+    updates = _UPDATES
+    assert updates is not None  # set by _start_worker, this process's initializer
+    return _run_one(name, scale, overrides, out, lambda *update: updates.put((name, *update)))
 
 
 def _run_one(name: str, scale: str, overrides: dict[str, Any] | None, out: Path,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from engine.architectures import Architecture
 from engine.experiments import parameters as P
 from engine.experiments.common import ALPHAS, BYTES, Progress, Steps, architectures, weights
 from engine.experiments.registry import Experiment
+
+if TYPE_CHECKING:
+    from engine.networks import Params
 
 
 def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, train_depth: int,
@@ -45,7 +48,8 @@ def bounds(*, depths: list[int], alphas: list[float], width: int, n_init: int, t
             "tables": {"measured": table}, "labels": {"alphas": alphas, "width": width}}
 
 
-def _ensemble_jacobians(arch: Architecture, width: int, seed: int, n_init: int, points, params) -> np.ndarray:
+def _ensemble_jacobians(arch: Architecture, width: int, seed: int, n_init: int, points: np.ndarray,
+                        params: Params | None) -> np.ndarray:
     """max over points of ||df/dx|| for each network: of `params` (an ensemble), or at init."""
     from engine.empirical import input_jacobian_norms
     from engine.networks import ensemble_member, ensemble_members

@@ -46,6 +46,7 @@ class Parameter:
             return self._scalar(name, value)
         if not isinstance(value, list):
             raise ValueError(f"{name} must be a list of {self.type}s, got {type(value).__name__}")
+        assert self.max_items is not None  # __post_init__: a list declares max_items
         if not self.min_items <= len(value) <= self.max_items:
             size = (f"{self.min_items}" if self.min_items == self.max_items
                     else f"{self.min_items} to {self.max_items}")
@@ -85,9 +86,11 @@ class Parameter:
         """The declaration as JSON (what GET /v1/experiments lists)."""
         out: dict[str, Any] = {"type": f"list[{self.type}]" if self.list else self.type,
                                "description": self.description}
-        for key in ("minimum", "maximum", "choices"):
+        for key in ("minimum", "maximum"):
             if getattr(self, key) is not None:
-                out[key] = list(self.choices) if key == "choices" else getattr(self, key)
+                out[key] = getattr(self, key)
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
         if self.positive:
             out["exclusive_minimum"] = 0
         if self.even:
