@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -55,7 +54,7 @@ def reproduce(args: argparse.Namespace) -> None:
 
     enable_compilation_cache()  # ~/.cache/reskernel/jax: a second run compiles nothing
 
-    overrides: dict[str, dict] = {}
+    overrides: dict[str, dict[str, Any]] = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
         name, _, param = key.partition(".")
@@ -89,7 +88,7 @@ def architecture(text: str) -> dict[str, Any]:
     return arch
 
 
-def points(text: str) -> list:
+def points(text: str) -> list[Any]:
     """Points from a .npy file, a CSV file, or a JSON array."""
     path = Path(text)
     if path.suffix == ".npy" and path.exists():
@@ -167,7 +166,7 @@ def _in_process(operation: str, body: dict[str, Any], progress: Callable[[float,
 def save(out: Path, arrays: dict[str, np.ndarray], main: str) -> None:
     """`out.npy`: the `main` array; `out.npz`: all of them."""
     if out.suffix == ".npz":
-        np.savez(out, **arrays)
+        np.savez(out, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
     elif out.suffix == ".npy":
         np.save(out, arrays[main])
     else:
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     again.add_argument("--jobs", type=int, default=2, help="experiments run at once, each in its own process "
                        "(default 2; 1: one after another)")
     again.set_defaults(func=reproduce)
-    url = {"help": "a running service (e.g. http://127.0.0.1:8000); default: compute in this process"}
+    url: dict[str, Any] = {"help": "a running service (e.g. http://127.0.0.1:8000); default: compute in this process"}
     arch_help = "KIND,KEY=VALUE,...: kind resnet or mlp, keys depth, alpha, activation, sigma_w, sigma_v, sigma_b"
     grams = commands.add_parser("kernels", help="analytic NNGP / NTK Gram matrices", epilog=KERNELS_EXAMPLE,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,4 +257,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 import numpy as np
+from numpy.typing import ArrayLike
 
 Progress = Callable[[float, str], None]
 
@@ -136,8 +137,8 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.post(f"/v1/jobs/{job_id}:cancel", json={})).json()
 
-    def kernels(self, x, x2=None, *, architecture: dict[str, Any], kernels=("nngp", "ntk"),
-                progress: Progress | None = None) -> dict[str, Any]:
+    def kernels(self, x: ArrayLike, x2: ArrayLike | None = None, *, architecture: dict[str, Any],
+                kernels: Sequence[str] = ("nngp", "ntk"), progress: Progress | None = None) -> dict[str, Any]:
         """Analytic Gram matrices: {"nngp": (N1, N2), "ntk": (N1, N2), "shape": [N1, N2]}."""
         return self.run("kernels", {"x": x, "x2": x2, "architecture": architecture, "kernels": list(kernels)},
                         progress=progress)

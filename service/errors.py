@@ -62,7 +62,7 @@ class StorageFull(ServiceError):
         super().__init__(detail, headers={"Retry-After": "60"})
 
 
-def storage_full(exc: BaseException) -> bool:
+def storage_full(exc: BaseException | None) -> bool:
     """Whether exc (or its cause) is a full disk: ENOSPC, or SQLite's 'database or disk is full'."""
     while exc is not None:
         if isinstance(exc, StorageFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):

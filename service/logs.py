@@ -43,9 +43,10 @@ def current() -> LogContext:
 
 @contextmanager
 def request_context(request_id: str) -> Iterator[LogContext]:
-    token = _context.set(LogContext(request_id=request_id))
+    context = LogContext(request_id=request_id)
+    token = _context.set(context)
     try:
-        yield _context.get()
+        yield context
     finally:
         _context.reset(token)
 
@@ -53,9 +54,10 @@ def request_context(request_id: str) -> Iterator[LogContext]:
 @contextmanager
 def job_context(job_id: str) -> Iterator[LogContext]:
     """Lines logged inside name `job_id` (and the enclosing request's id, if any)."""
-    token = _context.set(LogContext(request_id=current().request_id, job_id=job_id))
+    context = LogContext(request_id=current().request_id, job_id=job_id)
+    token = _context.set(context)
     try:
-        yield _context.get()
+        yield context
     finally:
         _context.reset(token)
 

@@ -13,8 +13,10 @@ field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,12 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
         limits = Limits(**{f.name: int(env[f"RESKERNEL_MAX_{f.name.upper()}"]) for f in fields(Limits)
                            if f"RESKERNEL_MAX_{f.name.upper()}" in env})
         settings = cls(limits=limits)
-        read = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
+        read: dict[str, Callable[[str], Any]] = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
                 "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag, "store_url": str,
                 "store_prefix": str, "lease_s": float, "api_token": str, "cors_origins": _names,
@@ -106,7 +108,7 @@ class Settings:
         return list(dict.fromkeys(environ.names))
 
 
-class _NotingEnviron(dict):
+class _NotingEnviron(dict[str, str]):
     """An empty environment that notes every name looked up in it (`in`, `get`, `[]`)."""
 
     def __init__(self) -> None:
@@ -117,7 +119,7 @@ class _NotingEnviron(dict):
         self.names.append(str(name))
         return False
 
-    def get(self, name: str, default: str | None = None) -> str | None:
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         self.names.append(name)
         return default
 

@@ -84,7 +84,7 @@ def wait_seconds(prefer: str | None, settings: Settings) -> float:
     return min(max(wait, 0.0), settings.max_wait_s)
 
 
-async def submit_and_wait(operation: str, params: dict, inputs: dict, request: Request, jobs: Jobs,
+async def submit_and_wait(operation: str, params: dict[str, Any], inputs: dict[str, Any], request: Request, jobs: Jobs,
                           settings: Settings, prefer: str | None) -> Response:
     """Submit (or find) the job, wait as the Prefer header asks, answer with its outcome."""
     wait = wait_seconds(prefer, settings)

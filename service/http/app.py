@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -49,7 +50,7 @@ def _openapi(app: FastAPI, bearer: bool) -> None:
     `bearer`, the token is declared (Swagger UI's Authorize button sends it)."""
     build = app.openapi
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             for operations in schema["paths"].values():
@@ -70,7 +71,7 @@ def _openapi(app: FastAPI, bearer: bool) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
 
 def create_app(settings: Settings | None = None, jobs_service: Jobs | None = None) -> FastAPI:

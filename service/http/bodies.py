@@ -9,6 +9,7 @@ limit by counting rows only, then the model's validation, whose array fields (`P
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -43,6 +44,7 @@ def _nesting(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.problems import problem
 
@@ -23,7 +23,7 @@ class BodyLimit:
             return await self._refuse(scope, receive, send)
         seen, refused = 0, False
 
-        async def counted() -> dict:
+        async def counted() -> Message:
             nonlocal seen, refused
             if refused:
                 return {"type": "http.disconnect"}
@@ -35,7 +35,7 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             return message
 
-        async def guarded(message: dict) -> None:
+        async def guarded(message: Message) -> None:
             if not refused:  # the 413 is the answer; drop what the app says after the disconnect
                 await send(message)
 

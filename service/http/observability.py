@@ -38,7 +38,7 @@ def route_template(scope: Scope) -> str:
         route = next((r for r in routes if r.matches(scope)[0] != Match.NONE), None)
     if route is None:
         return "unmatched"
-    return getattr(route, "path_format", None) or getattr(route, "path", "unmatched")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", "unmatched"))
 
 
 def _leaves(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:

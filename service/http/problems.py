@@ -50,7 +50,7 @@ def problem(status: int, title: str, detail: str, *, instance: str | None = None
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: tuple[Any, ...]) -> str:
     """'x.0.1' from ('body', 'x', 0, 1); union members' tags ('constrained-float') are dropped; a header,
     query or path parameter keeps its name ('last-event-id')."""
     if loc and loc[0] in ("header", "query", "path", "cookie"):
@@ -73,7 +73,7 @@ def install(app: FastAPI) -> None:
             detail = next(e for e in raw if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
             return problem(400, "Malformed JSON", f"the body is not valid JSON: {detail}".rstrip(": "),
                            instance=request.url.path)
-        return invalid_request(raw, request.url.path)
+        return invalid_request(list(raw), request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -9,9 +9,9 @@ import json
 import math
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -54,7 +54,7 @@ def negotiate(accept: str | None) -> str:
     raise NotAcceptable(f"cannot answer with {accept!r}; choose {JSON}, {NPY} or {NPZ}")
 
 
-def _meta(store: Store, job: Job) -> dict:
+def _meta(store: Store, job: Job) -> dict[str, Any]:
     path = store.result_dir(job.id) / "meta.json"
     if not path.exists():
         raise ServiceError(f"the result files of job {job.id} are missing; submit the request again",
@@ -62,7 +62,7 @@ def _meta(store: Store, job: Job) -> dict:
     return json.loads(path.read_text())
 
 
-def manifest(store: Store, job: Job) -> dict:
+def manifest(store: Store, job: Job) -> dict[str, Any]:
     """What a finished result holds: its scalar values, and each array's shape and URL."""
     meta = _meta(store, job)
     links = _links(job, meta["arrays"])
@@ -70,7 +70,7 @@ def manifest(store: Store, job: Job) -> dict:
             "arrays": {name: {**spec, "url": links[name]} for name, spec in meta["arrays"].items()}}
 
 
-def _links(job: Job, names) -> dict[str, str]:
+def _links(job: Job, names: Iterable[str]) -> dict[str, str]:
     return {name: f"/v1/jobs/{job.id}/result?array={name}" for name in names}
 
 
@@ -113,7 +113,7 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         return Response(orjson.dumps(serializable(np.load(folder / f"{array}.npy")),
                                      option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON, headers=headers)
 
-    def render(f) -> None:
+    def render(f: BinaryIO) -> None:
         f.write(render_json(meta["values"], {name: np.load(folder / f"{name}.npy") for name in arrays}))
 
     rendered = _rendered(store, job, RESULT_JSON, render)
@@ -160,7 +160,7 @@ class _Chunks(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # bytes-like in, as RawIOBase
         self.parts.append(bytes(data))
         return len(data)
 

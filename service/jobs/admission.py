@@ -124,7 +124,7 @@ def duration(seconds: float) -> str:
     return f"{_number(seconds)} s"
 
 
-def check_experiment(name: str, parameters: dict, limits: Limits, cache_bytes: int) -> None:
+def check_experiment(name: str, parameters: dict[str, Any], limits: Limits, cache_bytes: int) -> None:
     """The same limits for an experiment's parameters (all filled in), then its estimated cost
     (the experiment's own counts, `engine.experiments`) against the budgets."""
     depths = [v for key in ("depth", "depths", "train_depth", "condition_depths") if key in parameters

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
-from distributed import Client, Future, LocalCluster
+from distributed import Client, Future, LocalCluster, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from service.settings import Settings
@@ -32,8 +32,8 @@ log = logging.getLogger("reskernel")
 BATCH_JOB_S = 0.05  # jobs estimated under this many seconds of compute may share a task
 BATCH_S = 0.5  # the estimated compute of one batch at most
 BATCH_JOBS = 64  # jobs in one batch at most
-OnDone = Callable[[str, Future], None]
-Dispatch = tuple[str, str, dict, str]  # a job's id, operation, parameters and dispatch ticket
+OnDone = Callable[[str, Future[Any]], None]
+Dispatch = tuple[str, str, dict[str, Any], str]  # a job's id, operation, parameters and dispatch ticket
 
 
 def _run_job(*args: Any) -> str:
@@ -54,7 +54,7 @@ class _Small:
 
     job_id: str
     operation: str
-    params: dict
+    params: dict[str, Any]
     ticket: str
     seconds: float
     on_done: OnDone
@@ -74,7 +74,7 @@ class _Prepare(WorkerPlugin):
     def __init__(self, data_dir: str, warm_up: bool, log_format: str = "json"):
         self.data_dir, self.warm_up, self.log_format = data_dir, warm_up, log_format
 
-    def setup(self, worker) -> None:
+    def setup(self, worker: Worker) -> None:
         from service.jobs.worker import prepare
         from service.logs import configure_worker
 
@@ -89,7 +89,7 @@ class Executor:
         self.settings = settings
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
         self._waiting: list[_Small] = []  # small jobs not yet in a task
         self._batches = 0  # batch tasks submitted and not ended
@@ -102,7 +102,7 @@ class Executor:
                          # job's maths needs (the local cluster's workers take this; others: DASK_ env)
                          "distributed.worker.profile.enabled": False})
         if self.settings.dask_address:
-            self.client = Client(self.settings.dask_address, set_as_default=False)
+            client = Client(self.settings.dask_address, set_as_default=False)
         else:
             # loopback only: the scheduler's HTTP endpoints (the dashboard, when bokeh is installed) on a free
             # loopback port unless RESKERNEL_DASHBOARD_ADDRESS names one (Dask's default is :8787, often taken)
@@ -110,10 +110,16 @@ class Executor:
             self.cluster = LocalCluster(n_workers=self.settings.workers, threads_per_worker=1, processes=True,
                                         host="127.0.0.1", dashboard_address=http, memory_limit=0,
                                         silence_logs=logging.ERROR)
-            self.client = Client(self.cluster, set_as_default=False)
+            client = Client(self.cluster, set_as_default=False)
         prepare = _Prepare(str(self.settings.data_dir), self.settings.warm_up, self.settings.log_format)
-        self.client.register_plugin(prepare, name="reskernel-prepare")
-        log.info("dask scheduler at %s", self.client.scheduler.address)
+        client.register_plugin(prepare, name="reskernel-prepare")
+        self.client = client
+        log.info("dask scheduler at %s", client.scheduler_info().get("address"))
+
+    def _started(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("the executor is not started (or closed)")
+        return self.client
 
     def close(self) -> None:
         for closable in (self.client, self.cluster):
@@ -121,7 +127,7 @@ class Executor:
                 closable.close()
         self.client = self.cluster = None
 
-    def submit(self, job_id: str, operation: str, params: dict, on_done: OnDone, ticket: str = "",
+    def submit(self, job_id: str, operation: str, params: dict[str, Any], on_done: OnDone, ticket: str = "",
                seconds: float | None = None) -> None:
         """Run the job on a worker under the dispatch `ticket` (see `service.store.job`); its input
         arrays are read there from the store. `seconds`: its estimated compute (None: unknown),
@@ -141,7 +147,8 @@ class Executor:
         while every slot has a batch."""
         if not self._waiting or self._batches >= self._batch_slots():
             return []
-        batch, total = [], 0.0
+        batch: list[_Small] = []
+        total = 0.0
         while self._waiting and len(batch) < BATCH_JOBS and (not batch or total + self._waiting[0].seconds <= BATCH_S):
             total += self._waiting[0].seconds
             batch.append(self._waiting.pop(0))
@@ -177,15 +184,16 @@ class Executor:
         settings = self.settings
         args = (str(settings.data_dir), settings.max_attempts, settings.cancel_grace_s, settings.store_url,
                 settings.store_prefix, settings.lease_s)
+        future: Future[Any]
         if batch:
-            future = self.client.submit(_run_jobs, jobs, *args, key=key, pure=False)
+            future = self._started().submit(_run_jobs, jobs, *args, key=key, pure=False)
         else:
             job_id, operation, params, ticket = jobs[0]
-            future = self.client.submit(_run_job, job_id, operation, params, *args, ticket, key=key, pure=False)
+            future = self._started().submit(_run_job, job_id, operation, params, *args, ticket, key=key, pure=False)
         for job_id, *_ in jobs:
             self._futures[job_id] = future
 
-        def done(f: Future) -> None:
+        def done(f: Future[Any]) -> None:
             for job_id, *_ in jobs:
                 if self._futures.get(job_id) is f:
                     del self._futures[job_id]
@@ -196,7 +204,7 @@ class Executor:
 
         future.add_done_callback(done)
 
-    def _batch_done(self, future: Future, jobs: list[Dispatch], callbacks: list[OnDone]) -> None:
+    def _batch_done(self, future: Future[Any], jobs: list[Dispatch], callbacks: list[OnDone]) -> None:
         """A batch task ended: start the next batch, then report each job's end; a failed
         batch of several jobs is submitted again one task per job (those that ended are skipped)."""
         with self._lock:
@@ -222,7 +230,7 @@ class Executor:
         with self._lock:
             self._waiting = [s for s in self._waiting if s.job_id != job_id]
         future = self._futures.get(job_id)
-        if future is not None and future.status == "pending" and not future.key.endswith("-jobs"):
+        if future is not None and future.status == "pending" and not str(future.key).endswith("-jobs"):
             future.cancel()
 
     def workers(self) -> int:
@@ -234,7 +242,7 @@ class Executor:
         workers = list(self.client.scheduler_info().get("workers", {})) if self.client else []
         if not workers:
             return None
-        return self.client.run(_describe, workers=workers[:1], wait=True)[workers[0]]
+        return self._started().run(_describe, workers=workers[:1], wait=True)[workers[0]]
 
     def worker_pids(self) -> dict[str, int]:
-        return self.client.run(os.getpid)
+        return self._started().run(os.getpid)

@@ -150,7 +150,8 @@ class Jobs:
         """A succeeded job whose result files are missing (lost from disk): it must run again."""
         return job.status == "succeeded" and not (self.store.result_dir(job.id) / "meta.json").exists()
 
-    def _dispatch(self, key: str, operation: str, params: dict, ticket: str, seconds: float | None = None) -> None:
+    def _dispatch(self, key: str, operation: str, params: dict[str, Any], ticket: str,
+                  seconds: float | None = None) -> None:
         with self._lock:
             self._tickets[key] = ticket
         try:
@@ -168,7 +169,7 @@ class Jobs:
             self.store.update(key, status=status, message=status if error is None else error["title"],
                               finished_at=time.time(), error=error)
 
-    def _on_done(self, key: str, future: Future, ticket: str) -> None:
+    def _on_done(self, key: str, future: Future[Any], ticket: str) -> None:
         """Runs in Dask's client thread when a task ends: record what the worker could not.
         Not while this process shuts down (its tasks are released, not failed: the leases of
         their jobs lapse and another process re-queues them), nor while the store does not
@@ -200,7 +201,7 @@ class Jobs:
             except Exception:
                 log.warning("could not report the end of job %s", job.id, exc_info=True)
 
-    def _record_end(self, key: str, future: Future, ticket: str) -> Job | None:
+    def _record_end(self, key: str, future: Future[Any], ticket: str) -> Job | None:
         """Record what the worker could not; the job as it now is (None: deleted)."""
         job = self.store.get(key)
         if job is None or job.ticket != ticket:  # deleted, or re-queued under another ticket since
@@ -281,7 +282,7 @@ class Jobs:
         if job.status in ACTIVE:
             self.cancel(key)
             deadline = time.monotonic() + (self.settings.cancel_grace_s + 5 if timeout is None else timeout)
-            while time.monotonic() < deadline and (job := self.store.get(key)) is not None and job.status in ACTIVE:
+            while time.monotonic() < deadline and (now := self.store.get(key)) is not None and now.status in ACTIVE:
                 time.sleep(0.1)
         self.store.delete(key)
 

@@ -119,7 +119,7 @@ def _non_finite(value: Any, where: str = "") -> list[str]:
     return []
 
 
-def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
+def _finish(folder: Path, meta: dict[str, Any], arrays: Arrays) -> dict[str, Any]:
     """Check every number is finite, write the arrays, and describe the result; a small one's
     JSON (`service.store.files.render_json`) is written here too, so the API only sends it."""
     listing, checked = {}, {}
@@ -148,7 +148,7 @@ def _finish(folder: Path, meta: dict, arrays: Arrays) -> dict[str, Any]:
 
 
 @names_job
-def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attempts: int,
+def run_job(job_id: str, operation: str, params: dict[str, Any], data_dir: str, max_attempts: int,
             cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
             lease_s: float = 30.0, ticket: str = "") -> str:
     """Run one job to its end under its dispatch `ticket`; returns the final status. Never
@@ -168,7 +168,7 @@ def run_job(job_id: str, operation: str, params: dict, data_dir: str, max_attemp
         return "store unavailable"
 
 
-def _run(store: Store, job_id: str, operation: str, params: dict, report: Reporter, watched: Watched) -> str:
+def _run(store: Store, job_id: str, operation: str, params: dict[str, Any], report: Reporter, watched: Watched) -> str:
     """A claimed job's run: its result committed, or its failure or cancellation recorded."""
     from engine import Cancelled
 

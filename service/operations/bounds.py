@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -31,7 +32,7 @@ def cost(r: BoundsRequest) -> Cost:
     return Cost([], [worker_base()], [Term(0.0, "body", "a closed form", "")])
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, jacobian_bounds
 
     return jacobian_bounds(Architecture.from_dict(params["architecture"]), params["width"], params["input_dim"],

@@ -14,7 +14,9 @@ array fields may be nested lists or numpy arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -125,12 +127,12 @@ def step_flops(arch: ArchitectureSpec, width: int, batch: int, p: int) -> float:
     return 6 * batch * p + 4 * signal_layers(arch) * batch * batch * width
 
 
-def y_columns(y) -> int:
+def y_columns(y: Any) -> int:
     """k of y_train (n,) or (n, k), read from its first row only."""
     return len(y[0]) if np.ndim(y[0]) >= 1 else 1
 
 
-def count_rows(a) -> int:
+def count_rows(a: Sized | None) -> int:
     return 0 if a is None else len(a)
 
 

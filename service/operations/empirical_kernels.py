@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -80,7 +81,7 @@ def cost(r: EmpiricalKernelsRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import (
         Architecture,
         Cancelled,

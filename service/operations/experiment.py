@@ -51,7 +51,7 @@ def cost(name: str, counts: dict[str, int]) -> Cost:
                       "is GPU work)")])
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     """One of the paper's experiments: its data, and its figure as figure.png / figure.svg."""
     from engine import Cancelled
     from engine.experiments import run as run_experiment

@@ -62,9 +62,9 @@ def _numbers(value: Any, ndim: int) -> np.ndarray:
         raise ValueError("holds an integer too large for float64") from None
     finite = np.isfinite(array)
     if not finite.all():
-        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        at = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise PydanticCustomError("finite_number", "must be a finite number (NaN, Infinity and numbers beyond "
-                                  "float64 are refused)", {"where": where})
+                                  "float64 are refused)", {"where": at})
     return array
 
 
@@ -116,11 +116,12 @@ class ArchitectureSpec(Model):
     """A ResNet (paper eq. 6) or MLP (eq. 1); exactly the engine's `Architecture` keys."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"kind": "resnet", "depth": 5, "alpha": 0.1}]})
-    kind: Literal[KINDS] = Field(description="Network family.")
+    # the engine's tuples, expanded by Literal at run time (mypy cannot); tests check the lists are equal
+    kind: Literal[KINDS] = Field(description="Network family.")  # type: ignore[valid-type]
     depth: int = Field(ge=1, le=MAX_DEPTH, description="Residual blocks L (resnet) or hidden layers (mlp). Also "
                        "at most the service's depth limit, and shallow enough that the kernel of a unit input stays "
                        "within [1e-300, 1e300] (the error names the layer where it would not).")
-    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")
+    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")  # type: ignore[valid-type]
     sigma_w: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Weight scale sigma_w.")
     sigma_v: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Residual-branch weight scale sigma_v.")
     alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the MLP).")

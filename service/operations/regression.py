@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -95,7 +96,7 @@ def cost(r: RegressionRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, kernel_regression
 
     fit = kernel_regression(inputs["x_train"], inputs["y_train"], inputs["x_test"],

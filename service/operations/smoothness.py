@@ -105,7 +105,7 @@ def _rkhs(n: int, harmonics: int, field: str) -> tuple[Term, Term]:
 
 def cost(r: SmoothnessRequest) -> Cost:
     archs, g, rkhs = r.architectures, r.n_grid, r.measure == "rkhs"
-    n = 0 if not archs else (r.n_train if r.train_angles is None else len(r.train_angles))
+    n = 0 if not archs else (len(r.train_angles) if r.train_angles is not None else r.n_train or 0)
     n_field = "n_train" if r.train_angles is None else "train_angles"
     grid_field = "n_grid" if g >= n else n_field
     samples = count_rows(r.samples)
@@ -136,7 +136,7 @@ def cost(r: SmoothnessRequest) -> Cost:
     return Cost(output, memory + (peak_phase(*phases) if phases else []), compute)
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, circle_grid, circle_interpolation, mu_curvature, mu_rkhs
 
     rkhs = {"bandwidth": params["bandwidth"], "cutoff": params["cutoff"]}
@@ -159,8 +159,11 @@ def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[d
                    "train_values": fit["train_values"]}
     samples = inputs.get("samples")
     if samples is not None:
-        meta["samples"] = ({"mu": mu_curvature(samples)} if params["measure"] == "curvature"
-                           else mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs))
+        if params["measure"] == "curvature":
+            meta["samples"] = {"mu": mu_curvature(samples)}
+        else:
+            assert fit is not None  # the schema: the rkhs measure of samples needs architectures
+            meta["samples"] = mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs)
         if fit is None:
             arrays["angles"] = circle_grid(len(samples))
     return meta, arrays

@@ -48,7 +48,7 @@ def cost(r: SpectrumRequest) -> Cost:
     output = [floats(2 * g + 2 * (g // 2 + 1), "n_grid", f"profile and spectrum of n_grid {g}", "lower n_grid")]
     memory = [worker_base(), kernel_tiles([arch]), floats(8 * g, "n_grid", f"8 arrays of n_grid {g}", "lower n_grid")]
     compute = [kernel_seconds(1, g + 1, arch, "n_grid", "profile: ")]
-    if n:
+    if r.x is not None:
         output.append(floats(n, "x", f"{n} eigenvalues"))
         memory += [input_numbers(n * len(r.x[0])), floats(4 * n * n, "x", f"4 copies of the {n} x {n} Gram matrix")]
         compute += [kernel_seconds(n, None, arch, "x", "Gram: ", one_norm_each(r)),
@@ -56,7 +56,7 @@ def cost(r: SpectrumRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, circle_spectrum, gram_spectrum
 
     arch, kernel = Architecture.from_dict(params["architecture"]), params["kernel"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
@@ -158,7 +158,7 @@ def cost(r: TrainRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
-def run(params: dict, inputs: Arrays, folder: Path, report: Progress) -> tuple[dict, Arrays]:
+def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, empirical_ntk, ensemble_member, init_params, input_jacobian_norms
     from engine import train as train_networks
 

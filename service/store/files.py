@@ -88,7 +88,7 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 def open_memmaps(folder: Path, names: Iterable[str], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     """.npy files mapped for writing, their space reserved first: a full disk is an ENOSPC
     here, not a SIGBUS when a page is written later."""
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     for name in names:
         path = folder / f"{name}.npy"
         arrays[name] = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
@@ -109,7 +109,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 RESULT_JSON = "result.json"  # a result's JSON form, in its result directory once rendered
 
 
-def render_json(values: dict, arrays: dict[str, np.ndarray]) -> bytes:
+def render_json(values: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """A result's JSON form: its scalar values and each array as nested lists, by orjson (about
     15x Python's json on float arrays). Every number is finite: the worker checked."""
     body = values | {name: serializable(array) for name, array in arrays.items()}

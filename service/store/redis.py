@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import redis
@@ -151,7 +151,7 @@ class RedisStore(DataFiles):
             while True:
                 try:
                     pipe.watch(key)
-                    raw = pipe.hgetall(key)
+                    raw = cast(dict[str, str], pipe.hgetall(key))  # decode_responses: str
                     job = _decode(raw)
                     values, result = decide(job, raw)
                     if values is None:
@@ -214,7 +214,7 @@ class RedisStore(DataFiles):
 
     @_available
     def get(self, job_id: str) -> Job | None:
-        return _decode(self._redis.hgetall(self._key(job_id)))
+        return _decode(cast(dict[str, str], self._redis.hgetall(self._key(job_id))))
 
     @_available
     def update(self, job_id: str, **values: Any) -> None:
@@ -235,8 +235,8 @@ class RedisStore(DataFiles):
             if job.attempts >= max_attempts:
                 return {"status": "failed", "error": abandoned(job.attempts), "finished_at": time.time()}, None
             now = time.time()
-            values = {"status": "running", "attempts": job.attempts + 1, "started_at": now, "progress": 0.0,
-                      "lease_until": now + lease_s}
+            values: dict[str, Any] = {"status": "running", "attempts": job.attempts + 1, "started_at": now,
+                                      "progress": 0.0, "lease_until": now + lease_s}
             return values, replace(job, **values, version=job.version + 1)
 
         return self._change(job_id, decide)
@@ -249,7 +249,7 @@ class RedisStore(DataFiles):
 
     @_available
     def expired(self) -> list[Job]:
-        ids = self._redis.zrangebyscore(self._index("leases"), "-inf", f"({time.time()!r}")
+        ids = cast(list[str], self._redis.zrangebyscore(self._index("leases"), "-inf", f"({time.time()!r}"))
         return [j for j in self._jobs(ids) if j.status in ACTIVE]
 
     @_available
@@ -261,7 +261,8 @@ class RedisStore(DataFiles):
             if (job is None or job.status not in ACTIVE or job.ticket != ticket
                     or not (force or job.lease_until < now)):
                 return None, None
-            values = {"status": "queued", "ticket": new_ticket, "lease_until": now + lease_s, "message": message}
+            values: dict[str, Any] = {"status": "queued", "ticket": new_ticket, "lease_until": now + lease_s,
+                                      "message": message}
             return values, replace(job, **values, version=job.version + 1)
 
         return self._change(job_id, decide)
@@ -328,7 +329,7 @@ class RedisStore(DataFiles):
         after every job) reads no job's size."""
         if int(self._redis.get(self._index("ended_bytes")) or 0) <= budget_bytes:
             return []
-        ids = self._redis.zrange(self._index("ended"), 0, -1, desc=True)
+        ids = cast(list[str], self._redis.zrange(self._index("ended"), 0, -1, desc=True))
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hget(self._key(job_id), "size_bytes")

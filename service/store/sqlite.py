@@ -65,11 +65,11 @@ class SQLiteStore(DataFiles):
     def ping(self) -> None:
         self._execute("SELECT 1")
 
-    def _execute(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def _job(self, row: tuple) -> Job:
+    def _job(self, row: tuple[Any, ...]) -> Job:
         values = dict(zip(_COLUMNS, row, strict=True))
         for name in _JSON:
             values[name] = None if values[name] is None else json.loads(values[name])
@@ -237,7 +237,7 @@ class SQLiteStore(DataFiles):
 
         def run() -> None:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            seen_data, versions = None, {}
+            seen_data, versions = None, {}  # type: tuple[int | None, dict[str, int | None]]
             try:
                 while not stop.wait(interval):
                     ids = watched()

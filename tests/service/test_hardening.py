@@ -146,7 +146,8 @@ async def test_bodies_are_parsed_off_the_event_loop(api, monkeypatch):
 
     seen = []
     original = service.http.bodies._load
-    monkeypatch.setattr(service.http.bodies, "_load", lambda raw: seen.append(threading.current_thread()) or original(raw))
+    monkeypatch.setattr(service.http.bodies, "_load",
+                        lambda raw: seen.append(threading.current_thread()) or original(raw))
     await api.post("/v1/bounds", json={"architecture": ARCH, "width": 64, "input_dim": 2})
     assert seen and seen[0] is not threading.main_thread()
 

@@ -1,6 +1,6 @@
 """/v1/experiments: the paper's experiments, listed, and run as jobs like any operation."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 @router.get("", summary="The paper's experiments, their descriptions and parameters",
             response_model=list[ExperimentInfo])
-def list_experiments() -> list[dict]:
+def list_experiments() -> list[dict[str, Any]]:
     return [e.describe() for e in EXPERIMENTS.values()]
 
 

@@ -18,7 +18,10 @@ router = APIRouter(include_in_schema=False)
 
 def _installed(package: str) -> Path:
     """Where an installed package lives, found without importing it."""
-    return Path(find_spec(package).submodule_search_locations[0])
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed")
+    return Path(spec.submodule_search_locations[0])
 
 
 PAGE = Path(__file__).resolve().parents[2] / "explorer"

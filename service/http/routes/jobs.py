@@ -5,7 +5,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -24,7 +24,7 @@ from service.store.job import TERMINAL
 from service.store.protocol import StoreUnavailable
 
 
-class JobIdConvertor(Convertor):
+class JobIdConvertor(Convertor[str]):
     """Job ids in paths are 64 hex digits, so '/v1/jobs/{id}:cancel' never matches '/v1/jobs/{id}'."""
 
     regex = "[0-9a-f]{64}"
@@ -53,7 +53,7 @@ SEP = "\n"  # the events' line separator (the explorer splits events on a blank 
 def list_jobs(jobs: Annotated[Jobs, Depends(get_jobs)],
               status: Literal["queued", "running", "succeeded", "failed", "canceled"] | None = None,
               offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
     page, total = jobs.store.page(status=status, offset=offset, limit=limit)
     following = None
     if offset + len(page) < total:
@@ -63,7 +63,7 @@ def list_jobs(jobs: Annotated[Jobs, Depends(get_jobs)],
 
 @router.get("/{job_id:job_id}", summary="A job's status and progress", response_model=JobStatus,
             responses=problems(404, 422))
-def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
+def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str, Any]:
     return describe(jobs.get(job_id), jobs.store)
 
 
@@ -156,7 +156,7 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
              dependencies=[Depends(require_json)], openapi_extra={"requestBody": {
                  "required": True, "description": "An empty JSON object (the Content-Type is what matters).",
                  "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}}})
-def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict:
+def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str, Any]:
     return describe(jobs.cancel(job_id))
 
 
