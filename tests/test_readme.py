@@ -68,6 +68,7 @@ def test_setup_commands_are_what_ci_runs():
     assert steps[1] == [".venv/bin/pip", "install", "-e", ".[test]"]
     assert test == ci[-1] == [".venv/bin/python", "-m", "pytest"], "README and CI run the same tests"
     assert [".venv/bin/ruff", "check", "."] in ci and "ruff check ." in README.read_text()
+    assert [".venv/bin/mypy"] in ci and "`mypy`" in README.read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert any(r.startswith("pytest") for r in pyproject["project"]["optional-dependencies"]["test"])
     assert pyproject["project"]["scripts"]["reskernel"] == "service.cli:main"
