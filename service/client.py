@@ -83,6 +83,8 @@ class Client:
         ProblemError when it failed or was cancelled, TimeoutError after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         status = self.status(job_id)
+        if progress is not None and status["status"] not in ("queued", "running"):
+            progress(status["progress"], status["message"])  # ended already (a cache hit): its end is reported
         while status["status"] in ("queued", "running"):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {status['status']} after {timeout} s")
