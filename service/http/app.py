@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.openapi()  # built now, not by the first request: the explorer's first view waits for it
         if jobs_service is not None:
             yield
             return

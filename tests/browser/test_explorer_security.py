@@ -18,6 +18,7 @@ PWNED = "window.__pwned=1"
 IMG = f'<img src=x onerror="{PWNED}">'
 BREAK_OUT = f'5" autofocus onfocus="{PWNED}" x="'
 OPTION = f"</option></select><summary>{IMG}</summary>"
+LINK = '<a href="https://example.org/">Plotly reads this tag</a>'  # a tag Plotly's text markup knows
 # 1x1 transparent PNG: a forged experiment's figure
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
                     "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4f30000000049454e44ae426082")
@@ -107,20 +108,21 @@ def test_forged_architecture_text_is_shown_as_text(guarded):
     legend, the training view's choice. All show the text; nothing runs."""
     guarded.route("**/openapi.json", forged_openapi)
     guarded.route("**/v1/smoothness", forged_smoothness)
-    archs = [{"kind": "resnet", "depth": IMG, "alpha": 0.5, "activation": OPTION}, {"kind": "mlp", "depth": BREAK_OUT}]
+    archs = [{"kind": "resnet", "depth": IMG + LINK, "alpha": 0.5, "activation": OPTION},
+             {"kind": "mlp", "depth": BREAK_OUT}]
     ready(guarded, ARCHS + quote(json.dumps(archs)))
     settled(guarded, "interpolation")
     assert guarded.is_hidden("#link-notice")
-    assert IMG in guarded.text_content("#arch-list li:nth-child(1) .arch-label")
+    assert IMG + LINK in guarded.text_content("#arch-list li:nth-child(1) .arch-label")
     assert BREAK_OUT in guarded.text_content("#arch-list li:nth-child(2) .arch-label")
     assert guarded.input_value("#arch-0-activation") == OPTION
     assert OPTION in guarded.text_content("#arch-list li:nth-child(1) summary")
     cells = guarded.eval_on_selector_all("#mu-table td", "cells => cells.map((c) => c.textContent)")
-    assert IMG in cells[0] and BREAK_OUT in cells[2]
+    assert IMG + LINK in cells[0] and BREAK_OUT in cells[2]
     legend = guarded.eval_on_selector_all("#plot-interpolation .legendtext", "ts => ts.map((t) => t.textContent)")
-    assert IMG in legend[0] and BREAK_OUT in legend[1]  # Plotly shows the name as text, its tags not read
+    assert IMG + LINK in legend[0] and BREAK_OUT in legend[1]  # Plotly shows the name as text, its tags not read
     options = guarded.eval_on_selector_all("#train-arch option", "os => os.map((o) => o.textContent)")
-    assert IMG in options[0] and BREAK_OUT in options[1]
+    assert IMG + LINK in options[0] and BREAK_OUT in options[1]
     assert_nothing_ran(guarded)
 
 
