@@ -85,7 +85,7 @@ def _plotly_styles() -> tuple[str, ...]:
 def _secured(page: HTMLResponse, policy: dict[str, str]) -> HTMLResponse:
     """`page` with the Content-Security-Policy `policy`, which admits the page's own inline <script>
     blocks (FastAPI's Swagger UI page starts the UI with one) by their SHA-256 hashes."""
-    inline = [_hash(block) for block in re.findall(r"<script>(.*?)</script>", page.body.decode(), flags=re.S)]
+    inline = [_hash(block) for block in re.findall(r"<script>(.*?)</script>", bytes(page.body).decode(), flags=re.S)]
     page.headers["Content-Security-Policy"] = _header({**policy, "script-src": " ".join(["'self'", *inline])})
     return page
 
