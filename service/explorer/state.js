@@ -50,7 +50,7 @@ function decode(key, text, choices) {
 /** What is wrong with `value` as an instance of `schema`, a flat object schema as the API's OpenAPI
  * document states it (properties with type, enum, minimum, maximum, exclusiveMinimum,
  * exclusiveMaximum; required; additionalProperties false). An empty list: nothing. */
-export function schemaProblems(value, schema) {
+function schemaProblems(value, schema) {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return [`must be an object, got ${quoted(value)}`];
   const problems = (schema.required ?? []).filter((key) => !(key in value)).map((key) => `${key} is missing`);
   for (const [key, item] of Object.entries(value)) {
