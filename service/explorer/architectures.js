@@ -1,6 +1,7 @@
 // The architectures every view compares: a list the user edits (view 1).
 
 import { DEFAULT_ARCHS } from "./state.js";
+import { element } from "./ui.js";
 
 const DEFAULTS = { activation: "relu", sigma_w: 1, sigma_v: 1, alpha: 1, sigma_b: 0 };
 const NUMBERS = ["depth", "alpha", "sigma_w", "sigma_v", "sigma_b"];
@@ -78,34 +79,35 @@ export class ArchitectureEditor {
   }
 
   row(arch, i) {
-    const item = document.createElement("li");
-    item.className = "arch";
     const id = (key) => `arch-${i}-${key}`;
     const value = (key) => arch[key] ?? DEFAULTS[key];
-    const field = (key, text, control) => `<div class="field field-${key}"><label for="${id(key)}">${text}</label>${control}` +
-      `<span class="error" id="err-arch-${i}-${key}"></span></div>`;
-    const slider = (key, min, max, step) => `<input type="range" id="${id(key)}-range" min="${min}" max="${max}" step="${step}" ` +
-      `value="${value(key)}" data-arch-key="${key}" aria-label="${key} of architecture ${i + 1} (slider)">`;
-    const numberBox = (key, attrs) => `<input type="number" id="${id(key)}" value="${value(key)}" data-arch-key="${key}" ${attrs} ` +
-      `aria-describedby="err-arch-${i}-${key}">`;
-    item.innerHTML = `<h3>${i + 1}. <span class="arch-label">${label(arch)}</span></h3>
-      ${field("kind", "Kind", `<select id="${id("kind")}" data-arch-key="kind" aria-describedby="err-arch-${i}-kind">
-        <option value="resnet">ResNet</option><option value="mlp">MLP</option></select>`)}
-      ${field("depth", "Depth L", `${slider("depth", 1, 50, 1)}${numberBox("depth", 'min="1" step="1"')}`)}
-      ${field("alpha", "Residual scale α", `${slider("alpha", 0, 1, 0.01)}${numberBox("alpha", 'min="0" step="0.01"')}`)}
-      <details ${["activation", "sigma_w", "sigma_v", "sigma_b"].some((k) => value(k) !== DEFAULTS[k]) ? "open" : ""}>
-      <summary>${summary(arch)}</summary>
-      <div class="more">
-      ${field("activation", "Activation", `<select id="${id("activation")}" data-arch-key="activation" aria-describedby="err-arch-${i}-activation">
-        ${[...new Set([...this.activations, value("activation")])].map((a) => `<option>${a}</option>`).join("")}</select>`)}
-      ${field("sigma_w", "σ_w", numberBox("sigma_w", 'min="0" step="0.1"'))}
-      ${field("sigma_v", "σ_v", numberBox("sigma_v", 'min="0" step="0.1"'))}
-      ${field("sigma_b", "Biases σ_b (0: none)", numberBox("sigma_b", 'min="0" step="0.1"'))}
-      </div></details>
-      <button type="button" class="remove" aria-label="Remove architecture ${i + 1}" ${this.archs.length < 2 ? "disabled" : ""}>Remove</button>`;
+    const mlp = arch.kind === "mlp";  // the MLP has no residual branch: its alpha controls are off
+    const described = (key) => ({ id: id(key), "data-arch-key": key, "aria-describedby": `err-arch-${i}-${key}` });
+    const field = (key, text, ...controls) => element("div", { class: `field field-${key}` },
+      element("label", { for: id(key) }, text), ...controls, element("span", { class: "error", id: `err-arch-${i}-${key}` }));
+    const slider = (key, min, max, step) => element("input", { type: "range", id: `${id(key)}-range`, min, max, step,
+      value: value(key), "data-arch-key": key, "aria-label": `${key} of architecture ${i + 1} (slider)`,
+      disabled: key === "alpha" && mlp });
+    const numberBox = (key, min, step) => element("input", { type: "number", ...described(key), min, step,
+      value: value(key), disabled: key === "alpha" && mlp });
+    const options = (pairs) => pairs.map(([text, option]) => new Option(text, option));
+    const activations = [...new Set([...this.activations, value("activation")])].map((a) => [a, a]);
+    const custom = ["activation", "sigma_w", "sigma_v", "sigma_b"].some((k) => value(k) !== DEFAULTS[k]);
+
+    const item = element("li", { class: mlp ? "arch mlp" : "arch" },
+      element("h3", {}, `${i + 1}. `, element("span", { class: "arch-label" }, label(arch))),
+      field("kind", "Kind", element("select", described("kind"), ...options([["ResNet", "resnet"], ["MLP", "mlp"]]))),
+      field("depth", "Depth L", slider("depth", 1, 50, 1), numberBox("depth", 1, 1)),
+      field("alpha", "Residual scale α", slider("alpha", 0, 1, 0.01), numberBox("alpha", 0, 0.01)),
+      element("details", { open: custom }, element("summary", {}, summary(arch)), element("div", { class: "more" },
+        field("activation", "Activation", element("select", described("activation"), ...options(activations))),
+        field("sigma_w", "σ_w", numberBox("sigma_w", 0, 0.1)),
+        field("sigma_v", "σ_v", numberBox("sigma_v", 0, 0.1)),
+        field("sigma_b", "Biases σ_b (0: none)", numberBox("sigma_b", 0, 0.1)))),
+      element("button", { type: "button", class: "remove", "aria-label": `Remove architecture ${i + 1}`,
+        disabled: this.archs.length < 2 }, "Remove"));
     item.querySelector(`#${id("kind")}`).value = arch.kind;
     item.querySelector(`#${id("activation")}`).value = value("activation");
-    item.classList.toggle("mlp", arch.kind === "mlp");
     item.addEventListener("input", (event) => this.edit(i, item, event.target));
     item.querySelector(".remove").addEventListener("click", () => {
       const archs = this.archs.filter((_, j) => j !== i);
@@ -124,6 +126,7 @@ export class ArchitectureEditor {
     if (key === "kind" && arch.kind === "resnet" && arch.alpha === undefined) arch.alpha = 1;
     for (const twin of item.querySelectorAll(`[data-arch-key="${key}"]`)) if (twin !== control) twin.value = control.value;
     item.classList.toggle("mlp", arch.kind === "mlp");
+    for (const alpha of item.querySelectorAll('[data-arch-key="alpha"]')) alpha.disabled = arch.kind === "mlp";
     item.querySelector(".arch-label").textContent = label(arch);
     item.querySelector("summary").textContent = summary(arch);
     this.archs = this.archs.map((a, j) => (j === i ? arch : a));

@@ -2,7 +2,7 @@
 
 import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
-import { ANGLE_AXIS, busy, color, latest, paperTarget, plot } from "./ui.js";
+import { ANGLE_AXIS, busy, color, element, latest, paperTarget, plot } from "./ui.js";
 
 const N_GRID = 4096;  // the paper's grid for mu
 const SWEEP_ALPHAS = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 1];
@@ -56,8 +56,9 @@ export function interpolationView(view, editor) {
     traces.push({ x: result.train_angles, y: result.train_values, mode: "markers", name: `${state.n} samples`,
       marker: { size: 9, color: "black" } });
     await plot(figure, traces, { title: { text: "Interpolants and their smoothness μ" }, xaxis: ANGLE_AXIS, yaxis: { title: { text: "f(b)" } } });
-    table.innerHTML = "<caption>μ of each interpolant (eq. 22)</caption><tr><th scope=col>architecture</th><th scope=col>μ</th></tr>" +
-      result.results.map((r, i) => `<tr><td>${label(state.archs[i])}</td><td>${r.mu.toPrecision(6)}</td></tr>`).join("");
+    table.replaceChildren(element("caption", {}, "μ of each interpolant (eq. 22)"),
+      element("tr", {}, element("th", { scope: "col" }, "architecture"), element("th", { scope: "col" }, "μ")),
+      ...result.results.map((r, i) => element("tr", {}, element("td", {}, label(state.archs[i])), element("td", {}, r.mu.toPrecision(6)))));
 
     const points = sweep(state);
     second.closest("figure").hidden = !points.length;

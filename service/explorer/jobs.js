@@ -2,9 +2,7 @@
 // (status, progress, cancel, downloads as .npy and CSV).
 
 import { cancel, get, request, settle, submit } from "./api.js";
-import { busy, clearErrors, csv, download, note, showProblem } from "./ui.js";
-
-const escape = (text) => String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+import { busy, clearErrors, csv, download, element, note, showProblem } from "./ui.js";
 
 /** An array (nested lists up to 3-D) as CSV rows: its values, with leading index columns past 2-D. */
 function arrayRows(value) {
@@ -14,12 +12,17 @@ function arrayRows(value) {
   return value.flatMap((block, i) => block.map((row) => [i, ...row]));
 }
 
-function tableHtml(name, rows) {
+/** A result table (a list of rows, each an object) as a <table> captioned `name`. */
+function resultTable(name, rows) {
   const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
-  const cell = (v) => (typeof v === "number" ? Number(v.toPrecision(6)) : v ?? "–");
-  return `<table><caption>${escape(name)}</caption><tr>${columns.map((c) => `<th scope="col">${escape(c)}</th>`).join("")}</tr>` +
-    rows.map((row) => `<tr>${columns.map((c) => `<td>${escape(cell(row[c]))}</td>`).join("")}</tr>`).join("") + "</table>";
+  const cell = (v) => String(typeof v === "number" ? Number(v.toPrecision(6)) : v ?? "–");
+  return element("table", {}, element("caption", {}, name),
+    element("tr", {}, ...columns.map((c) => element("th", { scope: "col" }, c))),
+    ...rows.map((row) => element("tr", {}, ...columns.map((c) => element("td", {}, cell(row[c]))))));
 }
+
+/** A link to a file of the API, fetched by the page when clicked (so that it carries the token). */
+const fileLink = (path, name, text) => element("a", { href: path, download: name, "data-fetch": true }, text);
 
 /** Download the file at `path` (a link a plain navigation could not send the token with). */
 async function fetchFile(path, name) {
@@ -106,19 +109,18 @@ export class JobsView {
 
   show(name, status) {
     const tables = status.result?.values?.tables ?? {};
-    this.output.innerHTML = `<figure><img alt="Figure of the experiment ${escape(name)}">` +
-      `<figcaption>${escape(name)} (<a href="/v1/jobs/${status.id}/figure.svg" download="${escape(name)}.svg" data-fetch>SVG</a>)</figcaption></figure>` +
-      Object.entries(tables).map(([table, rows]) => `<div class="table-scroll">${tableHtml(table, rows)}</div>` +
-        `<button type="button" data-table="${escape(table)}">Download ${escape(table)}.csv</button>`).join("");
-    const image = this.output.querySelector("img");  // fetched, so that it carries the API token
-    request(`/v1/jobs/${status.id}/figure.png`).then(async (response) => {
+    const image = element("img", { alt: `Figure of the experiment ${name}` });
+    this.output.replaceChildren(
+      element("figure", {}, image, element("figcaption", {}, `${name} (`, fileLink(`/v1/jobs/${status.id}/figure.svg`, `${name}.svg`, "SVG"), ")")),
+      ...Object.entries(tables).flatMap(([table, rows]) => {
+        const header = [...new Set(rows.flatMap((row) => Object.keys(row)))];
+        const save = element("button", { type: "button" }, `Download ${table}.csv`);
+        save.addEventListener("click", () => download(`${name}-${table}.csv`, new Blob([csv(rows, header)], { type: "text/csv" })));
+        return [element("div", { class: "table-scroll" }, resultTable(table, rows)), save];
+      }));
+    request(`/v1/jobs/${status.id}/figure.png`).then(async (response) => {  // fetched, so that it carries the API token
       if (response.ok) image.src = URL.createObjectURL(await response.blob());
     }).catch((error) => showProblem(this.view, error));
-    for (const button of this.output.querySelectorAll("button[data-table]")) {
-      const rows = tables[button.dataset.table];
-      const header = [...new Set(rows.flatMap((row) => Object.keys(row)))];
-      button.addEventListener("click", () => download(`${name}-${button.dataset.table}.csv`, new Blob([csv(rows, header)], { type: "text/csv" })));
-    }
   }
 
   /** Redraw the job list (newest first); keeps polling while a job is active and the view shown. */
@@ -132,15 +134,22 @@ export class JobsView {
       return;
     }
     const rows = page.jobs.map((job) => {
-      const active = ["queued", "running"].includes(job.status);
-      return `<tr data-id="${job.id}"><td><code title="${job.id}">${job.id.slice(0, 10)}</code></td><td>${escape(job.operation)}</td>` +
-        `<td class="state-${job.status}">${job.status}</td><td><progress max="1" value="${job.progress}" aria-label="progress of job ${job.id.slice(0, 10)}"></progress> ${escape(job.message)}</td>` +
-        `<td>${new Date(job.created_at * 1000).toLocaleTimeString()}</td><td>` +
-        (active ? `<button type="button" data-act="cancel">Cancel</button>` : "") +
-        (job.status === "succeeded" ? `<button type="button" data-act="files">Downloads</button>` : "") + "</td></tr>";
+      const id = String(job.id);
+      const actions = [];
+      if (["queued", "running"].includes(job.status)) actions.push(element("button", { type: "button", "data-act": "cancel" }, "Cancel"));
+      if (job.status === "succeeded") actions.push(element("button", { type: "button", "data-act": "files" }, "Downloads"));
+      return element("tr", { "data-id": id },
+        element("td", {}, element("code", { title: id }, id.slice(0, 10))),
+        element("td", {}, String(job.operation)),
+        element("td", { class: `state-${job.status}` }, String(job.status)),
+        element("td", {}, element("progress", { max: 1, value: job.progress, "aria-label": `progress of job ${id.slice(0, 10)}` }),
+          ` ${job.message}`),
+        element("td", {}, new Date(job.created_at * 1000).toLocaleTimeString()),
+        element("td", {}, ...actions));
     });
-    this.table.innerHTML = `<caption>${page.total} jobs (newest 30)</caption><tr><th scope="col">id</th><th scope="col">operation</th>` +
-      `<th scope="col">status</th><th scope="col">progress</th><th scope="col">created</th><th scope="col">actions</th></tr>${rows.join("")}`;
+    this.table.replaceChildren(element("caption", {}, `${page.total} jobs (newest 30)`),
+      element("tr", {}, ...["id", "operation", "status", "progress", "created", "actions"].map((c) => element("th", { scope: "col" }, c))),
+      ...rows);
     if (!this.view.hidden && page.jobs.some((job) => ["queued", "running"].includes(job.status))) {
       this.timer = setTimeout(() => this.refresh(), 2000);
     }
@@ -156,13 +165,12 @@ export class JobsView {
         await this.refresh();
       } else if (button.dataset.act === "files") {
         const status = await get(`/v1/jobs/${id}`);
-        const links = Object.entries(status.result.arrays).map(([name, spec]) =>
-          `<li>${escape(name)} (${spec.shape.join(" × ")}) <button type="button" data-act="npy" data-array="${escape(name)}">.npy</button> ` +
-          `<button type="button" data-act="csv" data-array="${escape(name)}">CSV</button></li>`);
-        const holder = document.createElement("tr");
-        holder.dataset.id = id;
-        holder.innerHTML = `<td colspan="6"><ul class="files">${links.join("") || "<li>no arrays: the values are in the result JSON</li>"}` +
-          `<li><a href="/v1/jobs/${id}/result" download="${escape(status.operation)}.json" data-fetch>result JSON</a></li></ul></td>`;
+        const links = Object.entries(status.result.arrays).map(([name, spec]) => element("li", {}, `${name} (${spec.shape.join(" × ")}) `,
+          element("button", { type: "button", "data-act": "npy", "data-array": name }, ".npy"), " ",
+          element("button", { type: "button", "data-act": "csv", "data-array": name }, "CSV")));
+        if (!links.length) links.push(element("li", {}, "no arrays: the values are in the result JSON"));
+        const holder = element("tr", { "data-id": id }, element("td", { colspan: 6 }, element("ul", { class: "files" }, ...links,
+          element("li", {}, fileLink(`/v1/jobs/${id}/result`, `${status.operation}.json`, "result JSON")))));
         row.after(holder);
         holder.querySelector("button")?.focus();
       } else if (button.dataset.act === "npy") {

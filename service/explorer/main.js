@@ -7,10 +7,15 @@ import { interpolationView } from "./interpolation.js";
 import { JobsView } from "./jobs.js";
 import { shapesView } from "./shapes.js";
 import { spectraView } from "./spectra.js";
-import { coerce, load, save } from "./state.js";
-import { debounce, showProblem } from "./ui.js";
+import { checkArchs, coerce, load, save } from "./state.js";
+import { debounce, element, showProblem } from "./ui.js";
 
-const state = load();
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+const choices = { view: tabs.map((tab) => tab.dataset.view) };  // what a link may choose: the tabs, the fixed selects
+for (const select of document.querySelectorAll("select[data-key]")) {
+  if (select.options.length) choices[select.dataset.key] = [...select.options].map((option) => option.value);
+}
+const { state, dropped } = load(choices);
 const section = (name) => document.getElementById(`view-${name}`);
 const editor = new ArchitectureEditor(document.getElementById("arch-list"), document.getElementById("arch-add"),
   document.getElementById("arch-reset"), (archs) => change({ archs }));
@@ -22,7 +27,6 @@ const computed = {
   spectra: spectraView(section("spectra"), editor),
 };
 const stale = new Set(Object.keys(computed));
-const tabs = [...document.querySelectorAll('[role="tab"]')];
 
 /** Bring the active view up to date (computed views re-ask the API only when their inputs changed). */
 async function refresh() {
@@ -82,11 +86,21 @@ for (const control of document.querySelectorAll("[data-key]")) {
     change({ [key]: control.type === "checkbox" ? control.checked : coerce(key, control.value) }));
 }
 
-/** The activations the API accepts, from its own schema (until it answers, the list offers relu). */
-async function activations() {
-  const schema = await get("/openapi.json");
-  editor.activations = schema.components.schemas.ArchitectureSpec.properties.activation.enum ?? editor.activations;
-  if (!editor.list.contains(document.activeElement)) editor.render(state.archs);
+/** The API's own contract for an architecture (its OpenAPI schema), or null when it does not answer. */
+async function architectureSchema() {
+  try {
+    return (await get("/openapi.json")).components.schemas.ArchitectureSpec;
+  } catch {
+    return null;
+  }
+}
+
+/** Say what of the link was left out, and why (as text: the link's values are quoted, never run). */
+function notice(lines) {
+  const box = document.getElementById("link-notice");
+  box.replaceChildren(element("p", {}, "Parts of this link were not valid and were left out:"),
+    element("ul", {}, ...lines.map((line) => element("li", {}, line))));
+  box.hidden = !lines.length;
 }
 
 /** A 401 (RESKERNEL_API_TOKEN is set): ask for the token, keep it for this tab, start again with it. */
@@ -106,12 +120,15 @@ function askForToken() {
 
 async function start() {
   askForToken();
+  const schema = await architectureSchema();  // the link's architectures are checked before anything shows them
+  editor.activations = schema?.properties.activation.enum ?? editor.activations;
+  const checked = checkArchs(state.archs, schema);
+  state.archs = checked.archs;
+  notice([...dropped, ...checked.dropped]);
   editor.render(state.archs);
   finite.render(state);
   sync();
-  activations().catch(() => {});
   jobs.load().then(() => jobs.render(state), (error) => showProblem(section("jobs"), error));
-  if (!tabs.some((tab) => tab.dataset.view === state.view)) state.view = "shapes";
   performance.mark("explorer-interactive");
   document.body.dataset.ready = "interactive";
   show(state.view);

@@ -1,4 +1,6 @@
-// Shared page mechanics: errors beside their controls, busy states, plots, downloads.
+// Shared page mechanics: building elements, errors beside their controls, busy states, plots, downloads.
+// Text reaches the page only as text: elements are built here (never from HTML strings), and plot
+// trace names, which Plotly reads as its own HTML-like markup, are escaped by plot().
 
 // plotly.min.js (4.8 MB, from the plotly wheel) loads beside the page: controls work and requests
 // leave before it has run; plots wait for it.
@@ -8,6 +10,23 @@ const plotly = new Promise((resolve, reject) => {
   script.addEventListener("load", () => resolve(window.Plotly));
   script.addEventListener("error", () => reject(new Error("plotly.min.js did not load")));
 });
+
+/** A new element: `attributes` set as given (true: present and empty; false, null, undefined: absent),
+ * `children` appended (strings as text nodes, never parsed). */
+export function element(tag, attributes = {}, ...children) {
+  const made = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === true) made.setAttribute(name, "");
+    else if (value !== false && value !== null && value !== undefined) made.setAttribute(name, String(value));
+  }
+  made.append(...children);
+  return made;
+}
+
+/** `text` shown as is by Plotly, which reads tags (<b>, <a href>, <br>) and entities in trace names. */
+export function plotText(text) {
+  return String(text).replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c]);
+}
 
 /** Empty every error slot inside `scope`. */
 export function clearErrors(scope) {
@@ -55,11 +74,13 @@ const LAYOUT = {  // the legend sits above the plot (Plotly widens the top margi
 };
 
 /** Draw (or redraw in place) a plot; `layout` adds to the shared layout, and its title goes to the
- * figure's caption (HTML: read by screen readers, wrapped on a phone). */
-export async function plot(element, traces, { title, ...layout } = {}) {
-  const caption = element.closest("figure")?.querySelector("figcaption");
+ * figure's caption (HTML: read by screen readers, wrapped on a phone). Trace names are shown as
+ * plain text (legend and hover label); axis titles and tick labels must be the page's own text. */
+export async function plot(figure, traces, { title, ...layout } = {}) {
+  const caption = figure.closest("figure")?.querySelector("figcaption");
   if (caption) caption.textContent = title?.text ?? "";
-  return (await plotly).react(element, traces, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
+  const named = traces.map((trace) => (trace.name === undefined ? trace : { ...trace, name: plotText(trace.name) }));
+  return (await plotly).react(figure, named, { ...LAYOUT, ...layout, legend: { ...LAYOUT.legend, ...layout.legend } },
     { responsive: true, displaylogo: false });
 }
 

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from service.http import metrics, problems
 from service.http.auth import BearerAuth
 from service.http.metrics import Metrics
-from service.http.middleware import BodyLimit, TrustedHosts
+from service.http.middleware import BodyLimit, SecurityHeaders, TrustedHosts
 from service.http.observability import REQUEST_ID, RequestContext
 from service.http.routes import experiments, explorer, health, jobs, operations
 from service.jobs.executor import Executor
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.openapi()  # built now, not by the first request: the explorer's first view waits for it
         if jobs_service is not None:
             yield
             return
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     problems.install(app)
     for module in (operations, experiments, jobs, health, explorer, metrics):
         app.include_router(module.router)
-    # the last added runs first: request id and access log, CORS, Host, token, body size
+    # the last added runs first: security headers, request id and access log, CORS, Host, token, body size
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
     if settings.api_token:
         app.add_middleware(BearerAuth, token=settings.api_token)
@@ -115,5 +116,6 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=CORS_REQUEST_HEADERS,
                            expose_headers=CORS_EXPOSED_HEADERS, max_age=600)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeaders)
     _openapi(app, bearer=bool(settings.api_token))
     return app

@@ -1,9 +1,9 @@
 """The ASGI middleware of the app but for the request context (`observability`) and the token
-(`auth`): the body size limit and the trusted Host header."""
+(`auth`): the body size limit, the trusted Host header, and the security headers of every answer."""
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.problems import problem
@@ -65,6 +65,39 @@ class TrustedHosts:
             detail = "the Host header names no host this service answers for (RESKERNEL_TRUSTED_HOSTS)"
             return await problem(400, "Untrusted host", detail, instance=scope["path"])(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+# Sent with every answer. A document's own policy (the explorer, /docs, /redoc: routes/explorer.py)
+# replaces the default one, which lets a document load nothing: an API answer (JSON, the figure's SVG)
+# opened in a tab runs no script and cannot be framed.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors 'none' for browsers that predate CSP 2
+}
+DEFAULT_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS, and Content-Security-Policy DEFAULT_POLICY where the answer sets none."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if "content-security-policy" not in headers:
+                    headers["Content-Security-Policy"] = DEFAULT_POLICY
+            await send(message)
+
+        return await self.app(scope, receive, secured)
 
 
 def _hostname(host: str) -> str:

@@ -1,7 +1,11 @@
 """Browser tests: Playwright driving Debian's Chromium (`apt-get install chromium`; no browser
 download) against a real `reskernel serve` with its own data directory. Each test fails on any
-console error, page error or failed request it did not expect. Screenshots go to one folder per
-test run, named at the end of the run (or set RESKERNEL_SCREENSHOTS)."""
+console error (a Content-Security-Policy violation is one), page error or failed request it did
+not expect. Screenshots go to one folder per test run, named at the end of the run (or set
+RESKERNEL_SCREENSHOTS).
+
+The page's policy forbids eval: `wait_for_function` takes a function (`"() => ..."`), which
+Playwright evaluates once, not a bare expression, which it would evaluate again at each poll."""
 
 import os
 import re
@@ -82,11 +86,13 @@ def browser():
 
 class Watch:
     """What went wrong in a page: console errors, uncaught exceptions, failed requests, HTTP errors.
-    `allow(status)` expects responses with that status (an error the test provokes on purpose)."""
+    `allow(status)` expects responses with that status, `expect(text)` console errors that contain
+    `text` (errors the test provokes on purpose)."""
 
     def __init__(self, page):
         self.problems: list[str] = []
         self.allowed: set[int] = set()
+        self.expected: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("requestfailed", lambda request: self.problems.append(f"failed: {request.url} {request.failure}"))
@@ -95,12 +101,16 @@ class Watch:
     def allow(self, status: int) -> None:
         self.allowed.add(status)
 
+    def expect(self, text: str) -> None:
+        self.expected.append(text)
+
     def _console(self, message) -> None:
         if message.type != "error":
             return
         status = re.search(r"status of (\d{3})", message.text)
-        if not (status and int(status.group(1)) in self.allowed):
-            self.problems.append(f"console error: {message.text}")
+        if (status and int(status.group(1)) in self.allowed) or any(text in message.text for text in self.expected):
+            return
+        self.problems.append(f"console error: {message.text}")
 
     def _response(self, response) -> None:
         if response.status >= 400 and response.status not in self.allowed:

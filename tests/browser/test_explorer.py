@@ -17,12 +17,12 @@ ALPHA, MU = "\u03b1", "\u03bc"  # the legends' Greek letters
 def open_view(page, query: str) -> dict:
     """Load the page; its performance marks (ms since navigation) once the first view is drawn."""
     page.goto(f"/?{query}")
-    page.wait_for_function("document.body.dataset.ready === 'plotted'", timeout=180_000)
+    page.wait_for_function("() => document.body.dataset.ready === 'plotted'", timeout=180_000)
     return page.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
 
 
 def settled(page, view: str) -> None:
-    page.wait_for_function(f"document.getElementById('view-{view}').getAttribute('aria-busy') === 'false'",
+    page.wait_for_function(f"() => document.getElementById('view-{view}').getAttribute('aria-busy') === 'false'",
                            timeout=180_000)
 
 
@@ -76,7 +76,7 @@ def test_mu_follows_alpha_and_depth(page, server, shots):
     page.wait_for_selector("#err-arch-1-depth:empty", state="attached", timeout=60_000)
 
     page.select_option("select[data-key=sweep]", "alpha")
-    page.wait_for_function("document.getElementById('plot-sweep').data?.length >= 2", timeout=300_000)
+    page.wait_for_function("() => document.getElementById('plot-sweep').data?.length >= 2", timeout=300_000)
     settled(page, "interpolation")
     page.screenshot(path=shots / "interpolation.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
@@ -102,7 +102,7 @@ def test_shared_url_reproduces_the_view(page, new_page, shots):
 
     shared = new_page()  # another browser context: nothing but the link is shared
     shared.goto(page.url)
-    shared.wait_for_function("document.body.dataset.ready === 'plotted'", timeout=60_000)
+    shared.wait_for_function("() => document.body.dataset.ready === 'plotted'", timeout=60_000)
     settled(shared, "shapes")
     assert traces(shared, "plot-shapes") == drawn
     assert shared.input_value("select[data-key=kernel]") == "ntk" and not shared.is_checked("input[data-key=norm]")
@@ -114,7 +114,7 @@ def test_shared_url_reproduces_the_view(page, new_page, shots):
 def test_spectra_and_bounds(page, shots):
     archs = [{"kind": "mlp", "depth": 3}, {"kind": "resnet", "depth": 3, "alpha": 0.1}]
     open_view(page, f"view=spectra&archs={quote(json.dumps(archs))}")
-    page.wait_for_function("document.getElementById('plot-bounds-alpha').data?.length === 2", timeout=300_000)
+    page.wait_for_function("() => document.getElementById('plot-bounds-alpha').data?.length === 2", timeout=300_000)
     settled(page, "spectra")
     assert len(traces(page, "plot-magnitudes")) == len(traces(page, "plot-condition")) == 2
     assert "threshold" in page.text_content("figure:has(#plot-bounds-alpha) figcaption")
@@ -131,16 +131,16 @@ def test_add_architecture_and_train(page, server, shots):
 
     page.click("#train-run")  # long: watch the live loss grow, then cancel
     live = "document.getElementById('plot-loss').data?.[0]?.x.length"
-    page.wait_for_function(f"{live} >= 1", timeout=180_000)
+    page.wait_for_function(f"() => {live} >= 1", timeout=180_000)
     first = page.evaluate(live)
-    page.wait_for_function(f"{live} > {first}", timeout=120_000)
+    page.wait_for_function(f"() => {live} > {first}", timeout=120_000)
     page.click("#train-cancel")
-    page.wait_for_function("document.querySelector('#view-finite .status').textContent.includes('canceled')",
+    page.wait_for_function("() => document.querySelector('#view-finite .status').textContent.includes('canceled')",
                            timeout=120_000)
 
     page.fill("input[data-key=steps]", "2000")
     page.click("#train-run")
-    page.wait_for_function("document.querySelector('#view-finite .status').textContent.startsWith('Done')",
+    page.wait_for_function("() => document.querySelector('#view-finite .status').textContent.startsWith('Done')",
                            timeout=300_000)
     loss = traces(page, "plot-loss")
     assert len(loss) == 2 and all(len(t["y"]) > 2 and t["y"][-1] < t["y"][0] for t in loss)
@@ -151,7 +151,7 @@ def test_add_architecture_and_train(page, server, shots):
 def test_experiment_figure_tables_and_downloads(page, server, shots, tmp_path):
     open_view(page, "view=jobs")
     listed = [e["name"] for e in httpx.get(f"{server}/v1/experiments").json()]
-    page.wait_for_function(f"document.getElementById('experiment-name').options.length === {len(listed)}")
+    page.wait_for_function(f"() => document.getElementById('experiment-name').options.length === {len(listed)}")
     assert page.eval_on_selector_all("#experiment-name option", "os => os.map(o => o.value)") == listed
 
     page.watch.allow(422)
@@ -165,9 +165,9 @@ def test_experiment_figure_tables_and_downloads(page, server, shots, tmp_path):
 
     page.fill("#experiment-parameters", '{"depths": [2], "alphas": [0.5], "n_angles": 31}')
     page.click("#experiment-run")
-    page.wait_for_function("document.querySelector('#view-jobs .status').textContent.endsWith('done.')",
+    page.wait_for_function("() => document.querySelector('#view-jobs .status').textContent.endsWith('done.')",
                            timeout=300_000)
-    page.wait_for_function("document.querySelector('#experiment-output img').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('#experiment-output img').naturalWidth > 0")
     assert page.locator("#experiment-output table").count() >= 1
 
     page.click("#jobs-refresh")

@@ -27,8 +27,8 @@ def test_the_page_asks_for_the_token_and_sends_it(page, shots):
     page.on("response", lambda r: answers.append((r.url, r.status, r.request.headers.get("authorization"))))
     page.fill("#token", TOKEN)
     page.click("#token-form button[type=submit]")
-    page.wait_for_function("document.querySelector('#jobs-table caption')?.textContent.includes('jobs')")
-    page.wait_for_function("document.getElementById('experiment-name').options.length > 0")
+    page.wait_for_function("() => document.querySelector('#jobs-table caption')?.textContent.includes('jobs')")
+    page.wait_for_function("() => document.getElementById('experiment-name').options.length > 0")
     assert page.is_hidden("#token-form")
     assert page.evaluate("sessionStorage.getItem('reskernel-token')") == TOKEN
     api = [(url, status, auth) for url, status, auth in answers if "/v1/" in url]

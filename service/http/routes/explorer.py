@@ -1,9 +1,16 @@
 """The explorer page at `/`, its static files, and `/docs` and `/redoc` served with no internet
 access: every script comes from this package or from an installed dependency (plotly's
-`plotly.min.js`; Swagger UI and ReDoc from `fastapi-standalone-docs`, used as an asset source)."""
+`plotly.min.js`; Swagger UI and ReDoc from `fastapi-standalone-docs`, used as an asset source).
+
+Each page is sent with a Content-Security-Policy that lets it load scripts from this service only:
+no inline script, no eval (see docs/security.md for each directive's reason)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -41,9 +48,53 @@ MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", 
 REVALIDATE = {"Cache-Control": "no-cache"}  # cached, but checked by ETag: an upgrade is seen at once
 
 
+def _hash(text: str) -> str:
+    """The CSP source that admits an inline element (or a style attribute) whose text is `text`."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+
+
+# Every page: scripts from this service only (never inline, never eval), framed by no one, no form sent.
+BASE_POLICY = {"default-src": "'none'", "script-src": "'self'", "style-src": "'self'", "img-src": "'self'",
+               "connect-src": "'self'", "base-uri": "'none'", "form-action": "'none'", "frame-ancestors": "'none'"}
+# The explorer: style-src also admits the <style> elements plotly.min.js adds, by their hashes
+# (`_plotly_styles`), and style-src-attr the one style attribute its plots use: exponents
+# (exponentformat "power") are <tspan style="font-size:70%">. img-src blob: shows the experiment's
+# figure (fetched with the token) and lets plotly draw its "download plot as PNG".
+PAGE_POLICY = {**BASE_POLICY, "style-src-attr": f"'unsafe-hashes' {_hash('font-size:70%')}",
+               "img-src": "'self' blob:"}
+# Swagger UI: data: images in its stylesheet; its start-up script is inline (admitted by its hash).
+SWAGGER_POLICY = {**BASE_POLICY, "img-src": "'self' data:"}
+# ReDoc styles itself with inline <style> elements (styled-components, their text changes with the
+# document) and builds its search index in a worker made from a blob: URL.
+REDOC_POLICY = {**SWAGGER_POLICY, "style-src": "'self' 'unsafe-inline'", "worker-src": "blob:"}
+
+
+def _header(policy: dict[str, str]) -> str:
+    return "; ".join(f"{directive} {sources}" for directive, sources in policy.items())
+
+
+@cache
+def _plotly_styles() -> tuple[str, ...]:
+    """CSP sources for the <style> elements plotly.min.js adds as it loads: an empty one, which it fills
+    through the CSSOM (insertRule, which CSP does not govern), and MapLibre's stylesheet (map traces),
+    whose text it holds as one string literal. Nothing else inline is admitted."""
+    literal = r'createElement\("style"\);(\w+)\.id="\w+",\1\.textContent=\'([^\'\\]*)\''
+    return (_hash(""), *(_hash(text) for _, text in re.findall(literal, PLOTLY.read_text(encoding="utf-8"))))
+
+
+def _secured(page: HTMLResponse, policy: dict[str, str]) -> HTMLResponse:
+    """`page` with the Content-Security-Policy `policy`, which admits the page's own inline <script>
+    blocks (FastAPI's Swagger UI page starts the UI with one) by their SHA-256 hashes."""
+    inline = [_hash(block) for block in re.findall(r"<script>(.*?)</script>", bytes(page.body).decode(), flags=re.S)]
+    page.headers["Content-Security-Policy"] = _header({**policy, "script-src": " ".join(["'self'", *inline])})
+    return page
+
+
 @router.get("/")
 def page() -> FileResponse:
-    return FileResponse(PAGE / "index.html", media_type="text/html", headers=REVALIDATE)
+    return FileResponse(PAGE / "index.html", media_type="text/html",
+                        headers={**REVALIDATE, "Content-Security-Policy": _header(
+                            {**PAGE_POLICY, "style-src": " ".join(["'self'", *_plotly_styles()])})})
 
 
 def _asset(name: str) -> FileResponse:
@@ -60,16 +111,18 @@ def explorer_asset(name: str) -> FileResponse:
 
 @router.get("/docs")
 def swagger(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url=request.app.openapi_url, title=f"{request.app.title} - Swagger UI",
-                               swagger_js_url="/docs/swagger-ui-bundle.js", swagger_css_url="/docs/swagger-ui.css",
-                               swagger_favicon_url="/docs/favicon.png")
+    return _secured(get_swagger_ui_html(
+        openapi_url=request.app.openapi_url, title=f"{request.app.title} - Swagger UI",
+        swagger_js_url="/docs/swagger-ui-bundle.js", swagger_css_url="/docs/swagger-ui.css",
+        swagger_favicon_url="/docs/favicon.png"), SWAGGER_POLICY)
 
 
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
-    return get_redoc_html(openapi_url=request.app.openapi_url, title=f"{request.app.title} - ReDoc",
-                          redoc_js_url="/redoc/redoc.standalone.js", redoc_favicon_url="/docs/favicon.png",
-                          with_google_fonts=False)
+    return _secured(get_redoc_html(
+        openapi_url=request.app.openapi_url, title=f"{request.app.title} - ReDoc",
+        redoc_js_url="/redoc/redoc.standalone.js", redoc_favicon_url="/docs/favicon.png",
+        with_google_fonts=False), REDOC_POLICY)
 
 
 @router.get("/docs/{name}")
