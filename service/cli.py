@@ -5,6 +5,7 @@ in this process, drawing progress and tables with rich."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import tempfile
@@ -36,16 +37,30 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from service.http.app import create_app
+    from service.http.server import server_config
 
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("workers", args.workers),
                                    ("dask_address", args.dask_address)) if v is not None}
-    settings = replace(Settings.from_env(), **overrides)
+    try:
+        settings = replace(Settings.from_env(), **overrides)
+    except ValueError as exc:
+        raise SystemExit(f"reskernel serve: {exc}") from None
+    if not (settings.api_token or settings.allow_open or _is_loopback(args.host)):
+        raise SystemExit(f"reskernel serve: --host {args.host} is reachable from other machines and no "
+                         "RESKERNEL_API_TOKEN (or RESKERNEL_API_TOKEN_FILE) is set: anyone who reaches it could "
+                         "run jobs. Set a token, or RESKERNEL_ALLOW_OPEN=1 to serve it open on purpose.")
     # every logger's lines (uvicorn's too: log_config=None) in RESKERNEL_LOG_FORMAT; "trace" is uvicorn's level 5
     configure_logs(settings.log_format, 5 if args.log_level == "trace" else args.log_level.upper())
     logging.getLogger("reskernel").info("data directory %s", settings.data_dir)
-    # the access log is service.http.observability's (route, request id); uvicorn's own is off
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, log_config=None,
-                access_log=False)
+    uvicorn.Server(server_config(create_app(settings), settings, args.host, args.port, args.log_level)).run()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `--host` listens on loopback only ("localhost", 127.0.0.0/8, ::1)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def reproduce(args: argparse.Namespace) -> None:

@@ -6,8 +6,9 @@ RESKERNEL_EVENT_STREAM_S, RESKERNEL_DASHBOARD_ADDRESS, RESKERNEL_STORE_URL (unse
 directory; redis://host:port/db: a Redis store shared by API replicas), RESKERNEL_STORE_PREFIX,
 RESKERNEL_LEASE_S, RESKERNEL_TRUSTED_HOSTS (comma-separated; "*" allows any Host), RESKERNEL_WARM_UP
 (0 turns the workers' warm-up off), RESKERNEL_API_TOKEN (bearer-token auth), RESKERNEL_CORS_ORIGINS
-(comma-separated), RESKERNEL_LOG_FORMAT (json or text) and the limits RESKERNEL_MAX_<NAME> for each
-field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000).
+(comma-separated), RESKERNEL_LOG_FORMAT (json or text), RESKERNEL_HEADER_TIMEOUT_S, RESKERNEL_ALLOW_OPEN,
+the limits RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000), and
+RESKERNEL_API_TOKEN_FILE / RESKERNEL_STORE_URL_FILE (the value read from a file: a secret).
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def _log_format(value: str) -> str:
     return value
 
 
+# settings that may hold a password, also read from a file (compose's and Kubernetes' secrets)
+SECRETS = ("api_token", "store_url")
+
+
+def _secret(variable: str, path: str) -> str:
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
+    if not value:
+        raise ValueError(f"{variable}: {path} is empty")
+    return value
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "reskernel"
@@ -76,12 +91,14 @@ class Settings:
     dashboard_address: str | None = None  # the local cluster's HTTP endpoints: None = a free loopback port
     trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers served (DNS rebinding)
     warm_up: bool = True              # workers compile the common kernel families at start, in the background
-    store_url: str | None = None      # None: SQLite in data_dir; "redis://host:port/db": Redis (records only)
+    store_url: str | None = field(default=None, repr=False)  # None: SQLite in data_dir; "redis://...": Redis
     store_prefix: str = "reskernel"   # the Redis store's key prefix
     lease_s: float = 30.0             # a job whose replica or worker stops renewing this long is re-queued
     api_token: str | None = field(default=None, repr=False)  # None: no auth; else every route but a few needs it
     cors_origins: tuple[str, ...] = ()  # browser origins allowed cross-origin requests (CORS); () = CORS off
     log_format: str = "json"          # `reskernel serve`'s log lines: "json" (one object per line) or "text"
+    header_timeout_s: float = 10.0    # a connection whose request line and headers take longer is closed (408)
+    allow_open: bool = False          # `reskernel serve` on a non-loopback address without a token: refused unless set
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -94,9 +111,14 @@ class Settings:
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
                 "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag, "store_url": str,
                 "store_prefix": str, "lease_s": float, "api_token": str, "cors_origins": _names,
-                "log_format": _log_format}
+                "log_format": _log_format, "header_timeout_s": float, "allow_open": _flag}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
+        for name in SECRETS:  # RESKERNEL_API_TOKEN_FILE=/run/secrets/api_token: the value is the file's content
+            if path := env.get(f"RESKERNEL_{name.upper()}_FILE"):
+                if name in values:
+                    raise ValueError(f"set RESKERNEL_{name.upper()} or RESKERNEL_{name.upper()}_FILE, not both")
+                values[name] = _secret(f"RESKERNEL_{name.upper()}_FILE", path)
         return replace(settings, **values, **overrides)
 
     @classmethod

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from service.http import metrics, problems
 from service.http.auth import BearerAuth
 from service.http.metrics import Metrics
-from service.http.middleware import BodyLimit, SecurityHeaders, TrustedHosts
+from service.http.middleware import BodyLimit, HeadAsGet, SecurityHeaders, TrustedHosts
 from service.http.observability import REQUEST_ID, RequestContext
 from service.http.routes import experiments, explorer, health, jobs, operations
 from service.jobs.executor import Executor
@@ -106,7 +106,8 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
     problems.install(app)
     for module in (operations, experiments, jobs, health, explorer, metrics):
         app.include_router(module.router)
-    # the last added runs first: security headers, request id and access log, CORS, Host, token, body size
+    # the last added runs first: security headers, request id and access log, CORS, Host, token, body size, HEAD
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=settings.limits.body_bytes)
     if settings.api_token:
         app.add_middleware(BearerAuth, token=settings.api_token)

@@ -1,7 +1,10 @@
 """The ASGI middleware of the app but for the request context (`observability`) and the token
-(`auth`): the body size limit, the trusted Host header, and the security headers of every answer."""
+(`auth`): the body size limit, the trusted Host header, HEAD as GET, and the security headers of every
+answer."""
 
 from __future__ import annotations
+
+import re
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -60,11 +63,41 @@ class TrustedHosts:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = Headers(scope=scope)
-        if not self.any_host and _hostname(headers.get("host", "")) not in self.hosts:
+        hosts = Headers(scope=scope).getlist("host")
+        if len(hosts) > 1:
+            detail = "the request has more than one Host header"
+        elif not self.any_host and hostname(hosts[0] if hosts else "") not in self.hosts:
             detail = "the Host header names no host this service answers for (RESKERNEL_TRUSTED_HOSTS)"
-            return await problem(400, "Untrusted host", detail, instance=scope["path"])(scope, receive, send)
-        return await self.app(scope, receive, send)
+        else:
+            return await self.app(scope, receive, send)
+        return await problem(400, "Untrusted host", detail, instance=scope["path"],
+                             errors=[{"field": "Host", "message": detail}])(scope, receive, send)
+
+
+class HeadAsGet:
+    """HEAD on every GET route (RFC 9110 9.3.2): the request runs as GET and its answer's head is sent
+    with no body. A streamed answer (an event stream, a download) ends at its head: the app is told the
+    client has gone."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        answered = False
+
+        async def until_answered() -> Message:
+            return {"type": "http.disconnect"} if answered else await receive()
+
+        async def head_only(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                await send(message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                answered = True
+
+        return await self.app(dict(scope, method="GET"), until_answered, head_only)
 
 
 # Sent with every answer. A document's own policy (the explorer, /docs, /redoc: routes/explorer.py)
@@ -100,9 +133,12 @@ class SecurityHeaders:
         return await self.app(scope, receive, secured)
 
 
-def _hostname(host: str) -> str:
-    """'example.org' from 'example.org:8000', '::1' from '[::1]:8000'."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# RFC 9110's Host: a registered name or a bracketed IPv6 literal, then an optional port; nothing else
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?))(?::[0-9]{1,5})?")
+
+
+def hostname(host: str) -> str | None:
+    """'example.org' from 'example.org:8000', '::1' from '[::1]:8000'; None for anything that is not a
+    well-formed Host ('localhost:80@evil.example', '[::1]evil.example', '::1' unbracketed)."""
+    match = _HOST.fullmatch(host.strip().lower())
+    return None if match is None else match["ipv6"] or match["name"]

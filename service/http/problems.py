@@ -84,9 +84,10 @@ def install(app: FastAPI) -> None:
             # names a resource that does not exist
             return problem(404, "Not found", f"no resource {request.url.path!r}", instance=request.url.path)
         if exc.status_code == 405:  # every route of this path, not just the first one Starlette tried
-            methods = {m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
-                       for m in getattr(r, "methods", ()) or ()}
-            headers["Allow"] = ", ".join(sorted(methods))
+            scope = request.scope
+            methods = [m for m in ("DELETE", "GET", "POST", "PUT", "PATCH")
+                       if any(r.matches(dict(scope, method=m))[0] == Match.FULL for r in request.app.routes)]
+            headers["Allow"] = ", ".join(methods + ["HEAD"] * ("GET" in methods))
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
                        instance=request.url.path, headers=headers)
 

@@ -52,3 +52,18 @@ def test_a_post_answers_by_accept_and_prefer(server):
         assert minimal.status_code == 200 and minimal.headers["preference-applied"] == "return=minimal"
         status = minimal.json()
         assert status["id"] == job and status["result"]["arrays"]["ntk"]["shape"] == [200, 200]
+
+
+def test_one_array_is_json_when_it_alone_fits_the_limit(server, settings):
+    x = large_points(25)
+    assert len(x) ** 2 <= settings.limits.json_elements < 2 * len(x) ** 2  # one array fits, both do not
+    want = analytic_kernels(x, arch=Architecture.from_dict(ARCH))
+    with httpx.Client(base_url=server, timeout=120) as http:
+        status = http.post("/v1/kernels", json={"x": x.tolist(), "architecture": ARCH},
+                           headers={"Prefer": "return=minimal"}).json()
+        assert status["status"] == "succeeded"
+        whole = http.get(f"/v1/jobs/{status['id']}/result")
+        one = http.get(f"/v1/jobs/{status['id']}/result", params={"array": "ntk"})
+    assert whole.status_code == 406
+    assert one.status_code == 200 and one.headers["content-type"] == "application/json"
+    np.testing.assert_allclose(np.array(one.json()), want["ntk"], rtol=1e-12, atol=0)
