@@ -8,7 +8,8 @@ RESKERNEL_LEASE_S, RESKERNEL_TRUSTED_HOSTS (comma-separated; "*" allows any Host
 (0 turns the workers' warm-up off), RESKERNEL_API_TOKEN (bearer-token auth), RESKERNEL_CORS_ORIGINS
 (comma-separated), RESKERNEL_LOG_FORMAT (json or text), RESKERNEL_HEADER_TIMEOUT_S, RESKERNEL_ALLOW_OPEN,
 the limits RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000), and
-RESKERNEL_API_TOKEN_FILE / RESKERNEL_STORE_URL_FILE (the value read from a file: a secret).
+RESKERNEL_STORE_PASSWORD (the Redis store's password); RESKERNEL_API_TOKEN, RESKERNEL_STORE_URL and
+RESKERNEL_STORE_PASSWORD may instead be read from the file RESKERNEL_<NAME>_FILE names (a secret).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -58,18 +60,32 @@ def _log_format(value: str) -> str:
     return value
 
 
-# settings that may hold a password, also read from a file (compose's and Kubernetes' secrets)
-SECRETS = ("api_token", "store_url")
-
-
-def _secret(variable: str, path: str) -> str:
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """RESKERNEL_<NAME>, or the content of the file RESKERNEL_<NAME>_FILE names (compose's and Kubernetes'
+    secrets: a password never in the environment or a command line); None if neither is set."""
+    variable = f"RESKERNEL_{name.upper()}"
+    path = env.get(f"{variable}_FILE")
+    if not path:
+        return env.get(variable) or None
+    if env.get(variable):
+        raise ValueError(f"set {variable} or {variable}_FILE, not both")
     try:
         value = Path(path).read_text().strip()
     except OSError as exc:
-        raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
+        raise ValueError(f"{variable}_FILE: cannot read {path} ({exc.strerror})") from None
     if not value:
-        raise ValueError(f"{variable}: {path} is empty")
+        raise ValueError(f"{variable}_FILE: {path} is empty")
     return value
+
+
+def _with_password(url: str | None, password: str) -> str:
+    """redis://host:port/db with RESKERNEL_STORE_PASSWORD: redis://:password@host:port/db."""
+    scheme, separator, rest = (url or "").partition("://")
+    if scheme not in ("redis", "rediss") or not separator:
+        raise ValueError(f"RESKERNEL_STORE_PASSWORD needs a redis:// RESKERNEL_STORE_URL, got {url!r}")
+    if "@" in rest.split("/", 1)[0]:
+        raise ValueError("RESKERNEL_STORE_URL already holds credentials: drop them or RESKERNEL_STORE_PASSWORD")
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def _default_data_dir() -> Path:
@@ -109,16 +125,16 @@ class Settings:
         settings = cls(limits=limits)
         read: dict[str, Callable[[str], Any]] = {"data_dir": Path, "dask_address": str, "workers": int, "wait_s": float,
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
-                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag, "store_url": str,
-                "store_prefix": str, "lease_s": float, "api_token": str, "cors_origins": _names,
+                "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag,
+                "store_prefix": str, "lease_s": float, "cors_origins": _names,
                 "log_format": _log_format, "header_timeout_s": float, "allow_open": _flag}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
-        for name in SECRETS:  # RESKERNEL_API_TOKEN_FILE=/run/secrets/api_token: the value is the file's content
-            if path := env.get(f"RESKERNEL_{name.upper()}_FILE"):
-                if name in values:
-                    raise ValueError(f"set RESKERNEL_{name.upper()} or RESKERNEL_{name.upper()}_FILE, not both")
-                values[name] = _secret(f"RESKERNEL_{name.upper()}_FILE", path)
+        for name in ("api_token", "store_url"):
+            if (secret := _secret(env, name)) is not None:
+                values[name] = secret
+        if (password := _secret(env, "store_password")) is not None:
+            values["store_url"] = _with_password(values.get("store_url") or settings.store_url, password)
         return replace(settings, **values, **overrides)
 
     @classmethod

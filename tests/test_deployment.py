@@ -13,8 +13,10 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sysconfig
+import time
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
@@ -38,8 +40,8 @@ WORKER = ["dask", "worker", "tcp://scheduler:8786", "--nthreads", "1", "--memory
 # Every variable compose or the Dockerfile uses that is not reskernel's own: who reads it (a package's source
 # file that must name it, where there is one) and why it is set.
 THIRD_PARTY = {
-    "FORWARDED_ALLOW_IPS": (("uvicorn", "config.py"), "uvicorn takes the client's address from the proxy's "
-                            "X-Forwarded-For (the API's port is reachable only on compose's network)"),
+    "FORWARDED_ALLOW_IPS": (("uvicorn", "config.py"), "uvicorn takes the client's address from X-Forwarded-For "
+                            "sent from the front network, which holds the proxy and the API replicas alone"),
     "XLA_PYTHON_CLIENT_PREALLOCATE": (("jaxlib", "xla_client.py"), "the GPU worker's JAX allocates GPU memory as "
                                       "it needs it, not 75 % of each device at start"),
     "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": (None, "Dask's configuration from the environment "
@@ -50,6 +52,8 @@ THIRD_PARTY = {
     "PIP_NO_CACHE_DIR": (None, "pip, while the image is built: no download cache kept in a layer"),
     "PIP_DISABLE_PIP_VERSION_CHECK": (None, "pip, while the image is built: no network check of pip's version"),
     "PUBLISH_ADDRESS": (None, "compose's own interpolation: the address and port the proxy is published on"),
+    "FRONT_SUBNET": (None, "compose's own interpolation: the front network's subnet, whence the API believes "
+                     "X-Forwarded-For"),
     "REDIS_MAXMEMORY": (None, "compose's own interpolation: Redis's maxmemory, beyond which noeviction refuses "
                         "writes instead of dropping job records"),
 }
@@ -127,10 +131,69 @@ def test_compose_services(compose):
         mounts = {(v["type"], v["source"], v["target"]) for v in services[name]["volumes"]}
         assert mounts == {("volume", "data", "/data")}, name
     redis = services["redis"]
-    arguments = dict(zip(redis["command"][1::2], redis["command"][2::2], strict=False))
+    command = _redis_command(compose)
+    arguments = dict(zip(command[1::2], command[2::2], strict=False))
     assert arguments["--appendonly"] == "yes" and arguments["--maxmemory-policy"] == "noeviction"
     assert [(v["type"], v["target"]) for v in redis["volumes"]] == [("volume", "/data")]
     assert {"data", "redis"} <= set(compose["volumes"])
+
+
+def _redis_command(compose: dict) -> list[str]:
+    """Redis's command as its `sh -c` runs it: compose's `$$` is a `$` for the shell."""
+    shell, flag, script = compose["services"]["redis"]["command"]
+    assert (shell, flag) == ("sh", "-c") and script.startswith("exec redis-server ")
+    return shlex.split(script.replace("$$", "$").removeprefix("exec "))
+
+
+def test_compose_networks_and_secrets(compose):
+    """The proxy reaches the API alone; Redis and the Dask scheduler (whose RPC unpickles) are on an internal
+    network; Redis needs a password and the API a token, both from secret files."""
+    services = compose["services"]
+    networks = {name: set(service["networks"]) for name, service in services.items()}
+    assert networks == {"proxy": {"front"}, "api": {"front", "back"}, "scheduler": {"back"}, "worker": {"back"},
+                        "worker-gpu": {"back"}, "redis": {"back"}}
+    assert compose["networks"]["back"]["internal"] is True
+    secrets = {name: {(s["source"], s["target"]) for s in service.get("secrets") or ()}
+               for name, service in services.items()}
+    assert secrets["api"] == {("api_token", "/run/secrets/api_token"),
+                              ("redis_password", "/run/secrets/redis_password")}
+    assert secrets["redis"] == {("redis_password", "/run/secrets/redis_password")}
+    assert not any(secrets[name] for name in ("proxy", "scheduler", "worker", "worker-gpu"))
+    environment = services["api"]["environment"]
+    assert environment["RESKERNEL_API_TOKEN_FILE"] == "/run/secrets/api_token"
+    assert environment["RESKERNEL_STORE_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    assert not any(name in environment for name in ("RESKERNEL_API_TOKEN", "RESKERNEL_STORE_PASSWORD"))
+    # X-Forwarded-For is believed from the front network only: the proxy (and the replicas) are all it holds
+    assert environment["FORWARDED_ALLOW_IPS"] == compose["networks"]["front"]["ipam"]["config"][0]["subnet"]
+
+
+def test_redis_runs_with_the_secret_password(compose, tmp_path):
+    """Redis's command and healthcheck, run by a shell as compose runs them (the secret's path and the
+    port changed): without the password nothing is answered, the healthcheck passes."""
+    redis_server, redis_cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if redis_server is None or redis_cli is None:
+        pytest.skip("no redis-server binary")
+    secret = tmp_path / "redis_password"
+    secret.write_text("a \"quoted\" $pass'word\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = compose["services"]["redis"]["command"][2].replace("$$", "$").replace("/run/secrets/redis_password",
+                                                                                   str(secret))
+    local = f" --bind 127.0.0.1 --port {port} --dir {tmp_path} --save ''"
+    server = subprocess.Popen(["sh", "-c", script + local], stdout=subprocess.DEVNULL)
+    try:
+        check = compose["services"]["redis"]["healthcheck"]["test"][1].replace("$$", "$").replace(
+            "/run/secrets/redis_password", str(secret)).replace("redis-cli", f"redis-cli -p {port}")
+        deadline = time.monotonic() + 20
+        while subprocess.run(["sh", "-c", check]).returncode != 0:
+            assert time.monotonic() < deadline and server.poll() is None, "redis did not become healthy"
+            time.sleep(0.2)
+        anonymous = subprocess.run([redis_cli, "-p", str(port), "ping"], capture_output=True, text=True)
+        assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_compose_healthchecks_and_start_order(compose):
@@ -163,13 +226,23 @@ def test_gpu_worker(compose):
     assert compose["services"]["worker"]["image"] != gpu["image"]  # the CPU image keeps CPU JAX
 
 
-def test_api_settings_from_compose(compose):
+def _with_secrets(environment: dict[str, str], folder: Path) -> dict[str, str]:
+    """The API's RESKERNEL_ variables, each secret file's path replaced by a file of `folder`."""
+    values = {"/run/secrets/api_token": "the-token", "/run/secrets/redis_password": "the-password"}
+    for path, value in values.items():
+        (folder / Path(path).name).write_text(value + "\n")
+    return {k: str(folder / Path(v).name) if v in values else v for k, v in environment.items()
+            if k.startswith("RESKERNEL_")}
+
+
+def test_api_settings_from_compose(compose, tmp_path):
     """The API replicas' environment, read by the real `Settings.from_env`: every value parses, and the hosts
     the healthchecks and the default published address use are trusted."""
     services = compose["services"]
     environment = {k: v for k, v in services["api"]["environment"].items() if k.startswith("RESKERNEL_")}
-    settings = Settings.from_env(environment)
+    settings = Settings.from_env(_with_secrets(environment, tmp_path))
     assert settings.dask_address == "tcp://scheduler:8786" and settings.data_dir == Path("/data")
+    assert settings.api_token == "the-token" and settings.store_url == "redis://:the-password@redis:6379/0"
     published = services["proxy"]["ports"][0]
     assert {"127.0.0.1", published.get("host_ip", "127.0.0.1")} <= set(settings.trusted_hosts)
     assert published["published"] == "8000"
@@ -306,7 +379,7 @@ def _seconds(value: str) -> float:
     return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
 
 
-def test_proxy_config_matches_the_service(compose):
+def test_proxy_config_matches_the_service(compose, tmp_path):
     nginx = _nginx()
     environment = compose["services"]["api"]["environment"]
     body_bytes = int(environment.get("RESKERNEL_MAX_BODY_BYTES", Limits().body_bytes))
@@ -316,7 +389,7 @@ def test_proxy_config_matches_the_service(compose):
     assert problem["status"] == 413 and problem["errors"][0]["field"] == "body" and str(body_bytes) in problem["detail"]
     assert "error_page 413 = @body_too_large;" in nginx and "proxy_request_buffering off;" in nginx
     # a POST may wait max_wait_s; an event stream lasts event_stream_s: the proxy waits longer than either
-    settings = Settings.from_env({k: v for k, v in environment.items() if k.startswith("RESKERNEL_")})
+    settings = Settings.from_env(_with_secrets(environment, tmp_path))
     server_wide = re.search(r"^    proxy_read_timeout (\w+);", nginx, flags=re.M)[1]
     assert _seconds(server_wide) > settings.max_wait_s
     events = re.search(r"location ~ \^/v1/jobs/\[\^/\]\+/events\$ \{(.*?)\}", nginx, flags=re.S)[1]
@@ -325,8 +398,8 @@ def test_proxy_config_matches_the_service(compose):
     # the client's Host (checked against RESKERNEL_TRUSTED_HOSTS by the API) and a request id go through
     assert "proxy_set_header Host $host;" in nginx
     assert "proxy_set_header X-Request-ID $forwarded_request_id;" in nginx
-    # the API trusts X-Forwarded-For from anyone on compose's network: the proxy sets it, never passes the client's
-    assert compose["services"]["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    # the API trusts X-Forwarded-For from the front network (test_compose_networks_and_secrets): the proxy sets it,
+    # never passes the client's
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
     # the upstream is the API service on the port its command listens on; the proxy on the published target
     assert f"server api:{API[API.index('--port') + 1]} resolve;" in nginx

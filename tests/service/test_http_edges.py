@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+import redis
 import uvicorn
 
 from service import cli
@@ -149,10 +150,18 @@ def test_secrets_are_read_from_files(tmp_path):
     settings = Settings.from_env({"RESKERNEL_API_TOKEN_FILE": str(token), "RESKERNEL_STORE_URL_FILE": str(url)})
     assert (settings.api_token, settings.store_url) == (TOKEN, "redis://:p4ss@redis:6379/0")
     assert TOKEN not in repr(settings) and "p4ss" not in repr(settings)
+    password = tmp_path / "password"
+    password.write_text("p@ss/word\n")
+    settings = Settings.from_env({"RESKERNEL_STORE_URL": "redis://redis:6379/0",
+                                  "RESKERNEL_STORE_PASSWORD_FILE": str(password)})
+    assert settings.store_url == "redis://:p%40ss%2Fword@redis:6379/0"
+    assert redis.connection.parse_url(settings.store_url)["password"] == "p@ss/word"  # as redis-py reads it
     (tmp_path / "empty").write_text("\n")
     for environment, message in (
             ({"RESKERNEL_API_TOKEN_FILE": str(token), "RESKERNEL_API_TOKEN": TOKEN}, "not both"),
             ({"RESKERNEL_API_TOKEN_FILE": str(tmp_path / "missing")}, "cannot read"),
-            ({"RESKERNEL_STORE_URL_FILE": str(tmp_path / "empty")}, "is empty")):
+            ({"RESKERNEL_STORE_URL_FILE": str(tmp_path / "empty")}, "is empty"),
+            ({"RESKERNEL_STORE_PASSWORD": "x"}, "needs a redis:// RESKERNEL_STORE_URL"),
+            ({"RESKERNEL_STORE_PASSWORD": "x", "RESKERNEL_STORE_URL": "redis://:y@redis:6379/0"}, "credentials")):
         with pytest.raises(ValueError, match=message):
             Settings.from_env(environment)
