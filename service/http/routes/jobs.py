@@ -20,7 +20,7 @@ from service.http.results import NPY, NPZ, Download
 from service.jobs.lifecycle import Jobs
 from service.logs import bind_job
 from service.settings import Settings
-from service.store.job import TERMINAL
+from service.store.job import TERMINAL, Job
 from service.store.protocol import StoreUnavailable
 
 
@@ -136,7 +136,7 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                         seen = job.version
                         ended = job.status in TERMINAL
                         yield {"event": "done" if ended else "progress", "id": str(job.version),
-                               "data": json.dumps(describe(job, jobs.store))}
+                               "data": json.dumps(_document(job, jobs))}
                         if ended:
                             return
                     left = deadline - time.monotonic()
@@ -151,6 +151,15 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
     # no-cache, as before sse-starlette (its default, no-store, has Chromium report the stream's end as aborted)
     return _Events(slot, stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"Cache-Control": "no-cache"},
                    ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
+
+
+def _document(job: Job, jobs: Jobs) -> dict[str, Any]:
+    """The job's status document for an event; without its result's manifest when the result's
+    files are gone (the stream has started: an error can no longer be the answer)."""
+    try:
+        return describe(job, jobs.store)
+    except ServiceError:
+        return describe(job)
 
 
 class _Slot:
