@@ -53,7 +53,9 @@ def outcome(job: Job, jobs: Jobs, settings: Settings, request: Request, *, hit: 
         return respond(jobs.store, job, request, hit=hit, json_limit=settings.limits.json_elements, array=array)
     if job.status == "failed":
         error = job.error or {"status": 500, "title": "Job failed", "detail": "unknown failure"}
-        raise ServiceError(error["detail"], status=error["status"], title=error["title"], extra={"job": job.id})
+        retry = {"Retry-After": "60"} if error["status"] == 507 else None  # as a 507 answered at once
+        raise ServiceError(error["detail"], status=error["status"], title=error["title"], extra={"job": job.id},
+                           headers=retry)
     if job.status == "canceled":
         raise Conflict(f"job {job.id} was canceled; submit the request again to re-run it", extra={"job": job.id})
     return pending(job)

@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import math
+import os
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -101,7 +102,7 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
         return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
     if kind == NPZ:
         names = [array] if array else sorted(arrays)
-        return StreamingResponse(_npz(folder, names), media_type=NPZ, headers=headers | {
+        return StreamingResponse(_npz(_open_members(folder, names)), media_type=NPZ, headers=headers | {
             "Content-Disposition": f'attachment; filename="{job.operation}.npz"'})
     size = sum(math.prod(a["shape"]) for name, a in arrays.items() if array in (None, name))
     if size > json_limit:
@@ -169,16 +170,34 @@ class _Chunks(io.RawIOBase):
         return data
 
 
-def _npz(folder: Path, names: list[str]) -> Iterator[bytes]:
-    """An .npz (a zip of .npy members, as numpy writes it) streamed from the result's files:
+def _open_members(folder: Path, names: list[str]) -> list[tuple[str, BinaryIO]]:
+    """Every member's file, opened before the answer starts: a result evicted (its folder deleted)
+    while it is sent stays readable through these handles, so the download is never cut short."""
+    opened: list[tuple[str, BinaryIO]] = []
+    try:
+        for name in names:
+            opened.append((name, open(folder / f"{name}.npy", "rb")))  # noqa: SIM115  # closed by _npz
+    except FileNotFoundError:
+        for _, source in opened:
+            source.close()
+        raise ServiceError(f"the result files in {folder.name!r} are missing; submit the request again",
+                           status=410, title="Result gone") from None
+    return opened
+
+
+def _npz(members: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
+    """An .npz (a zip of .npy members, as numpy writes it) streamed from the result's open files:
     memory stays at one chunk whatever the result's size."""
     sink = _Chunks()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name in names:
-            path = folder / f"{name}.npy"
-            with open(path, "rb") as source, archive.open(f"{name}.npy", "w",
-                                                          force_zip64=path.stat().st_size >= 2**31) as member:
-                while chunk := source.read(Download.chunk_size):
-                    member.write(chunk)
-                    yield sink.take()
-    yield sink.take()
+    try:
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, source in members:
+                size = os.fstat(source.fileno()).st_size
+                with archive.open(f"{name}.npy", "w", force_zip64=size >= 2**31) as member:
+                    while chunk := source.read(Download.chunk_size):
+                        member.write(chunk)
+                        yield sink.take()
+        yield sink.take()
+    finally:
+        for _, source in members:
+            source.close()

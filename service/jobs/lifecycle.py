@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from anyio.to_thread import run_sync
 from distributed import Future
 
 from service.errors import Conflict, JobNotFound, QueueFull, StorageFull, storage_full
@@ -34,7 +35,8 @@ class Jobs:
         self.settings, self.store, self.executor = settings, store, executor
         self.worker_info: dict[str, Any] | None = None  # one worker's versions and devices, once known
         self._lock = threading.Lock()
-        self._unsettled: set[str] = set()  # jobs whose task ended but whose end could not be recorded
+        # jobs whose task ended but whose end could not be recorded: id -> (the task's ticket, the error to record)
+        self._unsettled: dict[str, tuple[str, dict[str, Any]]] = {}
         self._tickets: dict[str, str] = {}  # job id -> the ticket of this process's dispatch (leases it renews)
         self._closing = threading.Event()
         self.on_end: list[Callable[[Job], None]] = []  # called with each job whose task this process saw end
@@ -71,6 +73,7 @@ class Jobs:
                 message = "re-queued: its worker stopped renewing its lease"
             else:
                 message = "re-queued: the process that queued it stopped renewing its lease"
+            taken = None
             try:
                 taken = self.store.requeue(job.id, job.ticket, uuid.uuid4().hex, self.settings.lease_s, force=every,
                                            message=message)
@@ -82,7 +85,8 @@ class Jobs:
             except Exception:
                 log.exception("job %s could not be re-queued", job.id)
                 with contextlib.suppress(Exception):
-                    self._end(job.id, _internal("the job could not be re-queued"))
+                    self._end(job.id, _internal("the job could not be re-queued"),
+                              ticket=job.ticket if taken is None else taken.ticket)
 
     def _lease_loop(self) -> None:
         """Every lease_s / 3: renew the leases of the jobs this process queued (a running job's
@@ -123,26 +127,27 @@ class Jobs:
             if job.status != "succeeded":  # a result is marked used where it is served (results.respond)
                 self.store.touch(key)
             return job, job.status == "succeeded"
-        if self.store.count_active() >= self.settings.limits.queue:
-            raise QueueFull(f"{self.settings.limits.queue} jobs are queued or running; retry later",
-                            headers={"Retry-After": "5"})
+        limit, ticket = self.settings.limits.queue, uuid.uuid4().hex
+        if self.store.count_active() >= limit:  # cheap, before any file is written; create checks it atomically
+            raise QueueFull(f"{limit} jobs are queued or running; retry later", headers={"Retry-After": "5"})
         try:
             if job is not None:  # cancelled, failed for a reason other than its input, or its result lost:
                 self.store.delete(key)  # start afresh, inputs included
-            job = Job(id=key, operation=operation, params=params, message="queued", ticket=uuid.uuid4().hex,
+            job = Job(id=key, operation=operation, params=params, message="queued", ticket=ticket,
                       lease_until=time.time() + self.settings.lease_s)
-            if self.store.create(job, inputs):
-                self._dispatch(key, operation, params, job.ticket, seconds)
-        except StoreUnavailable:
-            raise  # a 503: nothing was created, or its lease re-queues it once the store is back
+            if self.store.create(job, inputs, limit=limit):
+                self._dispatch(key, operation, params, ticket, seconds)
+        except (StoreUnavailable, QueueFull):
+            raise  # a 503: nothing was created, or its lease re-queues it once the store is back; a 429
         except Exception as exc:
             if storage_full(exc):
                 with contextlib.suppress(Exception):
                     self._end(key, {"status": 507, "title": "Insufficient storage",
-                                    "detail": "the data directory was full when the job was submitted"})
+                                    "detail": "the data directory was full when the job was submitted"},
+                              ticket=ticket)
                 raise StorageFull() from exc
             with contextlib.suppress(Exception):  # never leave a job queued that nothing will run
-                self._end(key, _internal("the job could not be dispatched to a worker"))
+                self._end(key, _internal("the job could not be dispatched to a worker"), ticket=ticket)
             raise
         return self.get(key), False
 
@@ -162,12 +167,11 @@ class Jobs:
                 self._tickets.pop(key, None)
             raise
 
-    def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed") -> None:
-        """Record a job's end when its worker could not (only while the job is still active)."""
-        job = self.store.get(key)
-        if job is not None and job.status in ACTIVE:
-            self.store.update(key, status=status, message=status if error is None else error["title"],
-                              finished_at=time.time(), error=error)
+    def _end(self, key: str, error: dict[str, Any] | None, status: str = "failed", *, ticket: str) -> bool:
+        """Record a job's end when its worker could not: only while the job is still active under
+        the `ticket` of the dispatch that ended (a compare-and-set: never a later dispatch's run)."""
+        return self.store.finish(key, ticket, status=status, message=status if error is None else error["title"],
+                                 finished_at=time.time(), error=error)
 
     def _on_done(self, key: str, future: Future[Any], ticket: str) -> None:
         """Runs in Dask's client thread when a task ends: record what the worker could not.
@@ -185,10 +189,12 @@ class Jobs:
             except StoreUnavailable:
                 log.warning("could not record the end of job %s: the store does not answer; its lease will lapse",
                             key)
-            except Exception:
+            except Exception as exc:
                 log.warning("could not record the end of job %s; retrying in the background", key, exc_info=True)
+                error = _STORAGE_FULL if storage_full(exc) else {
+                    "status": 500, "title": "Internal error", "detail": "the job's end could not be recorded"}
                 with self._lock:
-                    self._unsettled.add(key)
+                    self._unsettled[key] = (ticket, error)
         self.changes.notify(key)
 
     def _announce_end(self, job: Job | None) -> None:
@@ -218,7 +224,7 @@ class Jobs:
             else:
                 log.error("job %s: its task failed", key, exc_info=exc)
                 error = _internal("the job's task failed")
-            self._end(key, error)
+            self._end(key, error, ticket=ticket)
             job = self.store.get(key)
         # a task cancelled by anything but a cancel (which has ended the job already: the scheduler was lost)
         # leaves its job queued: its lease lapses and it is re-queued
@@ -229,17 +235,21 @@ class Jobs:
     def _settle_loop(self) -> None:
         """Every 2 s, record the ends that could not be written when their tasks ended."""
         while not self._closing.wait(2.0):
+            self._settle()
+
+    def _settle(self) -> None:
+        """Record the ends that could not be written, each under its task's ticket only: a job
+        re-queued since (its lease lapsed meanwhile) belongs to its new dispatch and is left alone."""
+        with self._lock:
+            pending = list(self._unsettled.items())
+        for key, (ticket, error) in pending:
+            try:
+                self._end(key, error, ticket=ticket)
+            except Exception:
+                continue  # still full, or the store does not answer: next round
             with self._lock:
-                keys = list(self._unsettled)
-            for key in keys:
-                try:
-                    self._end(key, {"status": 507, "title": "Insufficient storage",
-                                    "detail": "the job's end could not be recorded (the data directory was "
-                                              "full); submit it again"})
-                    with self._lock:
-                        self._unsettled.discard(key)
-                except Exception:
-                    pass  # still full: next round
+                if self._unsettled.get(key) == (ticket, error):
+                    del self._unsettled[key]
 
     def get(self, key: str) -> Job:
         job = self.store.get(key)
@@ -275,16 +285,18 @@ class Jobs:
             self.store.update(key, cancel_requested=True, message="cancel requested")
         return self.get(key)
 
-    def delete(self, key: str, timeout: float | None = None) -> None:
+    async def delete(self, key: str, timeout: float | None = None) -> None:
         """Stop the job's work first (cancel it and wait until it has ended, at most the
-        worker's grace time and a little), then remove its files and record."""
-        job = self.get(key)
+        worker's grace time and a little), then remove its files and record. The wait is
+        asynchronous (woken by the job's changes, as `wait`): no thread is held while it lasts,
+        however many deletions wait at once."""
+        job = await run_sync(self.get, key)
         if job.status in ACTIVE:
-            self.cancel(key)
-            deadline = time.monotonic() + (self.settings.cancel_grace_s + 5 if timeout is None else timeout)
-            while time.monotonic() < deadline and (now := self.store.get(key)) is not None and now.status in ACTIVE:
-                time.sleep(0.1)
-        self.store.delete(key)
+            with contextlib.suppress(Conflict):  # it ended meanwhile (another DELETE, or its worker)
+                await run_sync(self.cancel, key)
+            with contextlib.suppress(JobNotFound):  # deleted meanwhile (another DELETE)
+                await self.wait(key, self.settings.cancel_grace_s + 5 if timeout is None else timeout)
+        await run_sync(self.store.delete, key)
 
 
 def _retryable(job: Job) -> bool:
@@ -293,6 +305,10 @@ def _retryable(job: Job) -> bool:
     error = job.error or {}
     return job.status == "canceled" or (job.status == "failed" and error.get("status", 500) >= 500
                                         and not error.get("abandoned"))
+
+
+_STORAGE_FULL = {"status": 507, "title": "Insufficient storage",
+                 "detail": "the job's end could not be recorded (the data directory was full); submit it again"}
 
 
 def _internal(what: str) -> dict[str, Any]:

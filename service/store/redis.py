@@ -30,9 +30,11 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, WatchError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, WatchError
 from redis.retry import Retry
 
+from service.errors import QueueFull
+from service.store import scripts
 from service.store.files import DataFiles
 from service.store.job import ACTIVE, STATUSES, TERMINAL, Job, abandoned
 from service.store.protocol import StoreUnavailable, run_listener
@@ -42,35 +44,8 @@ R = TypeVar("R")
 _FIELDS = {f.name: f.type for f in fields(Job)}
 _JSON = ("params", "error")
 _DOWN = (redis.ConnectionError, redis.TimeoutError, BusyLoadingError)
-
-# extend the lease of a job still held under a ticket, in the status its holder expects
-_RENEW = """
-local held = redis.call('HMGET', KEYS[1], 'ticket', 'status')
-if held[1] ~= ARGV[1] or held[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-return 1
-"""
-# mark a job used (for eviction), only while it exists; an ended job's extra bytes count in P:ended_bytes
-_TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'accessed_at', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'size_bytes', ARGV[2])
-if redis.call('ZSCORE', KEYS[2], ARGV[3]) then
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-  redis.call('INCRBY', KEYS[3], ARGV[2])
-end
-return 1
-"""
-# delete a job's record; an ended job's bytes leave P:ended_bytes
-_DELETE = """
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  redis.call('DECRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'size_bytes') or '0'))
-end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
+# full (maxmemory with noeviction): it answers reads but refuses writes; unavailable as well
+_REFUSED = (*_DOWN, OutOfMemoryError)
 
 def _encode(name: str, value: Any) -> str:
     if name in _JSON:
@@ -102,11 +77,14 @@ def _decode(raw: dict[str, str]) -> Job | None:
 
 
 def _available(method: Callable[..., R]) -> Callable[..., R]:
-    """Redis down (refused, timed out, loading its AOF) is StoreUnavailable: a 503, never a 500."""
+    """Redis down (refused, timed out, loading its AOF) or full (out of memory: it refuses writes)
+    is StoreUnavailable: a 503, never a 500."""
     @functools.wraps(method)
     def wrapped(*args: Any, **kwargs: Any) -> R:
         try:
             return method(*args, **kwargs)
+        except OutOfMemoryError as exc:
+            raise StoreUnavailable(f"the job store (Redis) is full and refuses writes: {exc}") from exc
         except _DOWN as exc:
             raise StoreUnavailable(f"the job store (Redis) does not answer: {exc}") from exc
 
@@ -125,9 +103,9 @@ class RedisStore(DataFiles):
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
                                            health_check_interval=10,
                                            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
-        self._renew = self._redis.register_script(_RENEW)
-        self._touch = self._redis.register_script(_TOUCH)
-        self._delete = self._redis.register_script(_DELETE)
+        self._renew = self._redis.register_script(scripts.RENEW)
+        self._touch = self._redis.register_script(scripts.TOUCH)
+        self._delete = self._redis.register_script(scripts.DELETE)
 
     def close(self) -> None:
         self._redis.close()
@@ -140,17 +118,19 @@ class RedisStore(DataFiles):
 
     @_available
     def ping(self) -> None:
-        self._redis.ping()
+        """A write, not only a PING: a full Redis (maxmemory, noeviction) answers PING but refuses writes."""
+        self._redis.set(self._index("ready"), repr(time.time()), px=60_000)
 
-    def _change(self, job_id: str, decide: Callable[[Job | None, dict[str, str]], tuple[dict[str, Any] | None, R]]
-                ) -> R:
+    def _change(self, job_id: str, decide: Callable[[Job | None, dict[str, str]], tuple[dict[str, Any] | None, R]],
+                also: tuple[str, ...] = ()) -> R:
         """decide(job, raw hash) -> (the fields to write or None, what to return), applied in a
-        WATCH/MULTI transaction (re-run when another writer got in between)."""
+        WATCH/MULTI transaction (re-run when another writer got in between); the keys `also`
+        are watched too (decide reads them)."""
         key = self._key(job_id)
         with self._redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, *also)
                     raw = cast(dict[str, str], pipe.hgetall(key))  # decode_responses: str
                     job = _decode(raw)
                     values, result = decide(job, raw)
@@ -195,15 +175,25 @@ class RedisStore(DataFiles):
         pipe.publish(self._index("changes"), job_id)
 
     @_available
-    def create(self, job: Job, inputs: dict[str, np.ndarray]) -> bool:
+    def create(self, job: Job, inputs: dict[str, np.ndarray], limit: int | None = None) -> bool:
         """Insert a new record (after its input files); False when the id exists already (the
-        files, equal by content, are left to the job that does). Atomic across replicas."""
+        files, equal by content, are left to the job that does); QueueFull when `limit` jobs
+        are active already. Atomic across replicas: the active jobs' indexes are watched."""
         if self._redis.exists(self._key(job.id)):
             return False
+        active = tuple(self._index(f"status:{status}") for status in ACTIVE)
+
+        def decide(old: Job | None, raw: dict[str, str]) -> tuple[dict[str, Any] | None, bool]:
+            if old is not None:
+                return None, False
+            if limit is not None and sum(int(self._redis.zcard(index)) for index in active) >= limit:
+                raise QueueFull(f"{limit} jobs are queued or running; retry later", headers={"Retry-After": "5"})
+            return record, True
+
         try:
             job.size_bytes, job.version = self.write_inputs(job.id, inputs), 0
             record = {f: getattr(job, f) for f in _FIELDS if f != "version"} | {"accessed_at": time.time()}
-            return self._change(job.id, lambda old, raw: (None, False) if old is not None else (record, True))
+            return self._change(job.id, decide, also=active if limit is not None else ())
         except BaseException:
             try:
                 if not self._redis.exists(self._key(job.id)):
@@ -223,6 +213,13 @@ class RedisStore(DataFiles):
         if unknown:
             raise ValueError(f"unknown job fields {sorted(unknown)}")
         self._change(job_id, lambda job, raw: (None, None) if job is None else (values, None))
+
+    @_available
+    def finish(self, job_id: str, ticket: str, **values: Any) -> bool:
+        """Set fields of a job only while it is active and held under `ticket` (a compare-and-set:
+        the end of a dispatch never touches a later one); whether it did."""
+        return self._change(job_id, lambda job, raw: (values, True) if job is not None and job.status in ACTIVE
+                            and job.ticket == ticket else (None, False))
 
     @_available
     def claim(self, job_id: str, max_attempts: int, ticket: str = "", lease_s: float = 30.0) -> Job | None:

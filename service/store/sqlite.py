@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import QueueFull
 from service.store.files import DataFiles
 from service.store.job import ACTIVE, STATUSES, TERMINAL, Job, abandoned
 from service.store.protocol import run_listener
@@ -76,9 +77,10 @@ class SQLiteStore(DataFiles):
         values["cancel_requested"] = bool(values["cancel_requested"])
         return Job(**values)
 
-    def create(self, job: Job, inputs: dict[str, np.ndarray]) -> bool:
+    def create(self, job: Job, inputs: dict[str, np.ndarray], limit: int | None = None) -> bool:
         """Insert a new record with its input files; False (and nothing written) when the id
-        exists already. A failure (a full disk) leaves nothing behind and raises."""
+        exists already; QueueFull when `limit` jobs are active already (counted and inserted in
+        one write transaction). A failure (a full disk) leaves nothing behind and raises."""
         if self.get(job.id) is not None:
             return False
         try:
@@ -86,11 +88,27 @@ class SQLiteStore(DataFiles):
             values = [getattr(job, c) for c in _COLUMNS]
             values = [json.dumps(v) if c in _JSON and v is not None else v
                       for c, v in zip(_COLUMNS, values, strict=True)]
-            with self._lock:
+            created = False
+
+            def insert(old: Job | None) -> Job | None:
+                nonlocal created
+                if old is not None:
+                    return old
+                if limit is not None:
+                    [(count,)] = self._db.execute(
+                        f"SELECT COUNT(*) FROM jobs WHERE status IN ({', '.join('?' * len(ACTIVE))})", ACTIVE
+                    ).fetchall()
+                    if count >= limit:
+                        raise QueueFull(f"{limit} jobs are queued or running; retry later",
+                                        headers={"Retry-After": "5"})
                 cursor = self._db.execute(
                     f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}, accessed_at) VALUES "
                     f"({', '.join('?' * (len(_COLUMNS) + 1))})", (*values, time.time()))
-            return cursor.rowcount == 1
+                created = cursor.rowcount == 1
+                return None
+
+            self._transaction(insert, job.id)
+            return created
         except BaseException:
             if self.get(job.id) is None:
                 shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
@@ -128,6 +146,16 @@ class SQLiteStore(DataFiles):
         values = {k: json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items()}
         self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)}, version = version + 1 "
                          "WHERE id = ?", (*values.values(), job_id))
+
+    def finish(self, job_id: str, ticket: str, **values: Any) -> bool:
+        """As RedisStore.finish: set fields only while the job is active under `ticket`."""
+        def change(job: Job | None) -> Job | None:
+            if job is None or job.status not in ACTIVE or job.ticket != ticket:
+                return None
+            self._set(job_id, **values)
+            return job
+
+        return self._transaction(change, job_id) is not None
 
     def claim(self, job_id: str, max_attempts: int, ticket: str = "", lease_s: float = 30.0) -> Job | None:
         """Mark a queued (or re-run) job running under its lease and count the attempt. None when

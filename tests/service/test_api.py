@@ -25,6 +25,7 @@ from engine import (
 from engine import train as engine_train
 from service.http.app import create_app
 from service.jobs.lifecycle import Jobs
+from service.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 ARCH = {"kind": "resnet", "depth": 5, "alpha": 0.1}
@@ -282,13 +283,36 @@ async def test_listing_and_delete(api):
     assert (await api.post("/v1/kernels", json=body)).headers["x-cache"] == "miss"
 
 
-async def test_full_queue_is_429(settings, jobs):
-    limited = replace(settings, limits=replace(settings.limits, queue=0))
-    app = create_app(limited, Jobs(limited, jobs.store, jobs.executor))
+class Idle:
+    """An executor that dispatches nothing: every job submitted stays queued."""
+
+    def submit(self, *args, **kwargs) -> None:
+        pass
+
+    def workers(self) -> int:
+        return 1
+
+
+async def test_full_queue_is_429(settings, tmp_path):
+    """A queue of 3 on a store of its own: 3 jobs are admitted, the 4th is a 429, and once one of
+    them ends a new one is admitted again."""
+    limited = replace(settings, data_dir=tmp_path, limits=replace(settings.limits, queue=3))
+    queue = Jobs(limited, SQLiteStore(tmp_path), Idle())
+    app = create_app(limited, queue)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reskernel") as api:
-        response = await api.post("/v1/kernels", json={"x": [[0.125, 1.0]], "architecture": ARCH})
-    assert_problem(response, 429)
-    assert int(response.headers["retry-after"]) > 0
+        async def post(x: float) -> httpx.Response:
+            return await api.post("/v1/kernels", json={"x": [[x, 1.0]], "architecture": ARCH},
+                                  headers={"Prefer": "respond-async"})
+
+        admitted = [await post(0.125 * (i + 1)) for i in range(3)]
+        assert [r.status_code for r in admitted] == [202] * 3
+        response = await post(0.75)
+        assert_problem(response, 429)
+        assert int(response.headers["retry-after"]) > 0
+        assert queue.store.count_active() == 3
+        queue.store.update(admitted[0].json()["id"], status="canceled")
+        assert (await post(0.75)).status_code == 202
+    queue.store.close()
 
 
 async def test_health_and_info(api):

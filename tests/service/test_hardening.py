@@ -389,7 +389,8 @@ async def test_info_never_waits_on_the_workers(settings, jobs):
 @pytest.mark.anyio
 async def test_event_streams_are_capped_and_end(settings, jobs):
     key = "e" * 64
-    jobs.store.create(Job(id=key, operation="kernels", params={}), {})  # queued, never dispatched
+    # queued, never dispatched; its lease far off, so that the lease loop leaves it queued
+    jobs.store.create(Job(id=key, operation="kernels", params={}, lease_until=time.time() + 3600), {})
     try:
         capped = replace(settings, limits=replace(settings.limits, event_streams=0))
         async with client(create_app(capped, jobs)) as api:

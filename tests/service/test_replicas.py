@@ -228,14 +228,19 @@ def test_redis_stopped_and_started_again(cluster):
 
 
 def test_a_job_queued_by_a_replica_that_died_is_run_by_the_other(cluster):
-    """Replica A queues a job behind a long one and is killed: Dask drops A's tasks, the job's
-    lease lapses, and B re-queues it and runs it (once)."""
-    long = cluster.b.post("/v1/train", json=training(100_000, seed=6), headers={"Prefer": "respond-async"}).json()
-    wait_until(lambda: status(cluster.b, long["id"])["status"] == "running", 120, "the long job to run")
+    """Replica A queues a job behind long ones (one on every worker connected now, so the test
+    needs no earlier one to have killed a worker) and is killed: Dask drops A's tasks, the job's
+    lease lapses, and B's lease loop re-queues it and runs it (once)."""
+    workers = cluster.b.get("/readyz").json()["workers"]
+    longs = [cluster.b.post("/v1/train", json=training(100_000, seed=60 + i),
+                            headers={"Prefer": "respond-async"}).json()["id"] for i in range(workers)]
+    wait_until(lambda: all(status(cluster.b, job)["status"] == "running" for job in longs), 120,
+               f"{workers} long jobs to run, one on each worker")
     queued = cluster.a.post("/v1/kernels", json={"x": [[0.6, -0.8]], "architecture": ARCH},
                             headers={"Prefer": "respond-async"}).json()["id"]
-    assert status(cluster.b, queued)["status"] == "queued"  # behind the long job: the one worker left is busy
+    assert status(cluster.b, queued)["status"] == "queued"  # behind the long jobs: every worker is busy
     kill(cluster.apis[0], signal.SIGKILL)
-    assert cluster.b.post(f"/v1/jobs/{long['id']}:cancel", json={}).status_code == 202
+    for job in longs:
+        assert cluster.b.post(f"/v1/jobs/{job}:cancel", json={}).status_code == 202
     final = ended(cluster.b, queued, 60)
     assert final["status"] == "succeeded" and final["attempts"] == 1, final

@@ -1,6 +1,7 @@
 """Against a real uvicorn on 127.0.0.1 (port 0): Server-Sent Events, the Python client,
 concurrent identical requests, cancellation, a worker killed mid-job, and a restart."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,10 @@ import pytest
 
 from engine import Architecture, analytic_kernels
 from service.client import Client, ProblemError
+from service.http.app import create_app
+from service.jobs.lifecycle import Jobs
+from service.store.job import Job
+from service.store.sqlite import SQLiteStore
 
 ARCH = {"kind": "resnet", "depth": 3, "alpha": 0.1}
 X = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-0.8, 0.6]]
@@ -90,6 +96,59 @@ def test_events_resume_after_the_last_event_id(server):
         assert kind == "done" and int(done) >= int(resumed[-1][0])
         bad = http.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": "yesterday"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "last-event-id"
+
+
+class Idle:
+    """An executor that dispatches nothing (the test moves its job by hand)."""
+
+    def submit(self, *args, **kwargs) -> None:
+        pass
+
+    def workers(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_events_resume_with_exactly_the_states_after_the_last_event_id(settings, tmp_path):
+    """A job moved by hand, so its versions are known: a stream resumed after version n sends
+    the job's state n+1 first (nothing when n is the current version), then each later state
+    once, in order, and an ended job's `done` when n is just before it."""
+    own = replace(settings, data_dir=tmp_path, event_stream_s=1.5)
+    jobs = Jobs(own, SQLiteStore(tmp_path), Idle())  # type: ignore[arg-type]
+    key = "5" * 64
+    jobs.store.create(Job(id=key, operation="kernels", params={}, ticket="t", lease_until=time.time() + 3600), {})
+    jobs.store.claim(key, 3, ticket="t", lease_s=3600)
+    now = jobs.store.get(key).version
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(own, jobs)),
+                                     base_url="http://reskernel", timeout=30) as api:
+            async def events(last: int | None) -> list[tuple[int | None, str]]:
+                headers = {} if last is None else {"Last-Event-ID": str(last)}
+                text = (await api.get(f"/v1/jobs/{key}/events", headers=headers)).text
+                fields = [dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+                          for block in text.split("\n\n") if block.strip()]
+                return [(int(f["id"]) if "id" in f else None, f["event"]) for f in fields if "event" in f]
+
+            async def advance() -> None:
+                for progress in (0.25, 0.5, 0.75):
+                    await asyncio.sleep(0.3)
+                    jobs.store.update(key, progress=progress)
+                    jobs.changes.notify(key)
+
+            timeout = (None, "timeout")
+            assert await events(None) == [(now, "progress"), timeout]
+            assert await events(now - 1) == [(now, "progress"), timeout]
+            assert await events(now) == [timeout]
+            resumed, _ = await asyncio.gather(events(now), advance())
+            assert resumed == [(now + 1, "progress"), (now + 2, "progress"), (now + 3, "progress"), timeout]
+            jobs.store.update(key, status="canceled", finished_at=time.time())
+            assert await events(now + 3) == [(now + 4, "done")]
+    finally:
+        jobs.close()
+        jobs.store.close()
 
 
 def test_client_returns_numpy(server):

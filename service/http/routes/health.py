@@ -23,6 +23,7 @@ async def healthz() -> dict[str, str]:  # on the event loop: no thread pool to w
 
 @router.get("/readyz", summary="Workers are connected and the store answers", responses=problems(503))
 def readyz(jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str, Any]:
+    jobs.store.ping()  # a write: a full Redis answers reads but refuses writes (StoreUnavailable, 503)
     workers = jobs.executor.workers()
     if workers == 0:
         raise Unavailable("no Dask workers are connected")

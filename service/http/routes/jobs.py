@@ -20,7 +20,7 @@ from service.http.results import NPY, NPZ, Download
 from service.jobs.lifecycle import Jobs
 from service.logs import bind_job
 from service.settings import Settings
-from service.store.job import TERMINAL
+from service.store.job import TERMINAL, Job
 from service.store.protocol import StoreUnavailable
 
 
@@ -110,14 +110,16 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
     after = int(last_event_id) if last_event_id else None
     await run_in_threadpool(jobs.get, job_id)
     state = request.app.state
+    # checked and taken at once, with no await between (one event loop): a burst cannot overshoot the cap
     if state.event_streams >= settings.limits.event_streams:
         raise ServiceError(f"{state.event_streams} event streams are open, the limit; retry later or poll "
                            f"/v1/jobs/{job_id}", status=429, title="Too many event streams",
                            headers={"Retry-After": "5"})
+    state.event_streams += 1
+    slot = _Slot(state)
     deadline = time.monotonic() + settings.event_stream_s
 
     async def stream() -> AsyncIterator[dict[str, str]]:  # events as dicts: the response encodes them with `sep`
-        state.event_streams += 1  # counted while the stream runs (a stream never started holds nothing)
         try:
             with jobs.changes.watch(job_id) as changed:  # woken by the store, not by polling it
                 seen = after
@@ -134,7 +136,7 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                         seen = job.version
                         ended = job.status in TERMINAL
                         yield {"event": "done" if ended else "progress", "id": str(job.version),
-                               "data": json.dumps(describe(job, jobs.store))}
+                               "data": json.dumps(_document(job, jobs))}
                         if ended:
                             return
                     left = deadline - time.monotonic()
@@ -144,11 +146,47 @@ async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depe
                         await asyncio.wait_for(changed.wait(), left)
             yield {"event": "timeout", "data": json.dumps({"id": job_id})}
         finally:
-            state.event_streams -= 1
+            slot.release()
 
     # no-cache, as before sse-starlette (its default, no-store, has Chromium report the stream's end as aborted)
-    return EventSourceResponse(stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"Cache-Control": "no-cache"},
-                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
+    return _Events(slot, stream(), ping=KEEP_ALIVE_S, sep=SEP, headers={"Cache-Control": "no-cache"},
+                   ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SEP))
+
+
+def _document(job: Job, jobs: Jobs) -> dict[str, Any]:
+    """The job's status document for an event; without its result's manifest when the result's
+    files are gone (the stream has started: an error can no longer be the answer)."""
+    try:
+        return describe(job, jobs.store)
+    except ServiceError:
+        return describe(job)
+
+
+class _Slot:
+    """One open event stream counted in app.state.event_streams; released once, however it ends."""
+
+    def __init__(self, state: Any):
+        self.state, self.held = state, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.state.event_streams -= 1
+
+
+class _Events(EventSourceResponse):
+    """The event stream, its slot released when the response ends (also when its stream never
+    started: the client left first)."""
+
+    def __init__(self, slot: _Slot, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 @router.post("/{job_id:job_id}:cancel", summary="Cancel a job (a running one stops within a bounded time)",
@@ -162,8 +200,8 @@ def cancel_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[
 
 @router.delete("/{job_id:job_id}", summary="Delete a job and its result (stopping its work first)",
                status_code=204, responses=problems(404, 422, 507))
-def delete_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> Response:
-    jobs.delete(job_id)
+async def delete_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> Response:
+    await jobs.delete(job_id)  # waits for the work to stop on the event loop, holding no thread
     return Response(status_code=204)
 
 
