@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
@@ -74,6 +75,12 @@ def _openapi(app: FastAPI, bearer: bool) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
 
+def operation_id(route: APIRoute) -> str:
+    """The OpenAPI operationId: the route's name as a Python identifier ("kernels", "get_job",
+    "empirical_kernels"), what a generated client names its functions by."""
+    return route.name.replace("-", "_")
+
+
 def create_app(settings: Settings | None = None, jobs_service: Jobs | None = None) -> FastAPI:
     """The app. With `jobs_service`, the caller owns it (tests share one Dask cluster);
     otherwise the app starts the store and executor on startup and stops them on shutdown."""
@@ -96,7 +103,8 @@ def create_app(settings: Settings | None = None, jobs_service: Jobs | None = Non
             await run_in_threadpool(owned.close)
 
     app = FastAPI(title="reskernel", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)  # served offline by routes/explorer.py
+                  docs_url=None, redoc_url=None,  # served offline by routes/explorer.py
+                  generate_unique_id_function=operation_id)
     app.state.settings = settings
     app.state.jobs = jobs_service
     app.state.event_streams = 0  # open Server-Sent Events streams

@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field
 
 JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
+# A binary answer (.npy, .npz, a figure) in an OpenAPI 3.1 response's content: a generated client keeps its bytes
+BINARY: dict[str, Any] = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
+
 
 class JobError(BaseModel):
     status: int = Field(description="The HTTP status this failure maps to.")

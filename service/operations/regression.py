@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from service.operations.cost import (
     CHOLESKY_S_PER_N3,
@@ -39,10 +39,6 @@ from service.operations.fields import (
 
 class RegressionRequest(Model):
     """Kernel regression: the interpolant (t = null), the GD mean at time t, the GP posterior."""
-
-    model_config = ConfigDict(json_schema_extra={"anyOf": [  # the variance is the NNGP's
-        {"properties": {"return_variance": {"const": False}}},
-        {"required": ["kernel"], "properties": {"kernel": {"const": "nngp"}}}]})
 
     x_train: Points = Field(description="Training points (n, d).")
     y_train: Targets = Field(description="Targets (n,) or (n, k).")

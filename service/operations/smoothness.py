@@ -33,16 +33,12 @@ class SmoothnessRequest(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"architectures": [
         {"kind": "mlp", "depth": 5}, {"kind": "resnet", "depth": 5, "alpha": 1.0},
-        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}],
-        # the rules below as JSON Schema says them: one training set, or samples alone
-        "anyOf": [
-            {"required": ["n_train"], "properties": {"n_train": {"type": "integer"}, "train_angles": {"type": "null"}}},
-            {"required": ["train_angles"], "properties": {"train_angles": {"type": "array"},
-                                                          "n_train": {"type": "null"}}},
-            {"required": ["samples"], "properties": {"samples": {"type": "array"}, "architectures": {"maxItems": 0},
-                                                     "measure": {"const": "curvature"}}}]})
-    architectures: list[ArchitectureSpec] = Field([], description="Architectures to compare.")
-    n_train: int | None = Field(None, ge=1, description="The paper's n equispaced training angles.")
+        {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}]})
+    architectures: list[ArchitectureSpec] = Field([], description=(
+        "Architectures to compare. Give architectures, samples, or both (else 422)."))
+    n_train: int | None = Field(None, ge=1, description=(
+        "The paper's n equispaced training angles. With architectures, exactly one of n_train and "
+        "train_angles (else 422)."))
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
     targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
     kernel: Kernel = "ntk"
@@ -51,7 +47,9 @@ class SmoothnessRequest(Model):
     measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
     bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")
     cutoff: int | None = Field(None, ge=1, description="RKHS measure: highest harmonic kept (null = automatic).")
-    samples: Values | None = Field(None, description="Also measure these values of a function on the uniform grid.")
+    samples: Values | None = Field(None, description=(
+        "Also measure these values of a function on the uniform grid. The rkhs measure of samples needs "
+        "architectures too (their training set; else 422)."))
 
     @model_validator(mode="after")
     def _training_set(self) -> SmoothnessRequest:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, Field, Strict, model_validator
 
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
@@ -35,10 +35,6 @@ from service.operations.fields import Arrays, Matrix, NetworkFields, Points, Pro
 
 class TrainRequest(NetworkFields):
     """Train networks by GD / SGD / Adam; loss curves, predictions, weight movement, NTK drift."""
-
-    model_config = ConfigDict(json_schema_extra={"anyOf": [  # lr 'auto' needs the NTK parametrisation
-        {"properties": {"parametrization": {"const": "ntk"}}},
-        {"required": ["lr"], "properties": {"lr": {"type": "number"}}}]})
 
     x_train: Points
     y_train: Values

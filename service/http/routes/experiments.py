@@ -11,7 +11,7 @@ from service.errors import ServiceError
 from service.http.answers import PREFER, problems, submit_and_wait
 from service.http.bodies import parse, read_body, request_body
 from service.http.deps import get_jobs, get_settings, require_json
-from service.http.documents import JobStatus
+from service.http.documents import BINARY, JobStatus
 from service.http.results import NPY, NPZ
 from service.jobs.admission import check_experiment
 from service.jobs.lifecycle import Jobs
@@ -31,7 +31,7 @@ def list_experiments() -> list[dict[str, Any]]:
              description="The result holds the experiment's tables, labels and arrays; its figure is at "
                          "/v1/jobs/{id}/figure.png and .svg.",
              openapi_extra=request_body(ExperimentRequest), dependencies=[Depends(require_json)],
-             responses={200: {"content": {NPY: {}, NPZ: {}}, "description": "The experiment's data."},
+             responses={200: {"content": {NPY: BINARY, NPZ: BINARY}, "description": "The experiment's data."},
                         202: {"model": JobStatus}, **problems(400, 404, 406, 409, 413, 415, 422, 429, 500, 507)})
 async def run_experiment(name: str, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                          settings: Annotated[Settings, Depends(get_settings)],

@@ -15,7 +15,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from service.errors import ServiceError
 from service.http.answers import describe, outcome, problems
 from service.http.deps import get_jobs, get_settings, require_json
-from service.http.documents import JobList, JobStatus
+from service.http.documents import BINARY, JobList, JobStatus
 from service.http.results import NPY, NPZ, Download
 from service.jobs.lifecycle import Jobs
 from service.logs import bind_job
@@ -68,7 +68,7 @@ def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str
 
 
 @router.get("/{job_id:job_id}/result", summary="A finished job's result (JSON, .npy or .npz by Accept)",
-            responses={200: {"content": {NPY: {}, NPZ: {}}}, 202: {"model": JobStatus},
+            responses={200: {"content": {NPY: BINARY, NPZ: BINARY}}, 202: {"model": JobStatus},
                        **problems(404, 406, 409, 410, 422, 500)})
 def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                settings: Annotated[Settings, Depends(get_settings)],
@@ -78,8 +78,9 @@ def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(ge
 
 
 @router.get("/{job_id:job_id}/figure.{kind}", summary="An experiment job's figure (PNG or SVG)",
-            responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, 202: {"model": JobStatus},
-                       **problems(404, 409, 422, 500)})
+            response_class=Response,  # no JSON: what the document says to generated clients
+            responses={200: {"content": {"image/png": BINARY, "image/svg+xml": BINARY}, "description": "The figure."},
+                       202: {"model": JobStatus}, **problems(404, 409, 422, 500)})
 def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                settings: Annotated[Settings, Depends(get_settings)]) -> Response:
     job = jobs.get(job_id)
@@ -100,7 +101,9 @@ def get_figure(job_id: JobId, kind: Literal["png", "svg"], request: Request, job
                         "ended job. A stream lasts at most RESKERNEL_EVENT_STREAM_S seconds (then an "
                         "`event: timeout`; connect again); at most RESKERNEL_MAX_EVENT_STREAMS are open at once "
                         "(then 429).",
-            responses={200: {"content": {"text/event-stream": {}}}, **problems(404, 422, 429, 503)})
+            response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream."},
+                       **problems(404, 422, 429, 503)})
 async def job_events(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                      settings: Annotated[Settings, Depends(get_settings)],
                      last_event_id: Annotated[str | None, Header(

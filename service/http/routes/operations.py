@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from service.http.answers import PREFER, answer, problems, wait_seconds
 from service.http.bodies import parse, read_body, request_body
 from service.http.deps import get_jobs, get_settings, require_json
-from service.http.documents import JobStatus
+from service.http.documents import BINARY, JobStatus
 from service.http.results import NPY, NPZ
 from service.jobs.admission import check_limits
 from service.jobs.ids import split_request
@@ -42,7 +42,7 @@ def _route(operation: str, model: type[Model]) -> None:
         summary=(model.__doc__ or operation).strip().splitlines()[0],
         description=(model.__doc__ or "").strip() + "\n\nRuns as a job (see /v1/jobs); equal requests share one "
                     "job and its cached result.",
-        responses={200: {"model": RESULTS[operation], "content": {NPY: {}, NPZ: {}},
+        responses={200: {"model": RESULTS[operation], "content": {NPY: BINARY, NPZ: BINARY},
                          "description": "The result (X-Cache: hit or miss; strong ETag)."},
                    202: {"model": JobStatus, "description": "Not finished yet: poll Location."},
                    304: {"description": "Not modified (If-None-Match)."},
