@@ -81,7 +81,7 @@ def internal_error(instance: str | None, where: str, request_id: str | None = No
 def problem(status: int, title: str, detail: str, *, instance: str | None = None,
             errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
             **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": clip(detail, MAX_DETAIL)}
     if instance:
         body["instance"] = instance
     if errors is not None:
