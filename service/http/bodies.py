@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from service.errors import LimitExceeded, ServiceError
+from service.http.arrays import cut_arrays, restore
 from service.http.problems import MAX_ERRORS, InvalidRequest, invalid
 from service.jobs.admission import check_sizes
 from service.operations.fields import ARRAY_FIELDS
@@ -151,7 +152,18 @@ def _object(pairs: list[tuple[str, Any]], marked: list[bool]) -> dict[str, Any]:
 
 
 def _load(raw: bytes | bytearray) -> tuple[Any, bool]:
-    """The JSON value, and whether some object in it repeats a key."""
+    """The JSON value, and whether some object in it repeats a key. Large arrays of numbers are
+    read in pieces straight into float64 (`service.http.arrays`); the rest by `json`."""
+    reduced, found = cut_arrays(raw, ARRAY_FIELDS)
+    if found:
+        data, repeated = _decode(reduced)
+        if restore(data, found):
+            return data, repeated
+        del data, found  # a placeholder is not where it was cut: parse the whole body
+    return _decode(raw)
+
+
+def _decode(raw: bytes | bytearray) -> tuple[Any, bool]:
     try:
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
     except UnicodeDecodeError as exc:

@@ -38,6 +38,10 @@ def _numbers(value: Any, ndim: int) -> np.ndarray:
     """A JSON array of numbers (ndim 1) or of equal-length rows of numbers (ndim 2) as a
     float64 array, its shape checked before its numbers; strict (no strings, booleans,
     null) and finite. Raises ValueError with the first problem only."""
+    if isinstance(value, np.ndarray):  # read by service.http.arrays: numbers, in equal rows
+        if value.ndim != ndim:
+            raise ValueError("must be an array of numbers" if ndim == 1 else "must be an array of arrays of numbers")
+        return _finite(value)
     if not isinstance(value, list) or not value:  # the first problem only; `where` locates an element
         raise ValueError(f"must be a non-empty array of {'numbers' if ndim == 1 else 'arrays of numbers'}")
     rows = [value] if ndim == 1 else value
@@ -61,6 +65,10 @@ def _numbers(value: Any, ndim: int) -> np.ndarray:
         array = np.array(value, dtype=np.float64)
     except OverflowError:
         raise ValueError("holds an integer too large for float64") from None
+    return _finite(array)
+
+
+def _finite(array: np.ndarray) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         at = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -87,6 +95,8 @@ Values = _array_type(1, _VALUES_SCHEMA)
 
 def _targets(value: Any) -> np.ndarray:
     """(n,) or (n, k): the rank follows the first entry."""
+    if isinstance(value, np.ndarray):
+        return _numbers(value, value.ndim)
     return _numbers(value, 2 if isinstance(value, list) and value and isinstance(value[0], list) else 1)
 
 

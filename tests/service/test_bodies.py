@@ -186,3 +186,81 @@ def test_the_budget_makes_bodies_wait_their_turn():
         assert budget.used == 0 and await budget.acquire(100) == 100
 
     asyncio.run(main())
+
+
+def test_arrays_read_in_pieces_equal_json(monkeypatch):
+    """The lean reader (pieces of a few bytes here) gives exactly what json gives, or leaves the
+    array to json: valid and invalid arrays, spacing, nesting, duplicates, strings that look alike."""
+    import random
+
+    import numpy as np
+
+    import service.http.arrays as arrays
+    from service.http.bodies import MalformedJSON, _load
+
+    monkeypatch.setattr(arrays, "MIN_CUT", 0)
+    monkeypatch.setattr(arrays, "PIECE", 7)
+    monkeypatch.setattr(arrays, "CHUNK", 5)
+    rng, read = random.Random(0), []
+    original = arrays._read
+    monkeypatch.setattr(arrays, "_read", lambda *args: read.append(original(*args)) or read[-1])
+
+    def number():
+        return rng.choice(["0", "-0", "1", "-12", "3.25", "1e5", "-2.5E-3", "0.0", "7e+2", "123456789"])
+
+    def spaced(items):
+        return rng.choice(["", " ", "\n "]).join(["["] + [rng.choice([",", " ,", ", "]).join(items)] + ["]"])
+
+    def array():
+        if rng.random() < 0.5:
+            return spaced([number() for _ in range(rng.randint(1, 6))])
+        d = rng.randint(1, 4)
+        return spaced([spaced([number() for _ in range(d)]) for _ in range(rng.randint(1, 6))])
+
+    bad = ["[]", "[[]]", "[[1],[2,3]]", "[1,[2]]", "[1,2,]", "[,1]", "[1,,2]", "[01]", "[+1]", "[1.]", "[.5]",
+           "[1 2]", "[NaN]", "[[1,2],[3,4]", "[1e400]", "[" + "9" * 400 + "]", "[[[1]]]", "[true]", '["1"]', "[-]",
+           "[1e5e5]", "[[1,2] [3,4]]", "[[1,2],,[3,4]]", "[1-2]"]
+    bodies = []
+    for _ in range(300):
+        value = array() if rng.random() < 0.8 else rng.choice(bad)
+        bodies.append('{"architecture": {"kind": "mlp"}, "x": ' + value + ', "n": 1}')
+    bodies += ['{"x": [1, 2], "x": [3, 4]}', '{"parameters": {"x": [1, 2]}, "y": 1}', '{"s": "\\"x\\": [1, 2]"}',
+               '{"x": [1, 2] "y": 1}', '[{"x": [1, 2]}]', '{"x": [[1, 2], [3, 4]], "x2": [5, 6]}', '{"x": [1, 2]']
+    for body in bodies:
+        try:
+            expected = json.loads(body)
+        except ValueError:
+            with pytest.raises(MalformedJSON):
+                _load(body.encode())
+            continue
+        actual, _ = _load(body.encode())
+        assert isinstance(actual, type(expected)), body
+        if not isinstance(expected, dict):
+            continue
+        assert list(actual) == list(expected), body
+        for key, value in actual.items():
+            if isinstance(value, np.ndarray):
+                assert np.array_equal(value, np.array(expected[key], dtype=np.float64)), body
+                assert str(value.tolist()) == str(np.array(expected[key], dtype=np.float64).tolist()), body
+            else:
+                assert value == expected[key], body
+    assert sum(a is not None for a in read) > 200 and sum(a is None for a in read) > 20  # both ways were taken
+
+
+def test_a_body_of_points_is_parsed_in_about_its_own_size():
+    """Issue 19: the API held ~10x a body. Parsed in pieces, the arrays never exist as Python lists:
+    the parse's peak (above the body it was handed) stays under the body's size."""
+    import tracemalloc
+
+    import numpy as np
+
+    points = np.random.default_rng(0).standard_normal((100_000, 2))
+    raw = json.dumps({"x": points.tolist(), "architecture": ARCH}).encode()
+    tracemalloc.start()
+    try:
+        request = parse(KernelsRequest, raw, Limits(points=10**6, body_bytes=2**30))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(request.x, points)
+    assert peak < len(raw), (peak, len(raw))
