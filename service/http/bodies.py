@@ -3,9 +3,10 @@ the event loop, arrays through numpy with their shapes checked before their numb
 that cost no more than the request.
 
 `read_body(request)` (on the event loop) waits until the body fits `Limits.parse_bytes` (the
-bodies being parsed at once; a parse holds a few times its body's size), then reads it into one
-`Body`. `parse(model, body, limits)` runs in a worker thread: JSON (duplicate keys refused,
-nesting bounded; the body's bytes freed as soon as its text is decoded), then the points limit by
+bodies being parsed at once; a parse holds about twice its body's size), then reads it into one
+`Body`. `parse(model, body, limits)` runs in a worker thread: JSON (large arrays of numbers read
+in pieces straight into float64 by `service.http.arrays`; duplicate keys refused, nesting bounded;
+the body's bytes freed once parsed), then the points limit by
 counting rows only, unknown keys (the first `MAX_ERRORS` listed, the rest counted), then the
 model's validation, whose array fields (`Points`, `Values` in `service.operations.fields`) become
 float64 numpy arrays in one pass. Every error, 422s included, is built in that thread.

@@ -209,7 +209,7 @@ def test_arrays_read_in_pieces_equal_json(monkeypatch):
         return rng.choice(["0", "-0", "1", "-12", "3.25", "1e5", "-2.5E-3", "0.0", "7e+2", "123456789"])
 
     def spaced(items):
-        return rng.choice(["", " ", "\n "]).join(["["] + [rng.choice([",", " ,", ", "]).join(items)] + ["]"])
+        return rng.choice(["", " ", "\n "]).join(["[", rng.choice([",", " ,", ", "]).join(items), "]"])
 
     def array():
         if rng.random() < 0.5:
@@ -264,3 +264,27 @@ def test_a_body_of_points_is_parsed_in_about_its_own_size():
         tracemalloc.stop()
     assert np.array_equal(request.x, points)
     assert peak < len(raw), (peak, len(raw))
+
+
+@pytest.mark.anyio
+async def test_bodies_go_through_the_budget_whatever_their_framing(settings, jobs):
+    """A budget smaller than one body: each body waits until it is alone, then parses; a chunked
+    body (no Content-Length) is charged once read. The budget is all given back."""
+    from dataclasses import replace
+
+    import httpx
+
+    from service.http.app import create_app
+
+    app = create_app(replace(settings, limits=replace(settings.limits, parse_bytes=10)), jobs)
+    bad = {"x": [[1.0, 0.0]], "architecture": ARCH | {"depth": 0}}  # refused after parsing: no job
+
+    async def chunks():
+        yield json.dumps(bad).encode()
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reskernel") as api:
+        answers = await asyncio.gather(*[api.post("/v1/kernels", json=bad) for _ in range(4)],
+                                       api.post("/v1/kernels", content=chunks(), headers=JSON))
+    assert [a.status_code for a in answers] == [422] * 5, [a.text for a in answers]
+    assert all(a.json()["errors"][0]["field"] == "architecture.depth" for a in answers)
+    assert app.state.parse_budget.used == 0
