@@ -2,14 +2,14 @@
 the event loop, arrays through numpy with their shapes checked before their numbers, and errors
 that cost no more than the request.
 
-`read_body(request)` (on the event loop) waits until the body fits `Limits.parse_bytes` (the
-bodies being parsed at once; a parse holds about twice its body's size), then reads it into one
-`Body`. `parse(model, body, limits)` runs in a worker thread: JSON (large arrays of numbers read
-in pieces straight into float64 by `service.http.arrays`; duplicate keys refused, nesting bounded;
-the body's bytes freed once parsed), then the points limit by
-counting rows only, unknown keys (the first `MAX_ERRORS` listed, the rest counted), then the
-model's validation, whose array fields (`Points`, `Values` in `service.operations.fields`) become
-float64 numpy arrays in one pass. Every error, 422s included, is built in that thread.
+`read_body(request)` (on the event loop) reads the body into one `Body`, then waits until it fits
+`Limits.parse_bytes` (the bodies being parsed at once; a parse holds about twice its body's size).
+`parse(model, body, limits)` runs in a worker thread: JSON (large arrays of numbers read in pieces
+straight into float64 by `service.http.arrays`; duplicate keys refused, nesting bounded; the body's
+bytes freed once parsed), then the points limit by counting rows only, unknown keys (the first
+`MAX_ERRORS` listed, the rest counted), then the model's validation, whose array fields (`Points`,
+`Values` in `service.operations.fields`) become float64 numpy arrays in one pass. Every error,
+422s included, is built in that thread.
 """
 
 from __future__ import annotations
@@ -116,21 +116,17 @@ class Body(bytearray):
 
 
 async def read_body(request: Request) -> Body:
-    """The request's body, once it fits the parse budget; a body the BodyLimit middleware cut off
-    (it has answered 413 already) raises a 413 that nobody will see, ending the handler quietly."""
-    budget = _budget(request.app, request.app.state.settings.limits)
-    declared = request.headers.get("content-length", "")
-    granted = await budget.acquire(int(declared)) if declared.isdigit() else 0
+    """The request's body, once read and once it fits the parse budget (charged after reading, so
+    a client that sends slowly holds no budget); a body the BodyLimit middleware cut off (it has
+    answered 413 already) raises a 413 that nobody will see, ending the handler quietly."""
     body = Body()
-    body.hold(budget, granted)
     try:
         async for chunk in request.stream():
             body += chunk
     except ClientDisconnect:
-        body.release()
         raise LimitExceeded(413, "body", "the request body was cut off") from None
-    if not declared.isdigit():  # chunked: its size is known now
-        body.hold(budget, await budget.acquire(len(body)))
+    budget = _budget(request.app, request.app.state.settings.limits)
+    body.hold(budget, await budget.acquire(len(body)))
     return body
 
 
