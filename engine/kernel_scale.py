@@ -44,13 +44,13 @@ def _moments(activation: str, s: float) -> tuple[float, float]:
 
 @lru_cache(maxsize=1024)
 def out_of_range_depth(kind: str, depth: int, activation: str, sigma_w: float, sigma_v: float, alpha: float,
-                       sigma_b: float) -> tuple[int, float] | None:
-    """(first layer, the value) at which the NNGP or NTK of a unit input (x.x/d = 1) leaves
-    [1 / LARGEST, LARGEST] (the NTK overflows first, the NNGP underflows first), or None
-    when both stay inside for all `depth` layers."""
+                       sigma_b: float, q: float = 1.0) -> tuple[int, float] | None:
+    """(first layer, the value) at which the NNGP or NTK of an input with x.x/d = q (default: a
+    unit input) leaves [1 / LARGEST, LARGEST] (the NTK overflows first, the NNGP underflows first),
+    or None when both stay inside for all `depth` layers."""
     sw2, sb2, c = sigma_w**2, sigma_b**2, (alpha * sigma_v) ** 2
     if kind == "resnet":
-        k = th = 1.0
+        k = th = q
         for layer in range(1, depth + 1):
             s = sw2 * k + sb2
             t, tdot = _moments(activation, s)
@@ -59,7 +59,7 @@ def out_of_range_depth(kind: str, depth: int, activation: str, sigma_w: float, s
             if not (nngp >= 1 / LARGEST and ntk <= LARGEST):
                 return layer, ntk if ntk > LARGEST else nngp
         return None
-    s = sw2 + sb2
+    s = sw2 * q + sb2
     th = s
     for layer in range(1, depth + 1):
         t, tdot = _moments(activation, s)

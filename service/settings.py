@@ -36,6 +36,7 @@ class Limits:
     grid: int = 65_536            # circle grid points
     architectures: int = 64       # architectures in one smoothness request
     body_bytes: int = 256 * 2**20  # request body
+    parse_bytes: int = 256 * 2**20  # request bodies being parsed at once (a parse holds about twice its body)
     queue: int = 256              # jobs queued or running at once
     json_elements: int = 4_000_000  # numbers in a JSON result; larger results are binary only
     event_streams: int = 64       # Server-Sent Events connections open at once

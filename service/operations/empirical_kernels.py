@@ -23,21 +23,32 @@ from service.operations.cost import (
     signal_layers,
     worker_base,
 )
-from service.operations.fields import Arrays, Kernels, Matrix, NetworkFields, Points, Progress, same_dimension
+from service.operations.fields import (
+    POINT_SCALE,
+    Arrays,
+    Kernels,
+    Matrix,
+    NetworkFields,
+    Points,
+    Progress,
+    check_scale,
+    same_dimension,
+)
 from service.store.files import open_memmaps
 
 
 class EmpiricalKernelsRequest(NetworkFields):
     """Empirical NTK of each network and the ensemble's Monte Carlo NNGP, at initialisation."""
 
-    x: Points
-    x2: Points | None = None
+    x: Points = Field(description="Points (N1, d)." + POINT_SCALE)
+    x2: Points | None = Field(None, description="Second point set (N2, d); null means x." + POINT_SCALE)
     kernels: Kernels = Field(["ntk"])
     jacobian_norms: bool = Field(False, description="Also ||df/dx|| at each x for each network.")
 
     @model_validator(mode="after")
     def _dimensions(self) -> EmpiricalKernelsRequest:
         same_dimension(("x", self.x), ("x2", self.x2))
+        check_scale(self.architecture, ("x", self.x), ("x2", self.x2))
         return self
 
 

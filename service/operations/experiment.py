@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from service.operations.cost import KERNEL_ENTRY_LAYERS_PER_S, NETWORK_FLOPS, WORKER_BASE_BYTES, Cost, Term
 from service.operations.fields import Arrays, Model, Progress
+
+FLOAT_MAX = sys.float_info.max
 
 
 class ExperimentRequest(Model):
@@ -17,7 +21,40 @@ class ExperimentRequest(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"scale": "quick", "parameters": {"depths": [5]}}]})
     scale: Literal["quick", "paper"] = Field("quick", description="Parameter set: 'quick' (CPU) or the paper's.")
-    parameters: dict[str, Any] = Field({}, description="Overrides of the scale's parameters, by name.")
+    parameters: dict[str, Any] = Field({}, description=(
+        "Overrides of the scale's parameters, by name (GET /v1/experiments lists their types and bounds); numbers "
+        "within float64's range. The depths must keep every compared network's kernel within [1e-300, 1e300] (the "
+        "MLP's underflows near depth 1000): a 422 names the depth parameter."))
+
+    @field_validator("parameters")
+    @classmethod
+    def _numbers(cls, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Integers beyond float64's range are refused here, naming the parameter (not an
+        OverflowError in the checks of `engine.experiments`)."""
+        for name, value in parameters.items():
+            for i, item in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(item, int) and not isinstance(item, bool) and abs(item) > FLOAT_MAX:
+                    where = (name, i) if isinstance(value, list) else (name,)
+                    raise PydanticCustomError("value_error", "an integer beyond float64's range (about 1.8e308)",
+                                              {"where": where})
+        return parameters
+
+
+def check_architectures(parameters: dict[str, Any]) -> None:
+    """Every network the experiment compares (the MLP and a ResNet per alpha, `engine.experiments.common`)
+    at each of its depths must keep its kernel within float64's range; else a `ParameterError`
+    naming the depth parameter (checked by the engine's plain-numpy `Architecture`)."""
+    from engine.experiments.common import architectures
+    from engine.experiments.registry import ParameterError
+
+    alphas = parameters.get("alphas", [parameters["alpha"]] if "alpha" in parameters else [])
+    for name in ("depth", "depths", "condition_depths"):
+        value = parameters.get(name)
+        for depth in value if isinstance(value, list) else [] if value is None else [value]:
+            try:
+                architectures(depth, alphas)
+            except ValueError as exc:
+                raise ParameterError(f"{name} {depth}: {exc}", name) from None
 
 
 class ExperimentInfo(BaseModel):

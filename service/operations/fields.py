@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
+from engine.kernel_scale import LARGEST, out_of_range_depth
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Kernel = Literal["nngp", "ntk"]
@@ -37,6 +38,10 @@ def _numbers(value: Any, ndim: int) -> np.ndarray:
     """A JSON array of numbers (ndim 1) or of equal-length rows of numbers (ndim 2) as a
     float64 array, its shape checked before its numbers; strict (no strings, booleans,
     null) and finite. Raises ValueError with the first problem only."""
+    if isinstance(value, np.ndarray):  # read by service.http.arrays: numbers, in equal rows
+        if value.ndim != ndim:
+            raise ValueError("must be an array of numbers" if ndim == 1 else "must be an array of arrays of numbers")
+        return _finite(value)
     if not isinstance(value, list) or not value:  # the first problem only; `where` locates an element
         raise ValueError(f"must be a non-empty array of {'numbers' if ndim == 1 else 'arrays of numbers'}")
     rows = [value] if ndim == 1 else value
@@ -60,6 +65,10 @@ def _numbers(value: Any, ndim: int) -> np.ndarray:
         array = np.array(value, dtype=np.float64)
     except OverflowError:
         raise ValueError("holds an integer too large for float64") from None
+    return _finite(array)
+
+
+def _finite(array: np.ndarray) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         at = tuple(int(i) for i in np.argwhere(~finite)[0])
@@ -86,6 +95,8 @@ Values = _array_type(1, _VALUES_SCHEMA)
 
 def _targets(value: Any) -> np.ndarray:
     """(n,) or (n, k): the rank follows the first entry."""
+    if isinstance(value, np.ndarray):
+        return _numbers(value, value.ndim)
     return _numbers(value, 2 if isinstance(value, list) and value and isinstance(value[0], list) else 1)
 
 
@@ -138,6 +149,42 @@ class ArchitectureSpec(Model):
         if self.kind == "mlp":
             self.alpha, self.sigma_v = 1.0, 1.0
         return self
+
+
+# the points' bound (`check_scale`), in their fields' descriptions
+POINT_SCALE = (" Each point's x.x/d at most 1e300, and small enough that the kernel stays within float64 (422 naming "
+               "the field).")
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """A validation error located at `field` (a dotted path below the model raising it), for
+    checks across fields; `service.http.bodies` appends the path to the error's location."""
+    return PydanticCustomError("value_error", message.replace("{", "(").replace("}", ")"),
+                               {"where": tuple(int(p) if p.isdigit() else p for p in field.split("."))})
+
+
+def largest_scale(x: np.ndarray) -> float:
+    """The largest x.x / d of x's rows (inf when it overflows float64)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.max(np.einsum("ij,ij->i", x, x)) / x.shape[1])
+
+
+def check_scale(arch: ArchitectureSpec, *arrays: tuple[str, np.ndarray | None]) -> None:
+    """Refuse points whose kernel would overflow float64: the architecture is checked at unit
+    inputs (x.x/d = 1); larger inputs take the kernel higher, so the largest x.x/d of each point
+    set is checked too (`engine.kernel_scale.out_of_range_depth` at that scale)."""
+    for name, x in arrays:
+        if x is None:
+            continue
+        q = largest_scale(x)
+        if not np.isfinite(q) or q > LARGEST:
+            raise field_error(name, f"a point's x.x/d is {q:.3g}: points must have x.x/d <= {LARGEST:.0e}; scale "
+                              "the points down")
+        crossed = out_of_range_depth(arch.kind, arch.depth, arch.activation, arch.sigma_w, arch.sigma_v, arch.alpha,
+                                     arch.sigma_b, q) if q > 1 else None
+        if crossed is not None:
+            raise field_error(name, f"points with x.x/d up to {q:.3g} take the kernel to {crossed[1]:.3g} at layer "
+                              f"{crossed[0]}, beyond float64's range [1e-300, 1e300]: scale the points down")
 
 
 def same_dimension(*pairs: tuple[str, np.ndarray | None]) -> None:

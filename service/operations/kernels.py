@@ -19,7 +19,18 @@ from service.operations.cost import (
     one_norm_each,
     worker_base,
 )
-from service.operations.fields import ArchitectureSpec, Arrays, Kernels, Matrix, Model, Points, Progress, same_dimension
+from service.operations.fields import (
+    POINT_SCALE,
+    ArchitectureSpec,
+    Arrays,
+    Kernels,
+    Matrix,
+    Model,
+    Points,
+    Progress,
+    check_scale,
+    same_dimension,
+)
 from service.store.files import open_memmaps
 
 SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
@@ -33,14 +44,15 @@ class KernelsRequest(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"x": CIRCLE, "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, "kernels": ["nngp", "ntk"]}]})
-    x: Points = Field(description="Points (N1, d).")
-    x2: Points | None = Field(None, description="Second point set (N2, d); null means x (symmetric).")
+    x: Points = Field(description="Points (N1, d)." + POINT_SCALE)
+    x2: Points | None = Field(None, description="Second point set (N2, d); null means x (symmetric)." + POINT_SCALE)
     architecture: ArchitectureSpec
     kernels: Kernels = Field(["nngp", "ntk"])
 
     @model_validator(mode="after")
     def _dimensions(self) -> KernelsRequest:
         same_dimension(("x", self.x), ("x2", self.x2))
+        check_scale(self.architecture, ("x", self.x), ("x2", self.x2))
         return self
 
 

@@ -24,6 +24,7 @@ from service.operations.cost import (
     y_columns,
 )
 from service.operations.fields import (
+    POINT_SCALE,
     ArchitectureSpec,
     Arrays,
     Kernel,
@@ -33,6 +34,7 @@ from service.operations.fields import (
     Points,
     Progress,
     Targets,
+    check_scale,
     same_dimension,
 )
 
@@ -40,9 +42,9 @@ from service.operations.fields import (
 class RegressionRequest(Model):
     """Kernel regression: the interpolant (t = null), the GD mean at time t, the GP posterior."""
 
-    x_train: Points = Field(description="Training points (n, d).")
+    x_train: Points = Field(description="Training points (n, d)." + POINT_SCALE)
     y_train: Targets = Field(description="Targets (n,) or (n, k).")
-    x_test: Points = Field(description="Test points (m, d).")
+    x_test: Points = Field(description="Test points (m, d)." + POINT_SCALE)
     architecture: ArchitectureSpec
     kernel: Kernel = "ntk"
     ridge: Number = Field(1e-10, ge=0, description=(
@@ -54,6 +56,7 @@ class RegressionRequest(Model):
     @model_validator(mode="after")
     def _shapes(self) -> RegressionRequest:
         same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
+        check_scale(self.architecture, ("x_train", self.x_train), ("x_test", self.x_test))
         if len(self.y_train) != len(self.x_train):
             raise ValueError(f"y_train has {len(self.y_train)} rows, x_train {len(self.x_train)}")
         if self.return_variance and self.kernel != "nngp":

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from service.operations.cost import (
     CHOLESKY_S_PER_N3,
@@ -24,7 +24,20 @@ from service.operations.cost import (
     peak_phase,
     worker_base,
 )
-from service.operations.fields import ArchitectureSpec, Arrays, Kernel, Matrix, Model, Number, Progress, Values
+from service.operations.fields import (
+    ArchitectureSpec,
+    Arrays,
+    Kernel,
+    Matrix,
+    Model,
+    Number,
+    Progress,
+    Values,
+    field_error,
+)
+
+BANDWIDTH = (1e-6, 7.0)  # the RKHS bandwidth's range (radians)
+MAX_CUTOFF, MAX_CUTOFF_BANDWIDTH = 10**6, 36.0  # exp(-36^2 / 2) ~ 1e-281: every weight kept is a normal float64
 
 
 class SmoothnessRequest(Model):
@@ -36,20 +49,34 @@ class SmoothnessRequest(Model):
         {"kind": "resnet", "depth": 5, "alpha": 0.1}], "n_train": 6}]})
     architectures: list[ArchitectureSpec] = Field([], description=(
         "Architectures to compare. Give architectures, samples, or both (else 422)."))
-    n_train: int | None = Field(None, ge=1, description=(
-        "The paper's n equispaced training angles. With architectures, exactly one of n_train and "
-        "train_angles (else 422)."))
+    n_train: int | None = Field(None, ge=2, description=(
+        "The paper's n equispaced training angles (at least 2: both -pi and pi are among them). With "
+        "architectures, exactly one of n_train and train_angles (else 422)."))
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
-    targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b.")
+    targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b. "
+                                   "Not all zero (mu is undefined for the zero function).")
     kernel: Kernel = "ntk"
     ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
-    n_grid: int = Field(4096, ge=8, description="Uniform grid on which mu is measured.")
+    n_grid: int = Field(4096, ge=8, multiple_of=2, description="Uniform grid on which mu is measured (even).")
     measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
-    bandwidth: Number = Field(0.5, gt=0, description="RKHS measure: Gaussian bandwidth (radians).")
-    cutoff: int | None = Field(None, ge=1, description="RKHS measure: highest harmonic kept (null = automatic).")
+    bandwidth: Number = Field(0.5, ge=BANDWIDTH[0], le=BANDWIDTH[1], description=(
+        "RKHS measure: Gaussian bandwidth (radians), in [1e-6, 7]: the automatic cutoff keeps the harmonics k whose "
+        "weight exp(-(bandwidth k)^2 / 2) is at least 1e-12, and beyond 7 not even k = 1 is kept."))
+    cutoff: int | None = Field(None, ge=1, le=MAX_CUTOFF, description=(
+        "RKHS measure: highest harmonic kept (null = automatic); at most 1e6, and cutoff x bandwidth at most 36 (the "
+        "highest harmonic's weight exp(-(bandwidth cutoff)^2 / 2) stays above 1e-281, so the norms stay finite)."))
     samples: Values | None = Field(None, description=(
-        "Also measure these values of a function on the uniform grid. The rkhs measure of samples needs "
-        "architectures too (their training set; else 422)."))
+        "Also measure these values of a function on the uniform grid: an even number of them, at least 4, not all "
+        "zero. The rkhs measure of samples needs architectures too (their training set; else 422)."))
+
+    @field_validator("samples", "targets")
+    @classmethod
+    def _not_zero(cls, values: np.ndarray | None, info: ValidationInfo) -> np.ndarray | None:
+        if values is not None and info.field_name == "samples" and (len(values) < 4 or len(values) % 2):
+            raise ValueError(f"must be an even number of values, at least 4 (a uniform grid), got {len(values)}")
+        if values is not None and not values.any():
+            raise ValueError("values are all zero: mu is undefined for the zero function")
+        return values
 
     @model_validator(mode="after")
     def _training_set(self) -> SmoothnessRequest:
@@ -62,6 +89,10 @@ class SmoothnessRequest(Model):
             raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
         if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
             raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
+        if self.measure == "rkhs" and self.cutoff is not None and self.cutoff * self.bandwidth > MAX_CUTOFF_BANDWIDTH:
+            raise field_error("cutoff", f"cutoff x bandwidth is {self.cutoff * self.bandwidth:.3g}, over "
+                              f"{MAX_CUTOFF_BANDWIDTH}: the weight of harmonic {self.cutoff} underflows float64; "
+                              "lower cutoff or bandwidth")
         if self.measure == "curvature":  # the RKHS parameters do not apply: one job id whatever they are
             self.bandwidth, self.cutoff = 0.5, None
         return self

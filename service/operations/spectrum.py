@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
@@ -21,7 +21,16 @@ from service.operations.cost import (
     one_norm_each,
     worker_base,
 )
-from service.operations.fields import ArchitectureSpec, Arrays, Kernel, Model, Points, Progress
+from service.operations.fields import (
+    POINT_SCALE,
+    ArchitectureSpec,
+    Arrays,
+    Kernel,
+    Model,
+    Points,
+    Progress,
+    check_scale,
+)
 
 
 class SpectrumRequest(Model):
@@ -31,7 +40,13 @@ class SpectrumRequest(Model):
     kernel: Kernel = "ntk"
     n_grid: int = Field(1024, ge=8, multiple_of=2, description="Uniform grid on the circle (even).")
     normalize: bool = Field(True, description="Divide the profile by its peak (unit peak, as in Fig. 2).")
-    x: Points | None = Field(None, description="Points whose Gram eigenvalues and condition number to return.")
+    x: Points | None = Field(None, description="Points whose Gram eigenvalues and condition number to return."
+                             + POINT_SCALE)
+
+    @model_validator(mode="after")
+    def _scale(self) -> SpectrumRequest:
+        check_scale(self.architecture, ("x", self.x))
+        return self
 
 
 class SpectrumResult(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, Strict, model_validator
 
+from engine.kernel_scale import out_of_range_depth
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
     INIT_SECONDS_PER_PARAMETER,
@@ -30,15 +31,28 @@ from service.operations.cost import (
     step_flops,
     worker_base,
 )
-from service.operations.fields import Arrays, Matrix, NetworkFields, Points, Progress, Values, same_dimension
+from service.operations.fields import (
+    POINT_SCALE,
+    Arrays,
+    Matrix,
+    NetworkFields,
+    Points,
+    Progress,
+    Values,
+    check_scale,
+    field_error,
+    largest_scale,
+    same_dimension,
+)
 
 
 class TrainRequest(NetworkFields):
     """Train networks by GD / SGD / Adam; loss curves, predictions, weight movement, NTK drift."""
 
-    x_train: Points
+    x_train: Points = Field(description="Training points (n, d)." + POINT_SCALE + " With lr 'auto', not all so "
+                            "small (or zero) that the NTK on them underflows: the step bound would be infinite.")
     y_train: Values
-    x_test: Points | None = None
+    x_test: Points | None = Field(None, description="Test points (m, d)." + POINT_SCALE)
     optimizer: Literal["gd", "sgd", "adam"] = "gd"
     lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = Field(
         "auto", description="Step size, or 'auto' (half the NTK's GD bound; NTK parametrisation only).")
@@ -52,6 +66,15 @@ class TrainRequest(NetworkFields):
     @model_validator(mode="after")
     def _shapes(self) -> TrainRequest:
         same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
+        check_scale(self.architecture, ("x_train", self.x_train), ("x_test", self.x_test))
+        if self.lr == "auto":
+            arch, q = self.architecture, largest_scale(self.x_train)
+            crossed = out_of_range_depth(arch.kind, arch.depth, arch.activation, arch.sigma_w, arch.sigma_v,
+                                         arch.alpha, arch.sigma_b, q)
+            if crossed is not None and crossed[1] < 1:  # underflow: the NTK on x_train is (about) zero
+                raise field_error("x_train", f"lr 'auto' is half the step bound 2 / (lambda_min + lambda_max) of the "
+                                  f"NTK on x_train, which underflows at layer {crossed[0]} (x.x/d at most {q:.3g}): "
+                                  "give lr, or larger points")
         if len(self.y_train) != len(self.x_train):
             raise ValueError(f"y_train has {len(self.y_train)} values, x_train {len(self.x_train)} points")
         if self.batch_size is not None and self.batch_size > len(self.x_train):

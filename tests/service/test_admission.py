@@ -159,7 +159,7 @@ def test_the_api_tests_requests_are_admitted_under_their_limits(settings):
 def test_extreme_parameters_are_estimated_not_crashed():
     """Valid but extreme values give a finite estimate (and a refusal), never a 500."""
     smoothness = {"architectures": [RESNET], "train_angles": [float(a) for a in range(2000)], "n_grid": 65_536,
-                  "measure": "rkhs", "bandwidth": 1e-320}
+                  "measure": "rkhs", "bandwidth": 1e-6}  # the least bandwidth: the most harmonics
     with pytest.raises(LimitExceeded) as refused:
         check_limits(OPERATIONS["smoothness"].model_validate(smoothness), Limits(), 8 * GiB)
     assert refused.value.field == "train_angles" and "RKHS Gram 2000 x 2000 x 65535 harmonics" in refused.value.detail

@@ -327,8 +327,9 @@ async def test_health_and_info(api):
 
 
 async def test_results_that_overflow_are_4xx(api):
-    # the architecture's own scale is bounded (schema and engine), so the overflow comes from the input's
+    # the architecture's own scale is bounded (schema and engine), and so is the input's: refused before
+    # any job exists, naming the points (issue 19; it used to fail in the worker, naming no field)
     body = {"x": [[1e154, 0.0], [0.0, 1e154]], "architecture": {"kind": "resnet", "depth": 5}}
     response = await api.post("/v1/kernels", json=body)
     assert_problem(response, 422)
-    assert "overflowed float64" in response.json()["detail"]
+    assert response.json()["errors"][0]["field"] == "x" and "scale the points down" in response.json()["detail"]

@@ -34,14 +34,33 @@ def key(body, operation="kernels", model=KernelsRequest):
 
 def test_ids_are_canonical():
     base = key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH})
-    # ints for floats, defaults spelled out, key order: the same request
-    assert key({"architecture": {"alpha": 0.1, "depth": 5, "kind": "resnet", "sigma_w": 1, "activation": "relu"},
-                "x": [[1, 0], [0, 1]], "kernels": ["nngp", "ntk"], "x2": None}) == base
+    assert len(base) == 64 and set(base) <= set("0123456789abcdef")
+    same = [  # key order, defaults spelled out, ints for floats, float spellings, kernels' order: one request
+        {"architecture": {"alpha": 0.1, "depth": 5, "kind": "resnet", "sigma_w": 1, "activation": "relu"},
+         "x": [[1, 0], [0, 1]], "kernels": ["nngp", "ntk"], "x2": None},
+        {"kernels": ["ntk", "nngp"], "x": [[1e0, 0.0], [0e5, 10e-1]], "architecture": ARCH | {"alpha": 1e-1}},
+        {"x": [[1.0, -0.0], [0.0, 1.0]], "architecture": ARCH | {"sigma_b": -0.0}},
+    ]
+    for body in same:
+        assert key(body) == base, body
     # any change of a number, a parameter, the operation or the shape: another job
-    assert key({"x": [[1.0, 0.0], [0.0, 1.0 + 1e-15]], "architecture": ARCH}) != base
-    assert key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH, "kernels": ["ntk"]}) != base
-    assert key({"x": [[1.0, 0.0, 0.0, 1.0]], "architecture": ARCH}) != base
-    assert len(base) == 64 and int(base, 16) >= 0
+    other = [key({"x": [[1.0, 0.0], [0.0, 1.0 + 1e-15]], "architecture": ARCH}),
+             key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH | {"alpha": 0.1 + 1e-16}}),
+             key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH, "kernels": ["ntk"]}),
+             key({"x": [[1.0, 0.0, 0.0, 1.0]], "architecture": ARCH}),
+             key({"x": [[1.0, 0.0], [0.0, 1.0]], "architecture": ARCH}, "other")]
+    assert base not in other and len(set(other)) == len(other)
+
+
+def test_a_scalar_negative_zero_is_canonical():
+    """-0.0 and 0.0 are one request: in scalar parameters (here sigma_b) as in arrays."""
+    params, _ = split_request(KernelsRequest.model_validate({"x": [[1.0, 0.0]], "architecture": ARCH | {
+        "sigma_b": -0.0}}))
+    assert str(params["architecture"]["sigma_b"]) == "0.0"
+    assert key({"x": [[1.0, 0.0]], "architecture": ARCH | {"sigma_b": -0.0}}) == key(
+        {"x": [[1.0, 0.0]], "architecture": ARCH | {"sigma_b": 0.0}})
+    body = {"architecture": ARCH, "width": 4, "x_train": [[1.0, 0.0]], "y_train": [1.0], "steps": 2}
+    assert key(body | {"lr": 0.5}, "train", TrainRequest) != key(body | {"lr": 0.25}, "train", TrainRequest)
 
 
 def test_ids_follow_the_numerics_version(monkeypatch):

@@ -15,7 +15,7 @@ from service.http.documents import BINARY, JobStatus
 from service.http.results import NPY, NPZ
 from service.jobs.admission import check_experiment
 from service.jobs.lifecycle import Jobs
-from service.operations.experiment import ExperimentInfo, ExperimentRequest
+from service.operations.experiment import ExperimentInfo, ExperimentRequest, check_architectures
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -42,6 +42,7 @@ async def run_experiment(name: str, request: Request, jobs: Annotated[Jobs, Depe
     body = await run_in_threadpool(parse, ExperimentRequest, await read_body(request), settings.limits)
     try:
         parameters = EXPERIMENTS[name].parameters(body.scale, body.parameters)
+        check_architectures(parameters)
     except ParameterError as exc:
         field = "parameters" if exc.parameter is None else f"parameters.{exc.parameter}"
         raise ServiceError(str(exc), status=422, title="Invalid request", field=field) from None

@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.store.job import Job
 
 router = APIRouter(prefix="/v1", tags=["operations"], dependencies=[Depends(require_json)])
-def _admit_and_submit(operation: str, model: type[Model], raw: bytes, jobs: Jobs, settings: Settings,
+def _admit_and_submit(operation: str, model: type[Model], raw: bytearray, jobs: Jobs, settings: Settings,
                       ) -> tuple[Job, bool]:
     """Parse, validate and admit a request body, then submit (or find) its job: one trip to a
     worker thread. The estimated compute seconds go with the job (small jobs share a task)."""
