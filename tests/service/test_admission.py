@@ -288,3 +288,46 @@ def test_budgets_come_from_the_environment_and_read_well():
     assert [size(4 * GiB), size(1000 * 2**20), size(208e9)] == ["4 GiB", "1000 MiB", "194 GiB"]
     assert [duration(3600), duration(5400), duration(600), duration(1500 * 86400)] == [
         "1 hour", "1.5 hours", "10 min", "1500 days"]
+
+
+def circle_points(n: int) -> list[list[float]]:
+    b = np.linspace(-np.pi, np.pi, n, endpoint=False)
+    return np.stack([np.cos(b), np.sin(b)], axis=1).tolist()
+
+
+async def test_an_experiment_is_refused_like_the_operations_it_runs(client, jobs):
+    """Issue 19, item 2: finite-vs-infinite's 64 networks of width 10,000 are a 413 naming the width and
+    the memory budget, as the same networks sent to /v1/train are (the experiment was admitted at 350 MiB)."""
+    width = {"width": 10_000, "n_init": 64}
+    train_body = {"architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, **width, "x_train": circle_points(10),
+                  "y_train": [0.0] * 10, "x_test": circle_points(1024), "steps": 500, "lr": 0.2, "track_ntk": True}
+    async with client() as api:
+        before = (await api.get("/v1/jobs?limit=1")).json()["total"]
+        refused = await api.post("/v1/experiments/finite-vs-infinite", json={"parameters": width})
+        alone = await api.post("/v1/train", json=train_body)
+        assert (await api.get("/v1/jobs?limit=1")).json()["total"] == before
+    assert (refused.status_code, alone.status_code) == (413, 413), (refused.text, alone.text)
+    assert [e["field"] for e in refused.json()["errors"]] == ["parameters.width"]
+    for problem in (refused.json(), alone.json()):
+        assert "about 999 GiB" in problem["detail"] and "RESKERNEL_MAX_MEMORY_BYTES" in problem["detail"], problem
+
+
+def test_an_experiment_costs_at_least_the_operations_it_runs():
+    """The estimate of finite-vs-infinite (quick) is at least its training and its empirical NTKs charged
+    as /v1/train and /v1/empirical-kernels charge them, and every experiment's quick scale is admitted."""
+    from engine.experiments import EXPERIMENTS
+    from service.jobs.admission import check_experiment
+    from service.operations import experiment
+
+    arch = {"kind": "resnet", "depth": 5, "alpha": 0.1}
+    params = EXPERIMENTS["finite-vs-infinite"].parameters("quick")
+    parts = [OPERATIONS["empirical-kernels"].model_validate(
+        {"architecture": arch, "width": 256, "n_init": 4, "x": [[1.0, 0.0]], "x2": circle_points(181)})]
+    parts += [OPERATIONS["train"].model_validate(
+        {"architecture": arch, "width": 256, "n_init": 4, "x_train": circle_points(m), "y_train": [0.0] * m,
+         "x_test": circle_points(1024), "steps": 500, "lr": lr, "track_ntk": True}) for m, lr in ((6, 0.5), (10, 0.2))]
+    total = experiment.cost("finite-vs-infinite", params)
+    assert total.total("compute") >= sum(estimate(p).total("compute") for p in parts)
+    assert total.total("memory") >= max(estimate(p).total("memory") for p in parts)
+    for name, exp in EXPERIMENTS.items():
+        check_experiment(name, exp.parameters("quick"), Limits(), 8 * GiB)
