@@ -31,20 +31,19 @@ def cloud(n: int, d: int = 3, seed: int = 0) -> list[list[float]]:
 
 
 CASES = [
-    ("kernels", {"x": cloud(2048), "architecture": {**RESNET, "depth": 15}, "kernels": ["ntk"]}),
-    ("kernels", {"x": circle(512), "architecture": {**RESNET, "depth": 5, "activation": "tanh"}}),
-    ("kernels", {"x": cloud(32), "architecture": {**RESNET, "depth": 3, "activation": "tanh"}}),
-    ("smoothness", {"architectures": [RESNET], "n_train": 64, "n_grid": 65_536}),
-    ("regression", {"architecture": RESNET, "x_train": cloud(1000), "y_train": [0.0] * 1000,
-                    "x_test": cloud(1000, 3, 1)}),
-    ("spectrum", {"architecture": {**RESNET, "depth": 15}, "n_grid": 65_536, "x": circle(256)}),
+    ("kernels", {"x": cloud(1024), "architecture": {**RESNET, "depth": 15}, "kernels": ["ntk"]}),
+    ("kernels", {"x": circle(512), "architecture": {**RESNET, "depth": 2, "activation": "tanh"}}),
+    ("kernels", {"x": cloud(16), "architecture": {**RESNET, "depth": 2, "activation": "tanh"}}),
+    # variances beyond both interpolants' reach: the quadrature, entry by entry, on the Chebyshev path
+    ("kernels", {"x": circle(16), "architecture": {**RESNET, "depth": 2, "activation": "tanh", "sigma_w": 6.0}}),
+    ("smoothness", {"architectures": [RESNET], "n_train": 64, "n_grid": 16_384}),
+    ("regression", {"architecture": RESNET, "x_train": cloud(512), "y_train": [0.0] * 512, "x_test": cloud(512, 3, 1)}),
+    ("spectrum", {"architecture": RESNET, "n_grid": 16_384, "x": circle(128)}),
     ("train", {"architecture": {**RESNET, "depth": 3}, "width": 256, "x_train": circle(20), "y_train": [0.0] * 20,
-               "steps": 200, "lr": 0.1}),
-    ("train", {"architecture": {**RESNET, "depth": 3}, "width": 256, "x_train": circle(20), "y_train": [0.0] * 20,
-               "steps": 200, "lr": 0.01, "optimizer": "sgd"}),
-    ("train", {"architecture": {**RESNET, "depth": 2}, "width": 128, "n_init": 4, "x_train": circle(64),
-               "y_train": [0.0] * 64, "steps": 100, "lr": 1e-3, "optimizer": "adam", "batch_size": 16}),
-    ("empirical-kernels", {"architecture": {**RESNET, "depth": 3}, "width": 256, "n_init": 4, "x": circle(100)}),
+               "steps": 100, "lr": 0.01, "optimizer": "sgd"}),
+    ("train", {"architecture": {**RESNET, "depth": 2}, "width": 128, "n_init": 2, "x_train": circle(64),
+               "y_train": [0.0] * 64, "steps": 50, "lr": 1e-3, "optimizer": "adam", "batch_size": 16}),
+    ("empirical-kernels", {"architecture": {**RESNET, "depth": 3}, "width": 256, "n_init": 2, "x": circle(64)}),
 ]
 
 
@@ -57,17 +56,19 @@ class Report:
 
 
 def measure(operation: str, body: dict, folder: Path) -> tuple[float, float]:
-    """(estimated compute seconds, the CPU seconds of a run after a first run of the same shapes)."""
+    """(estimated compute seconds, the CPU seconds of a run after a first run of the same shapes: the
+    shorter of two, since a thread pool spinning on a loaded machine counts as CPU time too)."""
     request = OPERATIONS[operation].request.model_validate(body)
     params, inputs = split_request(request)
     run = OPERATIONS[operation].run
-    for attempt in range(2):
+    took = []
+    for attempt in range(3):
         out = folder / f"{operation}-{attempt}"
         out.mkdir(parents=True, exist_ok=True)
         start = time.process_time()
         run(params, inputs, out, Report())
-        took = time.process_time() - start
-    return estimate(request).total("compute"), took
+        took.append(time.process_time() - start)
+    return estimate(request).total("compute"), min(took[1:])
 
 
 @pytest.mark.parametrize(("operation", "body"), CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(CASES)])
