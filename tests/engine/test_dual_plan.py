@@ -62,7 +62,8 @@ def test_the_variances_are_the_engines_diagonal():
     q = float(x[0] @ x[0]) / 3
     for arch in (Architecture("resnet", 6, "tanh", alpha=0.7, sigma_b=0.3), Architecture("mlp", 4, "sigmoid")):
         planned = dual_plan.layer_variances(arch.replace(depth=arch.depth + 1), q)[-1]
-        assert planned == pytest.approx(analytic_diagonal(x, arch=arch, kernels=("nngp",))["nngp"][0], rel=1e-8)  # Gauss-Hermite against the polar quadrature
+        engine = analytic_diagonal(x, arch=arch, kernels=("nngp",))["nngp"][0]
+        assert planned == pytest.approx(engine, rel=1e-8)  # Gauss-Hermite against the polar quadrature
 
 
 @pytest.mark.parametrize(("arch", "q1", "q2"), [
