@@ -121,10 +121,10 @@ def _bounds(p: dict[str, Any]) -> Plan:
 
 def _spectra(p: dict[str, Any]) -> Plan:
     points = circle(p["n_points"])
-    return [(1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=p["n_grid"], x=None))
-            for d in p["depths"] for a in archs(d, p["alphas"])] + [
-        (1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=8, x=points))
-        for d in p["condition_depths"] for a in archs(d, p["alphas"])]
+    plan: Plan = [(1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=p["n_grid"], x=None))
+                  for d in p["depths"] for a in archs(d, p["alphas"])]
+    return plan + [(1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=8, x=points))
+                   for d in p["condition_depths"] for a in archs(d, p["alphas"])]
 
 
 def _digits(p: dict[str, Any]) -> Plan:
