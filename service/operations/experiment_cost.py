@@ -25,6 +25,7 @@ from service.operations.cost import Cost, Term, flops, parameters
 from service.operations.fields import ArchitectureSpec, Model
 
 Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
+FIGURE_SECONDS = 0.5  # the figure as PNG and SVG (report.figures.save: 0.15-0.7 CPU s for the quick scale's)
 DIGITS_IMAGES = 366  # images of two classes of scikit-learn's digits at most (the largest two: 183 + 183)
 
 
@@ -173,7 +174,8 @@ def cost(name: str, params: dict[str, Any]) -> Cost:
         prefix = f"{times} x " if times > 1 else ""
         return replace(term, amount=term.amount * times, field=field(term), formula=f"{prefix}{what}{term.formula}")
 
-    compute: list[Term] = [renamed(t) for t in EXTRA.get(name, lambda _: [])(params)]
+    compute: list[Term] = [Term(FIGURE_SECONDS, "parameters", "the figure (PNG and SVG)", ""),
+                           *(renamed(t) for t in EXTRA.get(name, lambda _: [])(params))]
     heaviest: tuple[float, list[Term]] = (0.0, [])
     for times, request in plan(name, params):
         each = request_cost(request)
@@ -185,7 +187,7 @@ def cost(name: str, params: dict[str, Any]) -> Cost:
     output = Term(counts.get("output_bytes", 0), "parameters", "the arrays the experiment returns",
                   "use fewer or smaller curves")
     held = replace(output, formula="the arrays the experiment returns, held until it ends")
-    return Cost(output=[output], memory=[*heaviest[1], held], compute=compute or [Term(0.0, "parameters", "", "")])
+    return Cost(output=[output], memory=[*heaviest[1], held], compute=compute)
 
 
 COSTS: dict[type[Model], Callable[[Any], Cost]] = {
