@@ -29,6 +29,11 @@ _PHI: dict[str, tuple[Elementwise, Elementwise]] = {  # name -> (phi, phi') in n
 }
 
 
+def diagonal_moments(activation: str, s: float) -> tuple[float, float]:
+    """(T(S), Tdot(S)) on the diagonal, S = s: E[phi(u)^2] and E[phi'(u)^2] for u ~ N(0, s)."""
+    return _moments(activation, s)
+
+
 def _moments(activation: str, s: float) -> tuple[float, float]:
     """(T(S), Tdot(S)) on the diagonal, S = s."""
     if activation == "relu":

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from engine.architectures import QUADRATURE_ACTIVATIONS
-from engine.experiments import EXPERIMENTS
 from service.errors import LimitExceeded
 from service.operations import experiment
 from service.operations.cost import Cost, one_norm_each
@@ -124,9 +123,10 @@ def duration(seconds: float) -> str:
     return f"{_number(seconds)} s"
 
 
-def check_experiment(name: str, parameters: dict[str, Any], limits: Limits, cache_bytes: int) -> None:
+def check_experiment(name: str, parameters: dict[str, Any], limits: Limits, cache_bytes: int) -> Cost:
     """The same limits for an experiment's parameters (all filled in), then its estimated cost
-    (the experiment's own counts, `engine.experiments`) against the budgets."""
+    (the sum of the operations it runs, `service.operations.experiment`) against the budgets.
+    Returns the cost."""
     depths = [v for key in ("depth", "depths", "train_depth", "condition_depths") if key in parameters
               for v in (parameters[key] if isinstance(parameters[key], list) else [parameters[key]])]
     depth = max(depths, default=0)
@@ -137,7 +137,9 @@ def check_experiment(name: str, parameters: dict[str, Any], limits: Limits, cach
                        ("n_angles", limits.grid)):
         if key in parameters:
             _at_most(f"parameters.{key}", key, parameters[key], limit)
-    check_budgets(experiment.cost(name, EXPERIMENTS[name].cost(parameters)), limits, cache_bytes)
+    cost = experiment.cost(name, parameters)
+    check_budgets(cost, limits, cache_bytes)
+    return cost
 
 
 def _at_most(field: str, what: str, value: int, limit: int) -> None:

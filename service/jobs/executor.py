@@ -43,9 +43,11 @@ def _run_job(*args: Any) -> str:
 
 
 def _run_jobs(jobs: list[Dispatch], *args: Any) -> list[str]:
+    """Several jobs in one task; `args`: run_job's settings, then the compute budget."""
     from service.jobs.worker import run_job
 
-    return [run_job(job_id, operation, params, *args, ticket) for job_id, operation, params, ticket in jobs]
+    *common, budget_s = args
+    return [run_job(job_id, operation, params, *common, ticket, budget_s) for job_id, operation, params, ticket in jobs]
 
 
 @dataclass
@@ -184,12 +186,14 @@ class Executor:
         settings = self.settings
         args = (str(settings.data_dir), settings.max_attempts, settings.cancel_grace_s, settings.store_url,
                 settings.store_prefix, settings.lease_s)
+        budget = float(settings.limits.compute_seconds)  # the worker stops a job that computes longer
         future: Future[Any]
         if batch:
-            future = self._started().submit(_run_jobs, jobs, *args, key=key, pure=False)
+            future = self._started().submit(_run_jobs, jobs, *args, budget, key=key, pure=False)
         else:
             job_id, operation, params, ticket = jobs[0]
-            future = self._started().submit(_run_job, job_id, operation, params, *args, ticket, key=key, pure=False)
+            future = self._started().submit(_run_job, job_id, operation, params, *args, ticket, budget, key=key,
+                                            pure=False)
         for job_id, *_ in jobs:
             self._futures[job_id] = future
 

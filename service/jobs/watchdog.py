@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.logs import job_context
 from service.store.protocol import Store, StoreUnavailable
@@ -59,6 +60,19 @@ class Watched:
     renewed: float = field(default_factory=time.monotonic)  # the claim took the lease
     stop_asked: float | None = None
     superseded: bool = False  # the lease was lost: the job was re-queued under another ticket
+    budget_s: float | None = None  # the compute budget (RESKERNEL_MAX_COMPUTE_SECONDS); None: no limit
+    over_budget: bool = False  # it ran past its budget: stopped, and recorded as failed (`over_budget`)
+
+
+def over_budget(budget_s: float, ran_s: float) -> dict[str, Any]:
+    """The failure of a job stopped at its compute budget, naming the budget (a problem's fields)."""
+    from service.jobs.admission import duration
+
+    return {"status": 422, "title": "Compute budget exceeded",
+            "detail": f"the job computed for {duration(ran_s)}, over the compute budget of {duration(budget_s)} "
+                      "(RESKERNEL_MAX_COMPUTE_SECONDS), and was stopped: its estimate was lower than what it took. "
+                      "Send a smaller request (fewer points, a lower depth, relu or erf); DELETE the job to run it "
+                      "again under a larger budget"}
 
 
 class Watchdog(threading.Thread):
@@ -67,7 +81,8 @@ class Watchdog(threading.Thread):
     is lost (it was re-queued under another ticket: `superseded`), it sets that job's stop flag
     (the engine stops at its next tile, chunk or step); a job that has not stopped `grace_s`
     seconds later is marked canceled (unless superseded) and the worker process exits, so that
-    no cancelled work runs on (the Dask nanny starts a fresh worker). A job is first read
+    no cancelled work runs on (the Dask nanny starts a fresh worker). A job that runs longer than
+    its compute budget is stopped the same way, and recorded as failed (`over_budget`). A job is first read
     `interval` seconds after it starts (a small one never is); no thread is started per job."""
 
     def __init__(self, interval: float = 0.25):
@@ -78,9 +93,10 @@ class Watchdog(threading.Thread):
 
     @contextlib.contextmanager
     def watching(self, store: Store, job_id: str, report: Reporter, grace_s: float, ticket: str = "",
-                 lease_s: float = 30.0) -> Iterator[Watched]:
-        """Watch job_id (and renew its lease, held under `ticket`) while the block runs."""
-        watched = Watched(store, report, grace_s, ticket, lease_s)
+                 lease_s: float = 30.0, budget_s: float | None = None) -> Iterator[Watched]:
+        """Watch job_id (and renew its lease, held under `ticket`) while the block runs; stop it
+        once it has run `budget_s` seconds."""
+        watched = Watched(store, report, grace_s, ticket, lease_s, budget_s=budget_s)
         with self._lock:
             self._jobs[job_id] = watched
         try:
@@ -102,6 +118,11 @@ class Watchdog(threading.Thread):
         if watched.stop_asked is None:
             if now - watched.since < self.interval:
                 return
+            if watched.budget_s is not None and now - watched.since > watched.budget_s:
+                watched.over_budget = True  # its run records the failure; past the grace, the code below
+                watched.report.stop.set()
+                watched.stop_asked = now
+                return
             try:
                 job = store.get(job_id)
                 if job is not None and now - watched.renewed >= watched.lease_s / 3:
@@ -116,12 +137,19 @@ class Watchdog(threading.Thread):
         with self._lock:
             if now - watched.stop_asked < watched.grace_s or job_id not in self._jobs:
                 return
+        why = ("re-queueing elsewhere" if watched.superseded else "compute budget" if watched.over_budget
+               else "cancellation")
         with job_context(job_id):
             log.warning("job %s did not stop within %.0f s of its %s: restarting the worker", job_id,
-                        watched.grace_s, "re-queueing elsewhere" if watched.superseded else "cancellation")
+                        watched.grace_s, why)
         with contextlib.suppress(Exception):
             if store.get(job_id) is not None and not watched.superseded:
-                store.update(job_id, status="canceled", message="canceled (worker restarted)", finished_at=time.time())
+                if watched.over_budget and watched.budget_s is not None:
+                    error = over_budget(watched.budget_s, now - watched.since)
+                    store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
+                else:
+                    store.update(job_id, status="canceled", message="canceled (worker restarted)",
+                                 finished_at=time.time())
         os._exit(70)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import storage_full
-from service.jobs.watchdog import Reporter, Watched, watchdog
+from service.jobs.watchdog import Reporter, Watched, over_budget, watchdog
 from service.logs import names_job
 from service.operations.fields import Arrays
 from service.operations.registry import RUNS
@@ -150,18 +150,20 @@ def _finish(folder: Path, meta: dict[str, Any], arrays: Arrays) -> dict[str, Any
 @names_job
 def run_job(job_id: str, operation: str, params: dict[str, Any], data_dir: str, max_attempts: int,
             cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
-            lease_s: float = 30.0, ticket: str = "") -> str:
+            lease_s: float = 30.0, ticket: str = "", budget_s: float | None = None) -> str:
     """Run one job to its end under its dispatch `ticket`; returns the final status. Never
-    raises for the job's own errors. The job's input arrays are read from the store (they never
-    travel through Dask). While the store does not answer nothing can be recorded: the job is
-    left to its lease (it lapses, and the job is re-queued)."""
+    raises for the job's own errors. A job still running `budget_s` seconds after its start (the
+    admission's compute budget) is stopped and fails, naming the budget (`watchdog.over_budget`).
+    The job's input arrays are read from the store (they never travel through Dask). While the
+    store does not answer nothing can be recorded: the job is left to its lease (it lapses, and
+    the job is re-queued)."""
     compilation_cache(data_dir)
     store = worker_store(data_dir, store_url, store_prefix)
     try:
         if store.claim(job_id, max_attempts, ticket, lease_s) is None:
             return "skipped"
         report = Reporter(store, job_id)
-        with watchdog().watching(store, job_id, report, cancel_grace_s, ticket, lease_s) as watched:
+        with watchdog().watching(store, job_id, report, cancel_grace_s, ticket, lease_s, budget_s) as watched:
             return _run(store, job_id, operation, params, report, watched)
     except StoreUnavailable:
         log.warning("job %s: the store does not answer; the job is re-queued when its lease lapses", job_id)
@@ -187,6 +189,10 @@ def _run(store: Store, job_id: str, operation: str, params: dict[str, Any], repo
             raise
         if watched.superseded:  # re-queued elsewhere: the job is that run's to record
             return "superseded"
+        if watched.over_budget and watched.budget_s is not None:
+            error = over_budget(watched.budget_s, time.monotonic() - watched.since)
+            store.update(job_id, status="failed", error=error, message=error["title"], finished_at=time.time())
+            return "failed"
         if isinstance(exc, Cancelled) or report.should_stop():
             if store.get(job_id) is not None:
                 store.update(job_id, status="canceled", message="canceled", finished_at=time.time())

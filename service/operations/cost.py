@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.architectures import QUADRATURE_ACTIVATIONS
+from engine.architectures import QUADRATURE_ACTIVATIONS, Architecture
+from engine.dual_plan import layer_methods
 from engine.norms import one_norm
 from service.operations.fields import ArchitectureSpec, Model
 
@@ -38,6 +39,13 @@ KERNEL_ENTRY_LAYERS_PER_S = 1.0e8     # analytic_kernels, ReLU ResNet, N = 2048 
 ACTIVATION_FACTOR = {"relu": 1.0, "erf": 1.1, "linear": 0.74, "gelu": 1.2,
                      "tanh": 50.0, "softplus": 50.0, "sigmoid": 50.0}
 QUADRATURE_FACTOR = {"tanh": 13_900.0, "softplus": 51_800.0, "sigmoid": 16_700.0}
+# On points of one norm, a layer whose variances are too large for the degree-32 interpolant takes degree 128
+# (2.7x the degree-32 layer: tanh, N = 512, L = 5, 0.50 s against 0.18 s of CPU), and one too large for degree
+# 128 falls back to the quadrature, entry by entry (N = 64, L = 1, CPU seconds per entry-layer over ReLU's
+# 1e-8: tanh 0.94 s / 4096 entries = 23,000x, softplus 60,000x, sigmoid 28,000x, the interpolant's samples
+# included); engine.dual_plan says which layers do (python bench/dual_paths.py, 2026-12-04)
+CHEBYSHEV_128_FACTOR = {"tanh": 140.0, "softplus": 140.0, "sigmoid": 140.0}
+FALLBACK_FACTOR = {"tanh": 23_000.0, "softplus": 60_000.0, "sigmoid": 28_000.0}
 NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
                                       # time - P x SECONDS_PER_PARAMETER_STEP)
 SECONDS_PER_PARAMETER_STEP = 7.3e-9   # the same chunk at batch 1 (weight traffic): 19.1 ms a step / P = 2.62 M
@@ -59,6 +67,7 @@ TILE_BYTES_CLOSED = 16 * TILE * TILE * 8  # a closed-form tile's live arrays (a 
 TILE_BYTES_QUADRATURE = 80 * 2**20    # a 16 x 16 tile's quadrature nodes (README: tiles hold ~0.3 GB)
 RKHS_MIN_WEIGHT = 1e-12               # engine.smoothness.mu_rkhs's default cut-off weight
 F8 = 8                                # bytes of a float64
+CIRCLE_Q = 0.5                        # x.x/d of the unit circle's points (d = 2)
 
 
 @dataclass(frozen=True)
@@ -144,15 +153,38 @@ def floats(amount: float, field: str, formula: str, remedy: str = POINTS) -> Ter
     return Term(float(amount) * F8, field, f"{formula} x 8 bytes", remedy)
 
 
+def norm_q(rows: Any) -> float | None:
+    """x.x/d of a point set whose points share one norm (`engine.norms.one_norm`), else None."""
+    q = np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))
+    return float(q[0]) / len(rows[0]) if one_norm(q) else None
+
+
+def layer_factors(arch: ArchitectureSpec, q1: float | None, q2: float | None) -> tuple[float, str]:
+    """The cost of `arch`'s layers relative to a ReLU layer, summed over its depth, for point sets of
+    x.x/d = q1 and q2 (None: several norms), by the path each layer takes (`engine.dual_plan`), and
+    the paths in words."""
+    if arch.activation not in QUADRATURE_ACTIVATIONS:
+        return arch.depth * ACTIVATION_FACTOR[arch.activation], f"depth {arch.depth} x {arch.activation} cost"
+    layers = layer_methods(Architecture.from_dict(arch.model_dump()), q1, q2)
+    sphere = q1 is not None and q2 is not None  # else every layer takes the quadrature, in 16 x 16 tiles
+    act = arch.activation
+    factor = {"quadrature": (FALLBACK_FACTOR if sphere else QUADRATURE_FACTOR)[act],
+              "chebyshev 32": ACTIVATION_FACTOR[act], "chebyshev 128": CHEBYSHEV_128_FACTOR[act]}
+    words = " + ".join(f"{n} {'layers' if n > 1 else 'layer'} {path} x {arch.activation} cost {factor[path]:g}"
+                       for path, n in sorted(layers.items()))
+    return sum(n * factor[path] for path, n in layers.items()), words
+
+
 def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "",
-                   sphere: bool = True) -> Term:
-    """Seconds of `analytic_kernels` (n1 x n2 points); `sphere`: all points of one norm (the circle)."""
-    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and not sphere
+                   q: tuple[float | None, float | None] = (CIRCLE_Q, CIRCLE_Q)) -> Term:
+    """Seconds of `analytic_kernels` (n1 x n2 points); `q`: x.x/d of the two point sets when each has one
+    norm (default: the unit circle's), None for one of several norms. The path of each layer (closed form,
+    Chebyshev interpolant, quadrature) is the engine's own decision (`engine.dual_plan`)."""
+    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None)
     entries = tile_entries(n1, n2, quadrature)
-    factor = QUADRATURE_FACTOR[arch.activation] if quadrature else ACTIVATION_FACTOR[arch.activation]
-    seconds = entries * arch.depth * factor / KERNEL_ENTRY_LAYERS_PER_S
-    formula = (f"{what}{entries} kernel entries x depth {arch.depth} x {arch.activation} cost {factor:g} / "
-               f"{KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second")
+    factor, words = layer_factors(arch, *q)
+    seconds = entries * factor / KERNEL_ENTRY_LAYERS_PER_S
+    formula = f"{what}{entries} kernel entries x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second"
     return Term(seconds, field, formula, f"{POINTS} or the depth, or use relu or erf (closed forms)")
 
 

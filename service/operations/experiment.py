@@ -10,7 +10,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from service.operations.cost import KERNEL_ENTRY_LAYERS_PER_S, NETWORK_FLOPS, WORKER_BASE_BYTES, Cost, Term
+from service.operations import experiment_cost
+from service.operations.cost import Cost
 from service.operations.fields import Arrays, Model, Progress
 
 FLOAT_MAX = sys.float_info.max
@@ -71,21 +72,10 @@ class ExperimentInfo(BaseModel):
         "(networks x steps x samples per step x weights), output_bytes (float64 arrays returned)."))
 
 
-def cost(name: str, counts: dict[str, int]) -> Cost:
-    """The cost of a paper experiment from its own counts (`engine.experiments` `Experiment.cost`:
-    kernel_entry_layers, training_weight_steps = networks x steps x samples x weights, output_bytes)."""
-    field = f"parameters ({name})"
-    kernels = counts.get("kernel_entry_layers", 0) / KERNEL_ENTRY_LAYERS_PER_S
-    training = 6 * counts.get("training_weight_steps", 0) / NETWORK_FLOPS  # forward and backward
-    return Cost(
-        output=[Term(counts.get("output_bytes", 0), field, "the arrays the experiment returns",
-                     "use fewer or smaller curves")],
-        memory=[Term(WORKER_BASE_BYTES, field, "the worker's baseline", "")],
-        compute=[Term(kernels, field, f"{counts.get('kernel_entry_layers', 0):.3g} kernel entries x layers",
-                      "lower the depths, grids or sample sizes"),
-                 Term(training, field, f"{counts.get('training_weight_steps', 0):.3g} weight-steps of training",
-                      "lower the width, steps or networks (the paper scale of the finite-network experiments "
-                      "is GPU work)")])
+def cost(name: str, params: dict[str, Any]) -> Cost:
+    """The cost of a paper experiment with a full parameter set: the sum of the operations it runs,
+    each charged by its operation's own cost (`service.operations.experiment_cost`)."""
+    return experiment_cost.cost(name, params)
 
 
 def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:

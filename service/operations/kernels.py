@@ -16,7 +16,7 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
-    one_norm_each,
+    norm_q,
     worker_base,
 )
 from service.operations.fields import (
@@ -69,7 +69,9 @@ def cost(r: KernelsRequest) -> Cost:
                      f"{POINTS} (x, x2) or ask for one kernel")]
     # the Gram matrices go to disk
     memory = [worker_base(), input_numbers((n1 + count_rows(r.x2)) * d), kernel_tiles([arch])]
-    compute = [kernel_seconds(n1, None if r.x2 is None else n2, arch, field, sphere=one_norm_each(r))]
+    q1 = norm_q(r.x)
+    compute = [kernel_seconds(n1, None if r.x2 is None else n2, arch, field,
+                              q=(q1, q1 if r.x2 is None else norm_q(r.x2)))]
     return Cost(output, memory, compute)
 
 

@@ -18,7 +18,7 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
-    one_norm_each,
+    norm_q,
     worker_base,
 )
 from service.operations.fields import (
@@ -66,7 +66,7 @@ def cost(r: SpectrumRequest) -> Cost:
     if r.x is not None:
         output.append(floats(n, "x", f"{n} eigenvalues"))
         memory += [input_numbers(n * len(r.x[0])), floats(4 * n * n, "x", f"4 copies of the {n} x {n} Gram matrix")]
-        compute += [kernel_seconds(n, None, arch, "x", "Gram: ", one_norm_each(r)),
+        compute += [kernel_seconds(n, None, arch, "x", "Gram: ", (norm_q(r.x), norm_q(r.x))),
                     Term(n**3 * EIGVALSH_S_PER_N3, "x", f"eigenvalues of {n} x {n}", POINTS)]
     return Cost(output, memory, compute)
 

@@ -77,11 +77,17 @@ REFUSED = [
     ("track_ntk at 20,000 points in batches of 100", "train",
      {"architecture": RESNET, "width": 64, "x_train": line(20_000), "y_train": [0.0] * 20_000, "track_ntk": True,
       "batch_size": 100}, None, 413, "track_ntk", "RESKERNEL_MAX_MEMORY_BYTES"),
-    # on the circle tanh is a Chebyshev interpolant (a 65,536-point grid at depth 1000 is about a minute:
-    # admitted); a Gram of points of different norms takes the quadrature, thousands of times slower
+    # on the circle tanh is a Chebyshev interpolant while the variances stay small (alpha 0.01: a 65,536-point
+    # grid at depth 1000 is about a minute: admitted); a Gram of points of different norms takes the
+    # quadrature, thousands of times slower
     ("tanh spectrum at depth 1000 with a Gram of 1,000 points of different norms", "spectrum",
-     {"architecture": {"kind": "resnet", "depth": 1000, "activation": "tanh"}, "n_grid": 65_536,
+     {"architecture": {"kind": "resnet", "depth": 1000, "activation": "tanh", "alpha": 0.01}, "n_grid": 65_536,
       "x": [[1.0 + i / 1000, 0.5] for i in range(1000)]}, None, 422, "x", "RESKERNEL_MAX_COMPUTE_SECONDS"),
+    # issue 19, item 3: at alpha 1 the variances grow past what the interpolant resolves, and from about layer
+    # 20 on the engine falls back to the quadrature, entry by entry (was charged as the interpolant: 33 s)
+    ("tanh profile at depth 1000, alpha 1, on the circle", "spectrum",
+     {"architecture": {"kind": "resnet", "depth": 1000, "activation": "tanh"}, "n_grid": 65_536}, None, 422,
+     "n_grid", "RESKERNEL_MAX_COMPUTE_SECONDS"),
     ("smoothness of 64 architectures x 20,000 samples x 65,536 grid", "smoothness",
      {"architectures": [RESNET] * 64, "n_train": 20_000, "n_grid": 65_536}, None, 413, "n_train",
      "RESKERNEL_MAX_MEMORY_BYTES"),
@@ -288,3 +294,46 @@ def test_budgets_come_from_the_environment_and_read_well():
     assert [size(4 * GiB), size(1000 * 2**20), size(208e9)] == ["4 GiB", "1000 MiB", "194 GiB"]
     assert [duration(3600), duration(5400), duration(600), duration(1500 * 86400)] == [
         "1 hour", "1.5 hours", "10 min", "1500 days"]
+
+
+def circle_points(n: int) -> list[list[float]]:
+    b = np.linspace(-np.pi, np.pi, n, endpoint=False)
+    return np.stack([np.cos(b), np.sin(b)], axis=1).tolist()
+
+
+async def test_an_experiment_is_refused_like_the_operations_it_runs(client, jobs):
+    """Issue 19, item 2: finite-vs-infinite's 64 networks of width 10,000 are a 413 naming the width and
+    the memory budget, as the same networks sent to /v1/train are (the experiment was admitted at 350 MiB)."""
+    width = {"width": 10_000, "n_init": 64}
+    train_body = {"architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, **width, "x_train": circle_points(10),
+                  "y_train": [0.0] * 10, "x_test": circle_points(1024), "steps": 500, "lr": 0.2, "track_ntk": True}
+    async with client() as api:
+        before = (await api.get("/v1/jobs?limit=1")).json()["total"]
+        refused = await api.post("/v1/experiments/finite-vs-infinite", json={"parameters": width})
+        alone = await api.post("/v1/train", json=train_body)
+        assert (await api.get("/v1/jobs?limit=1")).json()["total"] == before
+    assert (refused.status_code, alone.status_code) == (413, 413), (refused.text, alone.text)
+    assert [e["field"] for e in refused.json()["errors"]] == ["parameters.width"]
+    for problem in (refused.json(), alone.json()):
+        assert "about 999 GiB" in problem["detail"] and "RESKERNEL_MAX_MEMORY_BYTES" in problem["detail"], problem
+
+
+def test_an_experiment_costs_at_least_the_operations_it_runs():
+    """The estimate of finite-vs-infinite (quick) is at least its training and its empirical NTKs charged
+    as /v1/train and /v1/empirical-kernels charge them, and every experiment's quick scale is admitted."""
+    from engine.experiments import EXPERIMENTS
+    from service.jobs.admission import check_experiment
+    from service.operations import experiment
+
+    arch = {"kind": "resnet", "depth": 5, "alpha": 0.1}
+    params = EXPERIMENTS["finite-vs-infinite"].parameters("quick")
+    parts = [OPERATIONS["empirical-kernels"].model_validate(
+        {"architecture": arch, "width": 256, "n_init": 4, "x": [[1.0, 0.0]], "x2": circle_points(181)})]
+    parts += [OPERATIONS["train"].model_validate(
+        {"architecture": arch, "width": 256, "n_init": 4, "x_train": circle_points(m), "y_train": [0.0] * m,
+         "x_test": circle_points(1024), "steps": 500, "lr": lr, "track_ntk": True}) for m, lr in ((6, 0.5), (10, 0.2))]
+    total = experiment.cost("finite-vs-infinite", params)
+    assert total.total("compute") >= sum(estimate(p).total("compute") for p in parts)
+    assert total.total("memory") >= max(estimate(p).total("memory") for p in parts)
+    for name, exp in EXPERIMENTS.items():
+        check_experiment(name, exp.parameters("quick"), Limits(), 8 * GiB)

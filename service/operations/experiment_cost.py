@@ -1,0 +1,201 @@
+"""What an experiment costs: the sum of the operations it runs, each charged by that operation's
+own `cost` (issue 19, item 2), so that an experiment is refused whenever the same work sent to
+`/v1/train`, `/v1/empirical-kernels`, `/v1/kernels`, ... would be.
+
+`plan(name, params)` lists, for a full parameter set (`engine.experiments`), the operation
+requests the experiment's code amounts to, with how many times each runs; `cost(name, params)`
+adds them up: compute is the sum of every run, peak memory the heaviest run's (they run one
+after another in one worker) plus the arrays the experiment holds until it returns, output the
+arrays it returns (`Experiment.cost`'s output_bytes). Each term names the experiment's parameter
+that drives it (`parameters.width`, ...). Requests are built with `model_construct` (no
+validation: the experiment's own declarations bounded the parameters) and numpy points. JAX-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from engine.experiments import EXPERIMENTS
+from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
+from service.operations.cost import Cost, Term, flops, parameters
+from service.operations.fields import ArchitectureSpec, Model
+
+Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
+FIGURE_SECONDS = 0.5  # the figure as PNG and SVG (report.figures.save: 0.15-0.7 CPU s for the quick scale's)
+DIGITS_IMAGES = 366  # images of two classes of scikit-learn's digits at most (the largest two: 183 + 183)
+
+
+def circle(n: int) -> np.ndarray:
+    """(n, 2) points on the unit circle (the engine's circle_points of equispaced angles)."""
+    b = np.linspace(-np.pi, np.pi, n, endpoint=False)
+    return np.stack([np.cos(b), np.sin(b)], axis=1)
+
+
+def archs(depth: int, alphas: list[float]) -> list[ArchitectureSpec]:
+    """The experiments' comparison: the MLP, then a ResNet for each alpha (ReLU)."""
+    return [ArchitectureSpec.model_construct(kind="mlp", depth=depth)] + [
+        ArchitectureSpec.model_construct(kind="resnet", depth=depth, alpha=a) for a in alphas]
+
+
+def _kernels(x: np.ndarray, x2: np.ndarray | None, arch: ArchitectureSpec, which: list[str]) -> Model:
+    return kernels.KernelsRequest.model_construct(x=x, x2=x2, architecture=arch, kernels=which)
+
+
+def _profile(arch: ArchitectureSpec, n: int, kernel: str = "ntk") -> Model:
+    """engine.spectra.kernel_profile: the anchor against n angles (and itself)."""
+    return _kernels(circle(1), circle(n + 1), arch, [kernel])
+
+
+def _train(arch: ArchitectureSpec, x: np.ndarray, p: dict[str, Any], x_test: np.ndarray | None = None,
+           **fields: Any) -> Model:
+    return train.TrainRequest.model_construct(
+        architecture=arch, width=p["width"], n_init=p["n_init"], x_train=x, y_train=np.zeros(len(x)), x_test=x_test,
+        steps=p["steps"], record_every=max(1, p["steps"] // 20), **fields)
+
+
+def _jacobians(arch: ArchitectureSpec, x: np.ndarray, p: dict[str, Any]) -> Model:
+    """The networks' ||df/dx|| at x, at initialisation (drawing them included)."""
+    return empirical_kernels.EmpiricalKernelsRequest.model_construct(
+        architecture=arch, width=p["width"], n_init=p["n_init"], x=x, x2=None, kernels=[], jacobian_norms=True)
+
+
+def _kernel_shapes(p: dict[str, Any]) -> Plan:
+    return [(len(p["kernels"]), _profile(a, p["n_angles"])) for d in p["depths"] for a in archs(d, p["alphas"])] + [
+        (1, _profile(archs(5, [0.1])[1], 3))]
+
+
+def _interpolation(p: dict[str, Any]) -> Plan:
+    return [(1, smoothness.SmoothnessRequest.model_construct(
+        architectures=archs(d, p["alphas"]), n_train=m, n_grid=p["n_grid"], kernel=p["kernel"]))
+        for d in p["depths"] for m in p["n_trains"]]
+
+
+def _finite_vs_infinite(p: dict[str, Any]) -> Plan:
+    arch = ArchitectureSpec.model_construct(kind="resnet", depth=p["depth"], alpha=p["alpha"])
+    grid = circle(p["n_grid"])
+    plan: Plan = [(1, empirical_kernels.EmpiricalKernelsRequest.model_construct(
+        architecture=arch, width=p["width"], n_init=p["n_init"], x=circle(1), x2=circle(p["n_angles"]),
+        kernels=["ntk"], jacobian_norms=False)), (1, _profile(arch, p["n_angles"]))]
+    for m, lr in zip(p["n_trains"], p["lrs"], strict=True):
+        x = circle(m)
+        plan += [(1, _train(arch, x, p, grid, lr=lr, track_ntk=True)),
+                 (1, regression.RegressionRequest.model_construct(
+                     x_train=x, y_train=np.zeros(m), x_test=grid, architecture=arch, t=lr * p["steps"]))]
+    return plan
+
+
+def _beyond_ntk(p: dict[str, Any]) -> Plan:
+    grid = circle(p["n_grid"])
+    return [(1, _train(a, circle(m), p, grid, optimizer=opt, lr=lr, batch_size=1))
+            for opt, lr in zip(p["optimizers"], p["lrs"], strict=True) for m in p["n_trains"]
+            for a in archs(p["depth"], p["alphas"])]
+
+
+def _lowest_loss(p: dict[str, Any]) -> Plan:
+    def embed(n: int) -> np.ndarray:
+        return circle(n) if p["input"] == "circle" else np.linspace(-np.pi, np.pi, n)[:, None]
+
+    return [(1, _train(a, embed(p["n_train"]), p, embed(p["n_grid"]), optimizer="adam", lr=p["lr"], batch_size=1))
+            for a in archs(p["depth"], p["alphas"])]
+
+
+def _lowest_loss_extra(p: dict[str, Any]) -> list[Term]:
+    """keep_best: each step, every network's loss on the whole training set (a forward pass)."""
+    nets = p["n_init"] * (len(p["alphas"]) + 1)
+    work = 2.0 * p["steps"] * nets * p["n_train"] * parameters(
+        archs(p["depth"], [1.0])[1], p["width"], 2 if p["input"] == "circle" else 1)
+    return [flops(work, "parameters.steps", f"the lowest-loss check: {p['steps']} steps x {nets} networks x "
+                  f"{p['n_train']} points forward", "lower steps, n_init, the width or n_train")]
+
+
+def _bounds(p: dict[str, Any]) -> Plan:
+    x, grid = circle(6), circle(p["n_grid"])
+    plan: Plan = []
+    for a in archs(p["train_depth"], p["train_alphas"]):  # train, then ||df/dx|| at init and trained
+        plan += [(1, _train(a, x, p, None, lr=1.0)), (2, _jacobians(a, grid, p))]
+    return plan
+
+
+def _spectra(p: dict[str, Any]) -> Plan:
+    points = circle(p["n_points"])
+    plan: Plan = [(1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=p["n_grid"], x=None))
+                  for d in p["depths"] for a in archs(d, p["alphas"])]
+    return plan + [(1, spectrum.SpectrumRequest.model_construct(architecture=a, n_grid=8, x=points))
+                   for d in p["condition_depths"] for a in archs(d, p["alphas"])]
+
+
+def _digits(p: dict[str, Any]) -> Plan:
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((DIGITS_IMAGES, 64))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)  # unit-norm inputs, as the experiment's
+    return [(p["draws"], regression.RegressionRequest.model_construct(
+        x_train=images[:n], y_train=np.zeros(n), x_test=images[n:], architecture=a.model_copy(update={"depth": d}),
+        t=None)) for n in p["n_trains"] for d in p["depths"] for a in archs(1, p["alphas"])]
+
+
+def _rkhs_vs_curvature(p: dict[str, Any]) -> Plan:
+    return [(1, smoothness.SmoothnessRequest.model_construct(
+        architectures=archs(p["depth"], p["alphas"]), n_train=m, n_grid=p["n_grid"], measure="rkhs",
+        bandwidth=p["bandwidth"], cutoff=p["cutoff"])) for m in p["n_trains"]]
+
+
+PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
+    "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
+    "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
+    "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature}
+EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
+                                                            "scalar-angle": _lowest_loss_extra}
+# an operation's field -> the experiment parameter that sets it (the first that the experiment has)
+FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
+          "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
+          "n_train": ("n_trains", "n_train"), "x_test": ("n_grid",), "n_grid": ("n_grid", "n_angles"),
+          "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",),
+          "y_train": ("n_trains", "n_train")}
+
+
+def plan(name: str, params: dict[str, Any]) -> Plan:
+    """The operation requests experiment `name` runs with `params` (a full parameter set)."""
+    return PLANS[name](params)
+
+
+def cost(name: str, params: dict[str, Any]) -> Cost:
+    """The experiment's cost: its operations' own costs, summed (module docstring)."""
+    def field(term: Term) -> str:
+        for key in FIELDS.get(term.field, ()):
+            if key in params:
+                return f"parameters.{key}"
+        return "parameters"
+
+    def renamed(term: Term, times: int = 1, what: str = "") -> Term:
+        prefix = f"{times} x " if times > 1 else ""
+        return replace(term, amount=term.amount * times, field=field(term), formula=f"{prefix}{what}{term.formula}")
+
+    compute: list[Term] = [Term(FIGURE_SECONDS, "parameters", "the figure (PNG and SVG)", ""),
+                           *(renamed(t) for t in EXTRA.get(name, lambda _: [])(params))]
+    heaviest: tuple[float, list[Term]] = (0.0, [])
+    for times, request in plan(name, params):
+        each = request_cost(request)
+        what = f"{type(request).__name__.removesuffix('Request').lower()}: "
+        compute += [renamed(t, times, what) for t in each.compute if t.amount > 0]
+        if each.total("memory") > heaviest[0]:
+            heaviest = (each.total("memory"), [renamed(t, 1, what) for t in each.memory])
+    counts = EXPERIMENTS[name].cost(params)
+    output = Term(counts.get("output_bytes", 0), "parameters", "the arrays the experiment returns",
+                  "use fewer or smaller curves")
+    held = replace(output, formula="the arrays the experiment returns, held until it ends")
+    return Cost(output=[output], memory=[*heaviest[1], held], compute=compute)
+
+
+COSTS: dict[type[Model], Callable[[Any], Cost]] = {
+    kernels.KernelsRequest: kernels.cost, smoothness.SmoothnessRequest: smoothness.cost,
+    regression.RegressionRequest: regression.cost, spectrum.SpectrumRequest: spectrum.cost,
+    empirical_kernels.EmpiricalKernelsRequest: empirical_kernels.cost, train.TrainRequest: train.cost}
+
+
+def request_cost(request: Model) -> Cost:
+    """An operation request's cost, by its operation's own `cost`."""
+    return COSTS[type(request)](request)
