@@ -15,8 +15,12 @@ from service.operations.fields import ARRAY_FIELDS, Model
 
 def split_request(request: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The request's scalar fields (JSON form, defaults filled in) and its arrays as float64,
-    in canonical form: -0.0 is 0.0, so equal requests have one id."""
-    params = _canonical(request.model_dump(mode="json", exclude=set(ARRAY_FIELDS)))
+    in canonical form: -0.0 is 0.0, so equal requests have one id. A field an operation gained
+    later (its model's `ID_OPTIONAL`) is left out while it holds its default, so the requests made
+    before it existed keep their ids (the worker function reads it with that default)."""
+    fields = type(request).model_fields
+    unset = {name for name in getattr(request, "ID_OPTIONAL", ()) if getattr(request, name) == fields[name].default}
+    params = _canonical(request.model_dump(mode="json", exclude=set(ARRAY_FIELDS) | unset))
     inputs = {name: np.asarray(value, dtype=np.float64) + 0.0 for name in ARRAY_FIELDS
               if (value := getattr(request, name, None)) is not None}
     return params, inputs
