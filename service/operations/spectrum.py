@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
+from engine.sphere import nodes_for
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
     ELEMENTWISE_S,
@@ -23,7 +24,6 @@ from service.operations.cost import (
     one_norm_each,
     worker_base,
 )
-from engine.sphere import nodes_for
 from service.operations.fields import ArchitectureSpec, Arrays, Kernel, Model, Points, Progress
 
 SPHERE_DIM, K_MAX = 2, 64  # defaults: at them, a request's job id is the one it had before they existed
