@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from engine.sphere import nodes_for
+from engine.sphere import check_rule, nodes_for
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
     ELEMENTWISE_S,
@@ -89,14 +89,16 @@ def cost(r: SpectrumRequest) -> Cost:
 
 
 def _sphere_cost(r: SpectrumRequest) -> tuple[list[Term], list[Term], list[Term]]:
-    """The coefficients: the kernel at the rule's nodes (points of R^d), P_{k,d} at them, the sums."""
+    """The coefficients, by two rules (engine.sphere: the second's for the error estimate): the kernel
+    at both rules' nodes (points of R^d) in one call, P_{k,d} at each rule's nodes, the sums."""
     k, d = r.k_max, r.sphere_dim
     nodes = nodes_for(k, d)
+    both = nodes + check_rule(nodes)
     output = [floats(2 * (k + 1), "k_max", f"coefficients and multiplicities of k_max {k}", "lower k_max")]
-    memory = [floats((k + 1) * nodes + (d + 8) * nodes, "k_max",
-                     f"P_k at {nodes} nodes for k <= {k}, {nodes} points of R^{d}", "lower k_max")]
-    compute = [kernel_seconds(1, nodes, arch=r.architecture, field="k_max", what="sphere: "),
-               Term(4 * (k + 1) * nodes * ELEMENTWISE_S, "k_max", f"recurrence 4 x {k + 1} degrees x {nodes} nodes",
+    memory = [floats((k + 1) * check_rule(nodes) + (d + 8) * both, "k_max",
+                     f"P_k at {check_rule(nodes)} nodes for k <= {k}, {both} points of R^{d}", "lower k_max")]
+    compute = [kernel_seconds(1, both, arch=r.architecture, field="k_max", what="sphere: "),
+               Term(4 * (k + 1) * both * ELEMENTWISE_S, "k_max", f"recurrence 4 x {k + 1} degrees x {both} nodes",
                     "lower k_max")]
     return output, memory, compute
 
