@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the names' real types for the type checker; at run time the
     from engine.spectra import circle_spectrum as circle_spectrum
     from engine.spectra import gram_spectrum as gram_spectrum
     from engine.spectra import kernel_profile as kernel_profile
+    from engine.sphere import funk_hecke as funk_hecke
+    from engine.sphere import sphere_spectrum as sphere_spectrum
     from engine.training import lr_bound as lr_bound
     from engine.training import train as train
 
@@ -60,6 +62,8 @@ _EXPORTS = {
     "kernel_profile": "spectra",
     "circle_spectrum": "spectra",
     "gram_spectrum": "spectra",
+    "sphere_spectrum": "sphere",
+    "funk_hecke": "sphere",
     "jacobian_bounds": "bounds",
     "init_params": "networks",
     "ensemble_member": "networks",

@@ -107,7 +107,7 @@ CHANGES = {  # operation -> {scalar field: another valid value}
     "smoothness": {"n_train": 10, "kernel": "nngp", "ridge": 1e-6, "n_grid": 128, "measure": "curvature",
                    "bandwidth": 0.25, "cutoff": 5},
     "bounds": {"width": 128, "input_dim": 3, "c_phi": 2.0},
-    "spectrum": {"kernel": "nngp", "n_grid": 128, "normalize": False},
+    "spectrum": {"kernel": "nngp", "n_grid": 128, "normalize": False, "sphere_dim": 3, "k_max": 32},
     "empirical-kernels": {"width": 32, "n_init": 2, "seed": 1, "parametrization": "standard",
                           "kernels": ["ntk", "nngp"], "jacobian_norms": True},
     "train": {"width": 32, "n_init": 2, "seed": 1, "parametrization": "standard", "optimizer": "adam",
