@@ -1,8 +1,10 @@
 """One Dask cluster and one job service for the service tests, served in-process (ASGI)
 and by a real uvicorn on 127.0.0.1, port 0."""
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -47,18 +49,32 @@ async def api(app):
         yield client
 
 
-@pytest.fixture(scope="session")
-def server(app):
-    """Base URL of a real uvicorn serving the shared app on a free port."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+@contextlib.contextmanager
+def running(config: uvicorn.Config) -> Iterator[str]:
+    """A real uvicorn of `config` (port 0: a free one) in a thread; its base URL while the block runs."""
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """`running`, for test modules that start a uvicorn of their own configuration."""
+    return running
+
+
+@pytest.fixture(scope="session")
+def server(app):
+    """Base URL of a real uvicorn serving the shared app on a free port."""
+    with running(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")) as url:
+        yield url
 

@@ -3,7 +3,6 @@ and a size limit on a request's head (a service without nginx in front), `resker
 listen open beyond loopback, and settings read from secret files."""
 
 import socket
-import threading
 import time
 from dataclasses import replace
 
@@ -82,18 +81,10 @@ async def test_head_answers_every_get_route_with_the_get_head(api):
 
 
 @pytest.fixture(scope="module")
-def strict_server(app, settings):
+def strict_server(app, settings, serving):
     """A real uvicorn as `reskernel serve` configures it, with a short head deadline."""
-    server = uvicorn.Server(server_config(app, replace(settings, header_timeout_s=1.0), "127.0.0.1", 0, "warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(server_config(app, replace(settings, header_timeout_s=1.0), "127.0.0.1", 0, "warning")) as url:
+        yield url
 
 
 @pytest.mark.parametrize("raw", [b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"], ids=["silent", "half-sent"])
