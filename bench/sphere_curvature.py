@@ -36,7 +36,7 @@ def main() -> None:
                 mu = sphere_interpolation(arch, x, y, kernel=kernel, n_grid=2 * n_lat * n_lat)["mu"]
                 print(f"  product grid n_lat {n_lat:4d} (L = {n_lat - 1:4d}): mu {mu:10.4f}  "
                       f"({time.perf_counter() - start:.2f} s)")
-            lam = funk_hecke(lambda t: sphere_profile(arch, 3, t, kernel=kernel), 3, 4096)
+            lam = funk_hecke(lambda t, a=arch, k=kernel: sphere_profile(a, 3, t, kernel=k), 3, 4096)
             e = harmonic_energies(interpolant(x, y, arch=arch, kernel=kernel), lam)
             k = np.arange(e.size)
             num, den = np.cumsum((k * (k + 1.0)) ** 2 * e), np.cumsum(e)

@@ -132,7 +132,7 @@ def mu_rkhs_sphere(expansion: Expansion, coefficients: np.ndarray, train_points:
         raise ValueError("the interpolant is zero: mu_rkhs is undefined for the zero function")
     gram = np.tensordot(g * multiplicities(d, c), gegenbauer(c, d, np.clip(x @ x.T, -1.0, 1.0)), axes=1)
     weights = np.linalg.lstsq(gram, y, rcond=1e-13)[0]
-    norm_gauss = float(np.sqrt(max(weights @ gram @ weights, 0.0)))
+    norm_gauss = math.sqrt(max(float(weights @ gram @ weights), 0.0))
     return {"mu": norm_gauss / norm_f, "norm_f": norm_f, "norm_gauss": norm_gauss, "bandwidth": float(bandwidth),
             "cutoff": c}
 
@@ -153,9 +153,9 @@ def mu_curvature_sphere(values: ArrayLike, d: int, n_grid: int) -> float:
         raise ValueError("values contains NaN or Inf")
     f = _unit_peak(f)
     energies = grid_energies(f, grid.shape[0])
-    l = np.arange(energies.size)
+    degree = np.arange(energies.size)
     rms = math.sqrt(float(grid.weights @ (f * f)))
-    return float(np.sqrt(np.sum((l * (l + 1.0)) ** 2 * energies)) / rms)
+    return float(np.sqrt(np.sum((degree * (degree + 1.0)) ** 2 * energies)) / rms)
 
 
 def sphere_interpolation(arch: Architecture, points: ArrayLike, targets: ArrayLike, *, kernel: str = "ntk",
