@@ -103,7 +103,7 @@ def test_grid_energies_against_scipys_harmonics():
     rng = np.random.default_rng(3)
     f, expected = np.zeros(len(points)), np.zeros(n_lat)
     for degree in range(n_lat):
-        for (m, part), (values, mean_square) in real_harmonics(degree, points).items():
+        for values, mean_square in real_harmonics(degree, points).values():
             c = rng.standard_normal()
             f += c * values
             expected[degree] += c * c * mean_square
@@ -143,18 +143,18 @@ def direct_energies(values, n_lat, degree):
     """E_l, l <= degree, of f on the product grid by direct quadrature with scipy's harmonics."""
     points, weights = product_grid(n_lat)
     energies = np.zeros(degree + 1)
-    for l in range(degree + 1):
-        for values_lm, mean_square in real_harmonics(l, points).values():
+    for n in range(degree + 1):
+        for values_lm, mean_square in real_harmonics(n, points).values():
             coef = (weights @ (values * values_lm)) / mean_square  # projection on a basis function
-            energies[l] += coef * coef * mean_square
+            energies[n] += coef * coef * mean_square
     return energies
 
 
 def heat_norm(x, y, bandwidth, cutoff):
     """||f_heat||_H with scipy's Legendre polynomials: G = sum_l g_l (2 l + 1) P_l(x . x')."""
     t = np.clip(x @ x.T, -1, 1)
-    gram = sum(np.exp(-0.5 * bandwidth**2 * l * (l + 1)) * (2 * l + 1) * eval_legendre(l, t)
-               for l in range(cutoff + 1))
+    gram = sum(np.exp(-0.5 * bandwidth**2 * n * (n + 1)) * (2 * n + 1) * eval_legendre(n, t)
+               for n in range(cutoff + 1))
     w = np.linalg.lstsq(gram, y, rcond=1e-13)[0]
     return math.sqrt(w @ gram @ w)
 

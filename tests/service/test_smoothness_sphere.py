@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from engine import Architecture, sphere_grid, sphere_interpolation
-from service.client import Client, ProblemError
 from engine.sphere_smoothness import heat_cutoff
+from service.client import Client, ProblemError
 from service.jobs.ids import job_id
 from service.operations.registry import OPERATIONS, estimate
 from service.operations.smoothness import SmoothnessRequest, heat_degrees, sphere_set
