@@ -51,10 +51,12 @@ def check_points(points: ArrayLike, name: str = "points") -> np.ndarray:
         raise ValueError(f"{name} must be an (n, d) matrix with n >= 1 and d >= 2, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or Inf")
-    off = np.abs(np.linalg.norm(x, axis=1) - 1.0)
-    if off.max() > UNIT_TOLERANCE:
-        i = int(np.argmax(off > UNIT_TOLERANCE))
-        raise ValueError(f"{name}[{i}] has norm {np.linalg.norm(x[i]):.17g}: points must lie on the unit sphere")
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(x, axis=1)
+    off = ~(np.abs(norms - 1.0) <= UNIT_TOLERANCE)
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(f"{name}[{i}] has norm {norms[i]:.17g}: points must lie on the unit sphere")
     return x
 
 

@@ -138,11 +138,13 @@ class SmoothnessRequest(Model):
                               f"2 <= d <= {MAX_SPHERE_DIM}")
         if n < 2:
             raise field_error("points", f"give at least 2 training points, got {n}")
-        off = np.abs(np.sqrt(np.einsum("ij,ij->i", x, x)) - 1.0)
-        if off.max() > UNIT_TOLERANCE:
-            i = int(np.argmax(off > UNIT_TOLERANCE))
-            raise field_error(f"points.{i}", f"row {i} has norm {np.linalg.norm(x[i]):.17g}: points must lie on the "
-                              f"unit sphere (| |x| - 1 | <= {UNIT_TOLERANCE:g}); divide each row by its norm")
+        with np.errstate(over="ignore", invalid="ignore"):  # a row of 1e200s: its norm is inf, off the sphere
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        off = ~(np.abs(norms - 1.0) <= UNIT_TOLERANCE)
+        if off.any():
+            i = int(np.argmax(off))
+            raise field_error(f"points.{i}", f"row {i} has norm {norms[i]:.17g}: points must lie on the unit sphere "
+                              f"(| |x| - 1 | <= {UNIT_TOLERANCE:g}); divide each row by its norm")
         if self.targets is None:
             raise field_error("targets", "points need targets: one value per point")
         if len(self.targets) != n:

@@ -143,6 +143,7 @@ UNIT = POINTS.tolist()
 
 @pytest.mark.parametrize(("change", "field"), [
     ({"points": [*UNIT[:3], [1.0, 0.1, 0.0], *UNIT[4:]]}, "points.3"),       # off the sphere
+    ({"points": [*UNIT[:5], [1e200, 0.0, 0.0], UNIT[6]]}, "points.5"),       # its norm overflows
     ({"points": [*UNIT[:2], [1.0, 0.0], *UNIT[3:]]}, "points"),               # ragged
     ({"points": [*UNIT[:2], [float("nan"), 0.0, 0.0], *UNIT[3:]]}, "points"),  # NaN (sent as a JSON NaN)
     ({"points": [[1.0]] * 7}, "points"),                                     # d = 1
