@@ -7,7 +7,7 @@ import { label, spec } from "./architectures.js";
 import { ownValues } from "./interpolation.js";
 import { element, latest, plot, plotText } from "./ui.js";
 
-const COLUMNS = 3;  // spheres per row
+const SPHERE_WIDTH = 300;  // px: the narrowest a sphere is drawn (a row holds at most 3)
 const ROW_HEIGHT = 380;  // px
 
 /** n points spread evenly on the unit sphere (the Fibonacci lattice): (n, 3). */
@@ -39,11 +39,10 @@ export async function sphereSmoothness(state, signal) {
 
 const column = (rows, j) => rows.map((row) => row[j]);
 
-/** The scene of sphere `i` of `count`: its place in a grid of COLUMNS. */
-function scene(i, count) {
-  const rows = Math.ceil(count / COLUMNS);
-  const columns = Math.min(count, COLUMNS);
-  const [r, c] = [Math.floor(i / COLUMNS), i % COLUMNS];
+/** The scene of sphere `i` of `count`: its place in a grid of `columns`. */
+function scene(i, count, columns) {
+  const rows = Math.ceil(count / columns);
+  const [r, c] = [Math.floor(i / columns), i % columns];
   const axis = { visible: false, range: [-1.1, 1.1] };
   return {
     domain: { x: [c / columns, (c + 1) / columns], y: [1 - (r + 1) / rows, 1 - r / rows - 0.06 / rows] },
@@ -57,12 +56,13 @@ async function draw(figure, table, archs, result) {
   const largest = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const limit = Math.max(largest(result.trainValues), ...result.interpolants.map(largest)) || 1;  // a scale symmetric about 0
   const lifted = result.trainPoints.map((p) => p.map((v) => 1.03 * v));  // just off the surface
+  const columns = Math.max(1, Math.min(3, archs.length, Math.floor(figure.clientWidth / SPHERE_WIDTH)));
   const traces = [];
-  const layout = { coloraxis: { colorscale: "RdBu", reversescale: true, cmin: -limit, cmax: limit, colorbar: { title: { text: "f" } } },
+  const layout = { coloraxis: { colorscale: "RdBu", cmin: -limit, cmax: limit, colorbar: { title: { text: "f" } } },
     annotations: [], showlegend: true, margin: { l: 0, r: 0, t: 20, b: 0 } };
   archs.forEach((arch, i) => {
     const name = i ? `scene${i + 1}` : "scene";
-    layout[name] = scene(i, archs.length);
+    layout[name] = scene(i, archs.length, columns);
     const title = `${label(arch)}: μ = ${result.mu[i].toPrecision(4)}`;
     layout.annotations.push({ text: plotText(title), showarrow: false, xref: "paper", yref: "paper", xanchor: "center", yanchor: "bottom",
       x: (layout[name].domain.x[0] + layout[name].domain.x[1]) / 2, y: layout[name].domain.y[1] });
@@ -74,9 +74,9 @@ async function draw(figure, table, archs, result) {
       marker: { size: 4, color: result.trainValues, coloraxis: "coloraxis", line: { color: "black", width: 1 } },
       meta: { architecture: i, samples: true }, hovertemplate: "sample: %{marker.color:.4g}<extra></extra>" });
   });
-  figure.style.height = `${Math.ceil(archs.length / COLUMNS) * ROW_HEIGHT}px`;
-  await plot(figure, traces, { title: { text: "Interpolants on the sphere S^2 (colour: the value; dots: the samples)" }, ...layout });
-  table.replaceChildren(element("caption", {}, "μ of each interpolant on S^2 (eq. 22)"),
+  figure.style.height = `${Math.ceil(archs.length / columns) * ROW_HEIGHT}px`;
+  await plot(figure, traces, { title: { text: "Interpolants on the sphere S² (colour: the value; dots: the samples)" }, ...layout });
+  table.replaceChildren(element("caption", {}, "μ of each interpolant on S² (eq. 22)"),
     element("tr", {}, element("th", { scope: "col" }, "architecture"), element("th", { scope: "col" }, "μ")),
     ...result.mu.map((mu, i) => element("tr", {}, element("td", {}, label(archs[i])), element("td", {}, mu.toPrecision(6)))));
 }

@@ -54,7 +54,8 @@ def check_sphere_plot(page, server: str, d: int, k_max: int, kernel: str) -> Non
         for line, slope in ((fit, decay["value"]), (reference, law)):
             measured = math.log(line["y"][1] / line["y"][0]) / math.log(line["x"][1] / line["x"][0])
             assert abs(measured - slope) < 1e-9 * abs(slope)
-        assert rows[i][1] == f"{decay['value']:.3f}".replace("-", "\u2212") and rows[i][2] == f"{decay['standard_error']:.3f}"
+        assert rows[i][1] == f"{decay['value']:.3f}".replace("-", "\u2212")
+        assert rows[i][2] == f"{decay['standard_error']:.3f}"
         assert rows[i][3] == f"{decay['k_min']}..{decay['k_max']} ({decay['points']})"
     caption = page.text_content("figure:has(#plot-sphere) figcaption")
     assert f"S^{d - 1} (d = {d})" in caption and kernel.upper() in caption
