@@ -22,7 +22,7 @@ def _rows(request: Model, name: str) -> int:
     return len(value) if value is not None else 0
 
 
-POINT_ARRAYS = ("x", "x2", "x_train", "x_test")
+POINT_ARRAYS = ("x", "x2", "x_train", "x_test", "points")
 
 
 def _length(value: Any) -> int:
@@ -37,7 +37,7 @@ def check_sizes(get: Callable[[str], Any], limits: Limits) -> None:
     points = sum(_length(get(name)) for name in POINT_ARRAYS)
     if points > limits.points:
         raise LimitExceeded(413, "points", f"{points} points in one request exceed the limit of {limits.points}")
-    for name in ("x", "x_train"):
+    for name in ("x", "x_train", "points"):
         rows = get(name)
         if _length(rows) and _length(rows[0]) > limits.dimension:
             raise LimitExceeded(413, name, f"dimension {len(rows[0])} exceeds the limit of {limits.dimension}")

@@ -192,7 +192,7 @@ def one_norm_each(request: Model) -> bool:
     """Whether each point set of the request lies on one sphere: then tanh, softplus and sigmoid
     are interpolated in the correlation and cost about what ReLU costs (the circle experiment's
     points are on the unit circle)."""
-    for name in ("x", "x2", "x_train", "x_test"):
+    for name in ("x", "x2", "x_train", "x_test", "points"):
         rows = getattr(request, name, None)
         if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
             return False

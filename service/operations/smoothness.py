@@ -1,4 +1,5 @@
-"""POST /v1/smoothness: the paper's circle experiment, mu of each architecture's interpolant."""
+"""POST /v1/smoothness: the paper's circle experiment, mu of each architecture's interpolant; or, with
+`points` and `targets`, the same on the unit sphere S^(d-1) of R^d (engine.sphere_smoothness)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from service.operations.fields import (
     Matrix,
     Model,
     Number,
+    Points,
     Progress,
     Values,
     field_error,
@@ -38,6 +40,9 @@ from service.operations.fields import (
 
 BANDWIDTH = (1e-6, 7.0)  # the RKHS bandwidth's range (radians)
 MAX_CUTOFF, MAX_CUTOFF_BANDWIDTH = 10**6, 36.0  # exp(-36^2 / 2) ~ 1e-281: every weight kept is a normal float64
+MAX_SPHERE_DIM = 64  # d of the points' sphere S^(d-1), as /v1/spectrum's sphere_dim
+UNIT_TOLERANCE = 1e-9  # | |x| - 1 | of each of `points`' rows
+CURVATURE_DIMS = (2, 3)  # the curvature measure's spheres: S^1 (eq. 22) and S^2 (engine.sphere_smoothness)
 
 
 class SmoothnessRequest(Model):
@@ -53,12 +58,23 @@ class SmoothnessRequest(Model):
         "The paper's n equispaced training angles (at least 2: both -pi and pi are among them). With "
         "architectures, exactly one of n_train and train_angles (else 422)."))
     train_angles: Values | None = Field(None, description="Training angles (radians), instead of n_train.")
-    targets: Values | None = Field(None, description="Values at the training angles; null = 0.5 cos b + sin 4b. "
-                                   "Not all zero (mu is undefined for the zero function).")
+    points: Points | None = Field(None, description=(
+        "Training points on the unit sphere S^(d-1) of R^d, instead of n_train and train_angles: an (n, d) matrix, "
+        "n >= 2, 2 <= d <= 64, each row of unit Euclidean norm (within 1e-9, else 422 naming points.<i>); needs "
+        "targets. The interpolants are evaluated on a set of the sphere sized by n_grid (answered as grid_points): "
+        "d = 2 the uniform circle grid of n_grid angles; d = 3 a Gauss-Legendre x uniform product grid of "
+        "n_lat = floor(sqrt(n_grid / 2)) latitudes and 2 n_lat longitudes; d > 3 n_grid uniform random points "
+        "(seed 0). The curvature measure is computed for d = 2 and 3 (d > 3: 422, use measure rkhs)."))
+    targets: Values | None = Field(None, description="Values at the training angles (null = 0.5 cos b + sin 4b), or "
+                                   "at the points (required with points, one per row). Not all zero (mu is "
+                                   "undefined for the zero function).")
     kernel: Kernel = "ntk"
     ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
-    n_grid: int = Field(4096, ge=8, multiple_of=2, description="Uniform grid on which mu is measured (even).")
-    measure: Literal["curvature", "rkhs"] = Field("curvature", description="mu of eq. 22, or the slides' RKHS ratio.")
+    n_grid: int = Field(4096, ge=8, multiple_of=2, description=(
+        "Uniform grid on which mu is measured (even); with points, the size of the set on the sphere (see points)."))
+    measure: Literal["curvature", "rkhs"] = Field("curvature", description=(
+        "mu of eq. 22 (on the sphere: ||Laplace-Beltrami f|| / ||f|| on the grid's harmonics), or the slides' RKHS "
+        "ratio (on the sphere: the heat kernel's, exp(-t k (k + d - 2)) with t = bandwidth^2 / 2)."))
     bandwidth: Number = Field(0.5, ge=BANDWIDTH[0], le=BANDWIDTH[1], description=(
         "RKHS measure: Gaussian bandwidth (radians), in [1e-6, 7]: the automatic cutoff keeps the harmonics k whose "
         "weight exp(-(bandwidth k)^2 / 2) is at least 1e-12, and beyond 7 not even k = 1 is kept."))
@@ -80,6 +96,8 @@ class SmoothnessRequest(Model):
 
     @model_validator(mode="after")
     def _training_set(self) -> SmoothnessRequest:
+        if self.points is not None:
+            return self._sphere()
         if not self.architectures and self.samples is None:
             raise ValueError("give architectures, samples, or both")
         if self.architectures and (self.n_train is None) == (self.train_angles is None):
@@ -89,13 +107,49 @@ class SmoothnessRequest(Model):
             raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
         if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
             raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
-        if self.measure == "rkhs" and self.cutoff is not None and self.cutoff * self.bandwidth > MAX_CUTOFF_BANDWIDTH:
-            raise field_error("cutoff", f"cutoff x bandwidth is {self.cutoff * self.bandwidth:.3g}, over "
-                              f"{MAX_CUTOFF_BANDWIDTH}: the weight of harmonic {self.cutoff} underflows float64; "
-                              "lower cutoff or bandwidth")
+        return self._canonical()
+
+    def _canonical(self) -> SmoothnessRequest:
+        d = 2 if self.points is None else self.points.shape[1]
+        if self.measure == "rkhs" and self.cutoff is not None:
+            c, b = self.cutoff, self.bandwidth  # the weight exp(-b^2 c (c + d - 2) / 2) must stay above 1e-281
+            if c * b > MAX_CUTOFF_BANDWIDTH or b * b * c * (c + d - 2) > MAX_CUTOFF_BANDWIDTH**2:
+                raise field_error("cutoff", f"cutoff x bandwidth is {c * b:.3g} (d = {d}): the weight "
+                                  f"exp(-bandwidth^2 k (k + d - 2) / 2) of harmonic {c} underflows float64 (over "
+                                  f"{MAX_CUTOFF_BANDWIDTH} on the circle); lower cutoff or bandwidth")
         if self.measure == "curvature":  # the RKHS parameters do not apply: one job id whatever they are
             self.bandwidth, self.cutoff = 0.5, None
         return self
+
+    def _sphere(self) -> SmoothnessRequest:
+        """points and targets: the training set on S^(d-1)."""
+        x = self.points
+        assert x is not None
+        n, d = x.shape
+        for name in ("n_train", "train_angles", "samples"):
+            if getattr(self, name) is not None:
+                raise field_error(name, f"{name} does not go with points (the training set on the sphere): "
+                                  "leave it out")
+        if not self.architectures:
+            raise field_error("architectures", "points need architectures to interpolate with")
+        if not 2 <= d <= MAX_SPHERE_DIM:
+            raise field_error("points", f"points have d = {d} columns: the sphere S^(d-1) of R^d needs "
+                              f"2 <= d <= {MAX_SPHERE_DIM}")
+        if n < 2:
+            raise field_error("points", f"give at least 2 training points, got {n}")
+        off = np.abs(np.sqrt(np.einsum("ij,ij->i", x, x)) - 1.0)
+        if off.max() > UNIT_TOLERANCE:
+            i = int(np.argmax(off > UNIT_TOLERANCE))
+            raise field_error(f"points.{i}", f"row {i} has norm {np.linalg.norm(x[i]):.17g}: points must lie on the "
+                              f"unit sphere (| |x| - 1 | <= {UNIT_TOLERANCE:g}); divide each row by its norm")
+        if self.targets is None:
+            raise field_error("targets", "points need targets: one value per point")
+        if len(self.targets) != n:
+            raise field_error("targets", f"targets has {len(self.targets)} values for {n} points")
+        if self.measure == "curvature" and d not in CURVATURE_DIMS:
+            raise field_error("measure", f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not on "
+                              f"S^{d - 1} (d = {d}): ask measure 'rkhs' (any d)")
+        return self._canonical()
 
 
 class MuResult(BaseModel):
@@ -108,12 +162,21 @@ class MuResult(BaseModel):
 
 
 class SmoothnessResult(BaseModel):
+    """On the circle: angles (n_grid,), interpolants (A, n_grid), train_angles and train_values (n,).
+    With points: grid_points (M, d), interpolants (A, M), train_points (n, d), train_values (n,),
+    grid_shape ([n_lat, n_lon] for d = 3, whose rows of grid_points are latitude-major; [M] else) and
+    grid_degree (the highest harmonic degree the set resolves; null for d > 3)."""
+
     results: list[MuResult]
     samples: MuResult | None = None
-    angles: list[float]
+    angles: list[float] | None = None
     interpolants: Matrix | None = None
     train_angles: list[float] | None = None
     train_values: list[float] | None = None
+    grid_points: Matrix | None = None
+    train_points: Matrix | None = None
+    grid_shape: list[int] | None = None
+    grid_degree: int | None = None
 
 
 def _rkhs_cutoff(cutoff: int | None, bandwidth: float, n_grid: int) -> int:
