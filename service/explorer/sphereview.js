@@ -29,7 +29,7 @@ export const sphereTarget = ([x, y]) => 0.5 * x + 4 * x * y * (x * x - y * y);
 export async function sphereSmoothness(state, signal) {
   const points = fibonacciPoints(state.sn);
   const targets = state.starget === "own" ? ownValues(state.svalues) : points.map(sphereTarget);
-  const body = { architectures: state.archs.map(spec), points, targets };
+  const body = { architectures: state.archs.map(spec), points, targets, n_grid: state.sgrid, measure: state.smeasure };
   const answer = await run("smoothness", body, { signal });
   return {
     grid: answer.grid_points, interpolants: answer.interpolants, trainPoints: answer.train_points,
@@ -51,7 +51,7 @@ function scene(i, count, columns) {
 }
 
 /** Draw `result` (sphereSmoothness's) for `archs`: one sphere per architecture, one colour scale. */
-async function draw(figure, table, archs, result) {
+async function draw(figure, table, archs, result, measure) {
   const [x, y, z] = [0, 1, 2].map((j) => column(result.grid, j));
   const largest = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const limit = Math.max(largest(result.trainValues), ...result.interpolants.map(largest)) || 1;  // a scale symmetric about 0
@@ -76,7 +76,8 @@ async function draw(figure, table, archs, result) {
   });
   figure.style.height = `${Math.ceil(archs.length / columns) * ROW_HEIGHT}px`;
   await plot(figure, traces, { title: { text: "Interpolants on the sphere S² (colour: the value; dots: the samples)" }, ...layout });
-  table.replaceChildren(element("caption", {}, "μ of each interpolant on S² (eq. 22)"),
+  const what = measure === "rkhs" ? "the RKHS ratio, heat kernel of the sphere" : "eq. 22 by the Laplace-Beltrami operator";
+  table.replaceChildren(element("caption", {}, `μ of each interpolant on S² (${what})`),
     element("tr", {}, element("th", { scope: "col" }, "architecture"), element("th", { scope: "col" }, "μ")),
     ...result.mu.map((mu, i) => element("tr", {}, element("td", {}, label(archs[i])), element("td", {}, mu.toPrecision(6)))));
 }
@@ -84,8 +85,9 @@ async function draw(figure, table, archs, result) {
 export function sphereView(view, editor) {
   const figure = view.querySelector("#plot-s2");
   const table = view.querySelector("#s2-table");
-  return latest(view, editor.locator(view, { points: "err-s2-points", targets: "err-s2-targets" }), async (state, signal, current) => {
+  const slots = { points: "err-s2-points", targets: "err-s2-targets", n_grid: "err-s2-grid", measure: "err-s2-measure" };
+  return latest(view, editor.locator(view, slots), async (state, signal, current) => {
     const result = await sphereSmoothness(state, signal);
-    if (current()) await draw(figure, table, state.archs, result);
+    if (current()) await draw(figure, table, state.archs, result, state.smeasure);
   }, [editor.list]);
 }

@@ -1,12 +1,15 @@
 """The explorer's views of issue 22 in Chromium against a real `reskernel serve`: the spectra on the
 sphere S^(d-1) (|lambda_k| against k, the fitted decay and the ReLU law) plot what the API answers
-and follow the d, k_max and kernel controls; a bad d shows the API's words beside its control."""
+and follow the d, k_max and kernel controls; the S^2 view sends the Fibonacci lattice and the
+paper's target carried to the sphere (checked against their formulas here) and draws the API's
+interpolants, samples and mu, for both measures; bad input shows the API's words beside its control."""
 
 import json
 import math
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 
 ARCHS = [{"kind": "mlp", "depth": 3}, {"kind": "resnet", "depth": 3, "alpha": 0.1}]
 
@@ -82,3 +85,74 @@ def test_sphere_spectra_follow_d_k_max_and_kernel(page, server, shots):
     error = refused["errors"][0]
     assert page.text_content("#err-sphere_dim") == f"{error['field']}: {error['message']}"
     settled(page, "spectra")
+
+
+def fibonacci(n: int) -> np.ndarray:
+    """The Fibonacci lattice of n points on S^2: z = 1 - (2i + 1)/n, longitude i times the golden angle."""
+    i = np.arange(n)
+    z = 1 - (2 * i + 1) / n
+    lon = i * np.pi * (3 - np.sqrt(5))
+    return np.stack([np.sqrt(1 - z**2) * np.cos(lon), np.sqrt(1 - z**2) * np.sin(lon), z], axis=1)
+
+
+def sphere_drawn(page) -> list[dict]:
+    return page.evaluate("""() => document.getElementById('plot-s2').data.map((t) => ({type: t.type, meta: t.meta,
+        x: Array.from(t.x), y: Array.from(t.y), z: Array.from(t.z),
+        intensity: t.intensity ? Array.from(t.intensity) : null,
+        color: t.marker?.color ? Array.from(t.marker.color) : null}))""")
+
+
+def check_s2_plot(page, server: str, body: dict) -> None:
+    """The meshes are the API's interpolants on its grid, the markers its training set, mu its mu."""
+    answer = httpx.post(f"{server}/v1/smoothness", json=body, timeout=300)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    drawn = sphere_drawn(page)
+    meshes = [t for t in drawn if t["type"] == "mesh3d"]
+    marks = [t for t in drawn if t["type"] == "scatter3d"]
+    assert len(meshes) == len(marks) == len(ARCHS)
+    grid = np.array(result["grid_points"])
+    for i, mesh in enumerate(meshes):
+        assert mesh["meta"] == {"architecture": i, "mu": result["results"][i]["mu"]}
+        assert [mesh["x"], mesh["y"], mesh["z"]] == grid.T.tolist()
+        assert mesh["intensity"] == result["interpolants"][i]
+        np.testing.assert_allclose(np.array([marks[i]["x"], marks[i]["y"], marks[i]["z"]]).T,
+                                   1.03 * np.array(result["train_points"]), rtol=1e-15)
+        assert marks[i]["color"] == result["train_values"]
+    rows = page.eval_on_selector_all("#s2-table tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")[1:]
+    assert [float(r[1]) for r in rows] == [float(f"{r['mu']:.6g}") for r in result["results"]]
+    titles = page.eval_on_selector_all("#plot-s2 .annotation-text", "ts => ts.map(t => t.textContent)")
+    assert [t.split("\u03bc = ")[1] for t in titles] == [f"{r['mu']:#.4g}" for r in result["results"]]
+
+
+def test_s2_view_draws_the_apis_interpolants(page, server, shots):
+    bodies: list[dict] = []
+    page.on("request", lambda r: bodies.append(json.loads(r.post_data))
+            if r.method == "POST" and r.url.endswith("/v1/smoothness") else None)
+    ready(page, f"view=sphere&sn=12&sgrid=200&archs={quote(json.dumps(ARCHS))}")
+    settled(page, "sphere")
+    body = bodies[-1]
+    points = np.array(body["points"])
+    np.testing.assert_allclose(points, fibonacci(12), atol=1e-15)
+    x, y = points[:, 0], points[:, 1]  # 0.5 x + Im (x + iy)^4: 0.5 cos b + sin 4b on the equator
+    np.testing.assert_allclose(body["targets"], 0.5 * x + np.imag((x + 1j * y) ** 4), atol=1e-14)
+    assert body["n_grid"] == 200 and body["measure"] == "curvature" and body["architectures"] == ARCHS
+    check_s2_plot(page, server, body)
+    page.screenshot(path=shots / "sphere-s2.png", full_page=True)
+
+    page.select_option("select[data-key=smeasure]", "rkhs")
+    page.wait_for_function("() => document.querySelector('#s2-table caption').textContent.includes('RKHS')",
+                           timeout=300_000)
+    settled(page, "sphere")
+    assert bodies[-1]["measure"] == "rkhs"
+    check_s2_plot(page, server, bodies[-1])
+
+    page.watch.allow(422)  # own values, one short: the API's words beside the values box
+    page.select_option("select[data-key=starget]", "own")
+    page.fill("input[data-key=svalues]", ", ".join(["1"] * 11))
+    page.wait_for_selector("#err-s2-targets:not(:empty)", timeout=120_000)
+    refused = httpx.post(f"{server}/v1/smoothness", json={**bodies[-1], "targets": [1.0] * 11}).json()["errors"][0]
+    assert page.text_content("#err-s2-targets") == f"{refused['field']}: {refused['message']}"
+    settled(page, "sphere")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
