@@ -207,7 +207,8 @@ class NetworkFields(Model):
         "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5)."))
 
 
-ARRAY_FIELDS = ("x", "x2", "x_train", "y_train", "x_test", "train_angles", "targets", "samples", "points")  # read as numpy
+# read as numpy
+ARRAY_FIELDS = ("x", "x2", "x_train", "y_train", "x_test", "train_angles", "targets", "samples", "points")
 
 Matrix = list[list[float]]  # a result's 2-D array in JSON
 Arrays = dict[str, np.ndarray]  # a worker function's input or result arrays, by field name

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from engine.sphere import nodes_for
 from service.operations.cost import (
     CHOLESKY_S_PER_N3,
     ELEMENTWISE_S,
@@ -195,7 +196,70 @@ def _rkhs(n: int, harmonics: int, field: str) -> tuple[Term, Term]:
             Term(entries * ELEMENTWISE_S + n**3 * LSTSQ_S_PER_N3, field, formula, remedy))
 
 
+def sphere_set(d: int, n_grid: int) -> tuple[int, int | None]:
+    """(M, n_lat) of `engine.sphere_grid.sphere_grid(d, n_grid)` (mirrored here without JAX; tests check):
+    M points, n_lat latitudes of the product grid (d = 3; None otherwise)."""
+    if d == 3:
+        n_lat = max(2, math.isqrt(n_grid // 2))
+        return 2 * n_lat * n_lat, n_lat
+    return n_grid, None
+
+
+def heat_degrees(r: SmoothnessRequest, d: int) -> int:
+    """`engine.sphere_smoothness.heat_cutoff`: the RKHS measure's degrees on S^(d-1)."""
+    limit = r.n_grid // 2 - 1
+    if r.cutoff is not None:
+        return max(1, min(r.cutoff, limit))
+    x = -2 * math.log(RKHS_MIN_WEIGHT) / (r.bandwidth * r.bandwidth)
+    top = math.sqrt(x) if d == 2 else (math.sqrt((d - 2) ** 2 + 4 * x) - (d - 2)) / 2
+    return max(1, min(math.floor(min(top, limit)), limit))
+
+
+def sphere_cost(r: SmoothnessRequest) -> Cost:
+    """Training points on S^(d-1) (engine.sphere_smoothness): per architecture the training Gram, its
+    solve and the grid x train Gram; the curvature's harmonic transform on S^2, or the RKHS measure's
+    Funk-Hecke eigenvalues (the profile at the rule's nodes, P_k there), energies and heat Gram."""
+    assert r.points is not None
+    (n, d), archs, g = r.points.shape, r.architectures, r.n_grid
+    a, q = len(archs), 1.0 / d  # unit points: x.x/d = 1/d
+    m, n_lat = sphere_set(d, g)
+    grid_field = "n_grid" if m >= n else "points"
+    output = [floats(m * d, "n_grid", f"the evaluation set {m} x {d}", "lower n_grid"),
+              floats(a * m, "architectures", f"{a} interpolants x {m} points", "lower the number of architectures "
+                     "or n_grid"), floats(n * d + n, "points", "training set")]
+    memory = [worker_base(), input_numbers(n * d + n), kernel_tiles(archs),
+              floats(a * m + 2 * m * d, "n_grid", f"{a} interpolants and the set, {m} points", "lower n_grid")]
+    fit = [floats(5 * n * n, "points", f"5 copies of the {n} x {n} training Gram", "lower the number of points"),
+           floats(m * n + 4 * m, grid_field, f"the {m} x {n} grid-train Gram", "lower n_grid or the points")]
+    phases, compute = [fit], []
+    for i, arch in enumerate(archs):
+        compute += [kernel_seconds(n, None, arch, "points", f"architectures.{i}, training Gram: ", (q, q)),
+                    kernel_seconds(m, n, arch, grid_field, f"architectures.{i}, grid-train Gram: ", (q, q)),
+                    Term(n**3 * CHOLESKY_S_PER_N3, "points", f"Cholesky of {n} x {n}", "lower the number of points")]
+    if r.measure == "curvature" and n_lat is not None:
+        table = n_lat**3
+        phases.append([floats(table + 2 * m, "n_grid", f"the Legendre table {n_lat}^3", "lower n_grid")])
+        compute.append(Term(a * (table + n_lat * n_lat * 100) * ELEMENTWISE_S, "n_grid",
+                            f"{a} x the harmonic transform of {n_lat} latitudes", "lower n_grid"))
+    if r.measure == "rkhs":
+        c = heat_degrees(r, d)
+        nodes = nodes_for(c, d)
+        field, remedy = ("cutoff", "lower cutoff") if r.cutoff is not None else (
+            "bandwidth", "raise bandwidth, or give a lower cutoff")
+        entries = (c + 1) * (nodes + 2 * n * n)
+        phases.append([floats(entries + (d + 8) * nodes, field, f"P_k for k <= {c} at {nodes} nodes and {n} x {n} "
+                              "point pairs", remedy)])
+        for i, arch in enumerate(archs):
+            compute.append(kernel_seconds(1, nodes, arch, field, f"architectures.{i}, the profile: ", (q, q)))
+        compute += [Term(a * 4 * entries * ELEMENTWISE_S, field, f"{a} x 4 x {entries} recurrence entries", remedy),
+                    Term(a * n**3 * LSTSQ_S_PER_N3, "points", f"{a} x lstsq of {n} x {n}",
+                         "lower the number of points")]
+    return Cost(output, memory + peak_phase(*phases), compute)
+
+
 def cost(r: SmoothnessRequest) -> Cost:
+    if r.points is not None:
+        return sphere_cost(r)
     archs, g, rkhs = r.architectures, r.n_grid, r.measure == "rkhs"
     n = 0 if not archs else (len(r.train_angles) if r.train_angles is not None else r.n_train or 0)
     n_field = "n_train" if r.train_angles is None else "train_angles"
@@ -228,8 +292,32 @@ def cost(r: SmoothnessRequest) -> Cost:
     return Cost(output, memory + (peak_phase(*phases) if phases else []), compute)
 
 
+def run_sphere(params: dict[str, Any], inputs: Arrays, report: Progress) -> tuple[dict[str, Any], Arrays]:
+    """The training set on S^(d-1): `engine.sphere_smoothness.sphere_interpolation` per architecture."""
+    from engine import Architecture, sphere_interpolation
+
+    rkhs = params["measure"] == "rkhs"
+    results, curves, fit = [], [], None
+    specs = params["architectures"]
+    for i, spec in enumerate(specs):
+        fit = sphere_interpolation(Architecture.from_dict(spec), inputs["points"], inputs["targets"],
+                                   kernel=params["kernel"], ridge=params["ridge"], n_grid=params["n_grid"],
+                                   curvature=not rkhs, rkhs=rkhs, bandwidth=params["bandwidth"],
+                                   cutoff=params["cutoff"])
+        results.append({"architecture": spec, **(fit["rkhs"] if rkhs else {"mu": fit["mu"]})})
+        curves.append(fit["interpolant"])
+        report((i + 1) / len(specs), f"{i + 1}/{len(specs)} architectures")
+    assert fit is not None  # the schema: points need architectures
+    meta = {"results": results, "grid_shape": fit["grid_shape"], "grid_degree": fit["grid_degree"]}
+    return meta, {"grid_points": fit["grid_points"], "interpolants": np.stack(curves),
+                  "train_points": fit["train_points"], "train_values": fit["train_values"]}
+
+
 def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, circle_grid, circle_interpolation, mu_curvature, mu_rkhs
+
+    if inputs.get("points") is not None:
+        return run_sphere(params, inputs, report)
 
     rkhs = {"bandwidth": params["bandwidth"], "cutoff": params["cutoff"]}
     results, curves, fit = [], [], None

@@ -1,0 +1,189 @@
+"""Smoothness of kernel interpolants on the unit sphere S^(d-1) of R^d: the paper's curvature
+measure (eq. 22) by the Laplace-Beltrami operator, and the seed slides' RKHS ratio with the heat
+kernel of the sphere. Both reduce to `engine.smoothness` on the circle (d = 2).
+
+The interpolant of training points x_i (unit vectors) is f(x) = sum_i a_i K(x . x_i), K the kernel's
+profile (`engine.sphere.sphere_profile`). With K(t) = sum_k lambda_k N(d, k) P_{k,d}(t) (Funk-Hecke,
+`engine.sphere`) and the addition theorem, f's degree-k part has the energy (normalised measure)
+
+    E_k = lambda_k^2 N(d, k) a^T P_{k,d}(X X^T) a.
+
+RKHS ratio: H is the RKHS of the heat kernel G(x.y) = sum_k g_k N(d, k) P_{k,d}(x.y), g_k =
+exp(-t k (k + d - 2)), t = bandwidth^2 / 2 (on the circle the Gaussian weight exp(-(bandwidth k)^2 / 2)
+of `mu_rkhs`); ||f||_H^2 = sum_{k <= cutoff} E_k / g_k, and mu = ||f_heat||_H / ||f||_H with f_heat
+the minimum-norm interpolant in H of the same data.
+
+Curvature: mu = ||Delta f|| / ||f|| on the evaluation set's harmonics, Delta the Laplace-Beltrami
+operator (eigenvalue -k (k + d - 2) on degree k): on the circle grid, eq. 22 itself (`mu_curvature`);
+on S^2, sqrt(sum_{l <= L} (l (l + 1))^2 E_l) / rms(f), E_l by the discrete transform on the Gauss
+product grid (`engine.sphere_grid`), rms by its quadrature. d > 3: not computed (ValueError).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from engine.architectures import Architecture
+from engine.regression import gram_regression, merge_coincident
+from engine.smoothness import _unit_peak, mu_curvature
+from engine.sphere import funk_hecke, gegenbauer, multiplicities, sphere_profile
+from engine.sphere_grid import grid_energies, sphere_grid
+
+UNIT_TOLERANCE = 1e-9  # | |x_i| - 1 | of the training points
+MIN_WEIGHT = 1e-12  # the automatic cut-off's smallest heat weight (as mu_rkhs's)
+
+
+class Expansion(NamedTuple):
+    """f(x) = sum_i coef_i K(x . centres_i): centres (u, d) the distinct training points, coef (u,)."""
+
+    centres: np.ndarray
+    coef: np.ndarray
+
+
+def check_points(points: ArrayLike, name: str = "points") -> np.ndarray:
+    """(n, d) float64 unit vectors, d >= 2, n >= 1; ValueError naming the first row off the sphere."""
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
+        raise ValueError(f"{name} must be an (n, d) matrix with n >= 1 and d >= 2, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    off = np.abs(np.linalg.norm(x, axis=1) - 1.0)
+    if off.max() > UNIT_TOLERANCE:
+        i = int(np.argmax(off > UNIT_TOLERANCE))
+        raise ValueError(f"{name}[{i}] has norm {np.linalg.norm(x[i]):.17g}: points must lie on the unit sphere")
+    return x
+
+
+def interpolant(points: ArrayLike, targets: ArrayLike, *, arch: Architecture, kernel: str = "ntk",
+                ridge: float = 1e-10) -> Expansion:
+    """The kernel interpolant of (points (n, d), targets (n,)) as an expansion in K(x . x_i): the solve of
+    `engine.regression.kernel_regression` (coincident points merged, ridge relative to the mean diagonal)."""
+    from engine.analytic import analytic_kernels
+
+    merged = merge_coincident(check_points(points), targets)
+    k_train = analytic_kernels(merged.x, arch=arch, kernels=(kernel,))[kernel]
+    scale = float(np.mean(np.diag(k_train)))
+    # gram_regression's mean at test "points" whose kernel row is scale e_i is (its weights)_i
+    weights = gram_regression(k_train, scale * np.eye(len(merged.x)), merged.y, ridge=ridge,
+                              multiplicity=merged.multiplicity).mean
+    return Expansion(merged.x, weights / scale)
+
+
+def evaluate(expansion: Expansion, x: np.ndarray, *, arch: Architecture, kernel: str = "ntk") -> np.ndarray:
+    """(m,) the expansion at x (m, d)."""
+    from engine.analytic import analytic_kernels
+
+    return analytic_kernels(x, expansion.centres, arch=arch, kernels=(kernel,))[kernel] @ expansion.coef
+
+
+def harmonic_energies(expansion: Expansion, coefficients: np.ndarray) -> np.ndarray:
+    """(k_max + 1,) E_k = lambda_k^2 N(d, k) a^T P_{k,d}(X X^T) a of the expansion, for the kernel's
+    Funk-Hecke eigenvalues `coefficients` lambda_0..lambda_k_max on S^(d-1) (module docstring)."""
+    x, a = expansion
+    lam = np.asarray(coefficients, dtype=np.float64)
+    k_max, d = lam.size - 1, x.shape[1]
+    p = gegenbauer(k_max, d, np.clip(x @ x.T, -1.0, 1.0))  # (k, u, u)
+    return lam**2 * multiplicities(d, k_max) * np.einsum("i,kij,j->k", a, p, a)
+
+
+def heat_cutoff(d: int, bandwidth: float, limit: int, cutoff: int | None = None,
+                min_weight: float = MIN_WEIGHT) -> int:
+    """The degrees kept: `cutoff`, else the largest k with exp(-t k (k + d - 2)) >= min_weight (t =
+    bandwidth^2 / 2); at most `limit`, at least 1. On the circle it is `mu_rkhs`'s own rule."""
+    if not np.isfinite(bandwidth) or bandwidth <= 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
+    if cutoff is None:
+        if d == 2:
+            top = math.sqrt(-2 * math.log(min_weight)) / bandwidth
+        else:  # k (k + d - 2) <= x: k <= (sqrt((d - 2)^2 + 4 x) - (d - 2)) / 2
+            x = -2 * math.log(min_weight) / (bandwidth * bandwidth)
+            top = (math.sqrt((d - 2) ** 2 + 4 * x) - (d - 2)) / 2
+        cutoff = int(min(math.floor(top), limit))
+    if isinstance(cutoff, bool) or not isinstance(cutoff, (int, np.integer)) or cutoff < 1:
+        raise ValueError(f"cutoff must be an integer >= 1, got {cutoff!r}")
+    return max(1, min(int(cutoff), limit))
+
+
+def mu_rkhs_sphere(expansion: Expansion, coefficients: np.ndarray, train_points: ArrayLike, train_values: ArrayLike,
+                   *, bandwidth: float = 0.5, cutoff: int | None = None) -> dict[str, float]:
+    """The heat-kernel RKHS ratio mu = ||f_heat||_H / ||f||_H on S^(d-1) (module docstring).
+
+    expansion: f; coefficients: its kernel's lambda_0..lambda_c (c >= 1: the cut-off is c unless
+    `cutoff` is smaller); train_points (n, d), train_values (n,): the data f_heat interpolates.
+    Returns mu, norm_f, norm_gauss (the heat interpolant's norm, named as on the circle), bandwidth
+    and cutoff.
+    """
+    x = check_points(train_points, "train_points")
+    y = np.asarray(train_values, dtype=np.float64)
+    lam = np.asarray(coefficients, dtype=np.float64)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"train_values must have shape ({x.shape[0]},), got {y.shape}")
+    d = x.shape[1]
+    c = heat_cutoff(d, bandwidth, lam.size - 1, cutoff)
+    k = np.arange(c + 1)
+    g = np.exp(-0.5 * bandwidth**2 * k * (k + d - 2))
+    energies = harmonic_energies(expansion, lam[: c + 1])
+    norm_f = float(np.sqrt(np.sum(energies / g)))
+    if norm_f == 0:
+        raise ValueError("the interpolant is zero: mu_rkhs is undefined for the zero function")
+    gram = np.tensordot(g * multiplicities(d, c), gegenbauer(c, d, np.clip(x @ x.T, -1.0, 1.0)), axes=1)
+    weights = np.linalg.lstsq(gram, y, rcond=1e-13)[0]
+    norm_gauss = math.sqrt(max(float(weights @ gram @ weights), 0.0))
+    return {"mu": norm_gauss / norm_f, "norm_f": norm_f, "norm_gauss": norm_gauss, "bandwidth": float(bandwidth),
+            "cutoff": c}
+
+
+def mu_curvature_sphere(values: ArrayLike, d: int, n_grid: int) -> float:
+    """mu = ||Delta f|| / ||f|| of f sampled on `sphere_grid(d, n_grid)` (module docstring): eq. 22 on the
+    circle (d = 2), the Gauss product grid's harmonics on S^2 (d = 3); ValueError for d > 3."""
+    grid = sphere_grid(d, n_grid)
+    f = np.asarray(values, dtype=np.float64)
+    if f.shape != (len(grid.points),):
+        raise ValueError(f"values must have one entry per point of the set, ({len(grid.points)},), got {f.shape}")
+    if d == 2:
+        return mu_curvature(f)
+    if d != 3:
+        raise ValueError(f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not d = {d}; "
+                         "use the RKHS ratio")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("values contains NaN or Inf")
+    f = _unit_peak(f)
+    energies = grid_energies(f, grid.shape[0])
+    degree = np.arange(energies.size)
+    rms = math.sqrt(float(grid.weights @ (f * f)))
+    return float(np.sqrt(np.sum((degree * (degree + 1.0)) ** 2 * energies)) / rms)
+
+
+def sphere_interpolation(arch: Architecture, points: ArrayLike, targets: ArrayLike, *, kernel: str = "ntk",
+                         ridge: float = 1e-10, n_grid: int = 4096, curvature: bool = True, rkhs: bool = False,
+                         bandwidth: float = 0.5, cutoff: int | None = None) -> dict[str, Any]:
+    """Interpolate (points (n, d) on S^(d-1), targets (n,)) with `arch`'s kernel, evaluate the interpolant
+    on `sphere_grid(d, n_grid)`, and measure it.
+
+    Returns {"grid_points": (M, d), "interpolant": (M,), "train_points": (n, d), "train_values": (n,),
+    "grid_shape", "grid_degree", "mu": the curvature measure (None unless `curvature`), "rkhs": the dict of
+    `mu_rkhs_sphere` (None unless `rkhs`)}. The RKHS cut-off is at most n_grid / 2 - 1, as on the circle.
+    """
+    x = check_points(points)
+    y = np.asarray(targets, dtype=np.float64)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"targets must have one value per point, ({x.shape[0]},), got {y.shape}")
+    d = x.shape[1]
+    if curvature and d > 3:
+        raise ValueError(f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not d = {d}")
+    grid = sphere_grid(d, n_grid)
+    expansion = interpolant(x, y, arch=arch, kernel=kernel, ridge=ridge)
+    values = evaluate(expansion, grid.points, arch=arch, kernel=kernel)
+    out: dict[str, Any] = {"grid_points": grid.points, "interpolant": values, "train_points": x, "train_values": y,
+                           "grid_shape": list(grid.shape), "grid_degree": grid.degree, "mu": None, "rkhs": None}
+    if curvature:
+        out["mu"] = mu_curvature_sphere(values, d, n_grid)
+    if rkhs:
+        c = heat_cutoff(d, bandwidth, n_grid // 2 - 1, cutoff)
+        lam = funk_hecke(lambda t: sphere_profile(arch, d, t, kernel=kernel), d, c)
+        out["rkhs"] = mu_rkhs_sphere(expansion, lam, x, y, bandwidth=bandwidth, cutoff=c)
+    return out
