@@ -5,7 +5,7 @@
 import { run } from "./api.js";
 import { label, spec } from "./architectures.js";
 import { ownValues } from "./interpolation.js";
-import { element, latest, plot, plotText } from "./ui.js";
+import { debounce, element, latest, plot, plotText } from "./ui.js";
 
 const SPHERE_WIDTH = 300;  // px: the narrowest a sphere is drawn (a row holds at most 3)
 const ROW_HEIGHT = 380;  // px
@@ -50,13 +50,19 @@ function scene(i, count, columns) {
   };
 }
 
-/** Draw `result` (sphereSmoothness's) for `archs`: one sphere per architecture, one colour scale. */
+/** How many spheres a row of `figure` holds (at most 3, at least 1). */
+function columnsFor(figure, count) {
+  return Math.max(1, Math.min(3, count, Math.floor(figure.clientWidth / SPHERE_WIDTH)));
+}
+
+/** Draw `result` (sphereSmoothness's) for `archs`: one sphere per architecture, one colour scale.
+ * Returns the number of columns used. */
 async function draw(figure, table, archs, result, measure) {
   const [x, y, z] = [0, 1, 2].map((j) => column(result.grid, j));
   const largest = (values) => values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const limit = Math.max(largest(result.trainValues), ...result.interpolants.map(largest)) || 1;  // a scale symmetric about 0
   const lifted = result.trainPoints.map((p) => p.map((v) => 1.03 * v));  // just off the surface
-  const columns = Math.max(1, Math.min(3, archs.length, Math.floor(figure.clientWidth / SPHERE_WIDTH)));
+  const columns = columnsFor(figure, archs.length);
   const traces = [];
   const layout = { coloraxis: { colorscale: "RdBu", cmin: -limit, cmax: limit, colorbar: { title: { text: "f" } } },
     annotations: [], showlegend: true, margin: { l: 0, r: 0, t: 20, b: 0 } };
@@ -80,14 +86,23 @@ async function draw(figure, table, archs, result, measure) {
   table.replaceChildren(element("caption", {}, `μ of each interpolant on S² (${what})`),
     element("tr", {}, element("th", { scope: "col" }, "architecture"), element("th", { scope: "col" }, "μ")),
     ...result.mu.map((mu, i) => element("tr", {}, element("td", {}, label(archs[i])), element("td", {}, mu.toPrecision(6)))));
+  return columns;
 }
 
 export function sphereView(view, editor) {
   const figure = view.querySelector("#plot-s2");
   const table = view.querySelector("#s2-table");
+  let shown = null;  // what is drawn, and in how many columns: drawn again when the page's width changes them
+  window.addEventListener("resize", debounce(() => {
+    if (shown && !view.hidden && columnsFor(figure, shown.archs.length) !== shown.columns) {
+      draw(figure, table, shown.archs, shown.result, shown.measure).then((columns) => { shown.columns = columns; });
+    }
+  }, 200));
   const slots = { points: "err-s2-points", targets: "err-s2-targets", n_grid: "err-s2-grid", measure: "err-s2-measure" };
   return latest(view, editor.locator(view, slots), async (state, signal, current) => {
     const result = await sphereSmoothness(state, signal);
-    if (current()) await draw(figure, table, state.archs, result, state.smeasure);
+    if (!current()) return;
+    shown = { archs: state.archs, result, measure: state.smeasure, columns: null };
+    shown.columns = await draw(figure, table, state.archs, result, state.smeasure);
   }, [editor.list]);
 }

@@ -154,5 +154,7 @@ def test_s2_view_draws_the_apis_interpolants(page, server, shots):
     refused = httpx.post(f"{server}/v1/smoothness", json={**bodies[-1], "targets": [1.0] * 11}).json()["errors"][0]
     assert page.text_content("#err-s2-targets") == f"{refused['field']}: {refused['message']}"
     settled(page, "sphere")
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one sphere a row, nothing wider than it
+    page.wait_for_function("() => document.getElementById('plot-s2').layout.scene.domain.x[1] === 1")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=shots / "sphere-s2-phone.png", full_page=True)
