@@ -27,11 +27,18 @@ export function fitted(decay) {
   return `k^(${fixed(decay.value, 2)} ± ${decay.standard_error.toFixed(2)})`;
 }
 
+const NOTCH = 1e-6;  // |lambda_k| below this times a neighbour's: a zero by symmetry, come out as rounding
+
 /** The centre of the fitted points on log-log axes: the mean of log k and of log |lambda_k| over the
- * fitted degrees' nonzero coefficients (a least-squares line passes through it). Null: none. */
+ * fitted range (a least-squares line passes through it). The API skips the degrees it does not
+ * resolve (an odd kernel's even degrees, an even kernel's odd ones) without listing them; here, a
+ * degree NOTCH times below a neighbour is skipped. Null: no degree left. */
 function centroid(coefficients, decay) {
+  const size = (k) => (k >= 0 && k < coefficients.length ? Math.abs(coefficients[k]) : 0);
   const ks = [];
-  for (let k = decay.k_min; k <= decay.k_max; k += 1) if (coefficients[k] !== 0) ks.push(k);
+  for (let k = decay.k_min; k <= decay.k_max; k += 1) {
+    if (size(k) > 0 && size(k) >= NOTCH * Math.max(size(k - 1), size(k + 1))) ks.push(k);
+  }
   if (!ks.length) return null;
   const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
   return { logK: mean(ks.map(Math.log)), logLambda: mean(ks.map((k) => Math.log(Math.abs(coefficients[k])))) };
