@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the names' real types for the type checker; at run time the
     from engine.spectra import kernel_profile as kernel_profile
     from engine.sphere import funk_hecke as funk_hecke
     from engine.sphere import sphere_spectrum as sphere_spectrum
-    from engine.sphere_grid import sphere_grid as sphere_grid
+    from engine.sphere_sets import sphere_grid as sphere_grid
     from engine.sphere_smoothness import mu_curvature_sphere as mu_curvature_sphere
     from engine.sphere_smoothness import mu_rkhs_sphere as mu_rkhs_sphere
     from engine.sphere_smoothness import sphere_interpolation as sphere_interpolation
@@ -68,7 +68,7 @@ _EXPORTS = {
     "gram_spectrum": "spectra",
     "sphere_spectrum": "sphere",
     "funk_hecke": "sphere",
-    "sphere_grid": "sphere_grid",
+    "sphere_grid": "sphere_sets",
     "sphere_interpolation": "sphere_smoothness",
     "mu_curvature_sphere": "sphere_smoothness",
     "mu_rkhs_sphere": "sphere_smoothness",

@@ -16,7 +16,7 @@ the minimum-norm interpolant in H of the same data.
 Curvature: mu = ||Delta f|| / ||f|| on the evaluation set's harmonics, Delta the Laplace-Beltrami
 operator (eigenvalue -k (k + d - 2) on degree k): on the circle grid, eq. 22 itself (`mu_curvature`);
 on S^2, sqrt(sum_{l <= L} (l (l + 1))^2 E_l) / rms(f), E_l by the discrete transform on the Gauss
-product grid (`engine.sphere_grid`), rms by its quadrature. d > 3: not computed (ValueError).
+product grid (`engine.sphere_sets`), rms by its quadrature. d > 3: not computed (ValueError).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from engine.architectures import Architecture
 from engine.regression import gram_regression, merge_coincident
 from engine.smoothness import _unit_peak, mu_curvature
 from engine.sphere import funk_hecke, gegenbauer, multiplicities, sphere_profile
-from engine.sphere_grid import grid_energies, sphere_grid
+from engine.sphere_sets import grid_energies, sphere_grid
 
 UNIT_TOLERANCE = 1e-9  # | |x_i| - 1 | of the training points
 MIN_WEIGHT = 1e-12  # the automatic cut-off's smallest heat weight (as mu_rkhs's)

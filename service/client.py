@@ -139,6 +139,15 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._check(self.http.post(f"/v1/jobs/{job_id}:cancel", json={})).json()
 
+    def smoothness(self, architectures: Sequence[dict[str, Any]], *, points: ArrayLike | None = None,
+                   targets: ArrayLike | None = None, progress: Progress | None = None, **fields: Any) -> dict[str, Any]:
+        """Each architecture's interpolant and its mu: on the circle (`n_train=` or `train_angles=`), or on
+        the sphere S^(d-1) of R^d with `points` (n, d) of unit norm and their `targets` (n,). Other fields
+        (`n_grid`, `measure`, `bandwidth`, ...) as keywords. Returns {"results": [...], and the arrays as
+        numpy: "interpolants", "grid_points" (M, d) or "angles", ...}."""
+        body = {"architectures": list(architectures), "points": points, "targets": targets, **fields}
+        return self.run("smoothness", {k: v for k, v in body.items() if v is not None}, progress=progress)
+
     def kernels(self, x: ArrayLike, x2: ArrayLike | None = None, *, architecture: dict[str, Any],
                 kernels: Sequence[str] = ("nngp", "ntk"), progress: Progress | None = None) -> dict[str, Any]:
         """Analytic Gram matrices: {"nngp": (N1, N2), "ntk": (N1, N2), "shape": [N1, N2]}."""

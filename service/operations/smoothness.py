@@ -197,7 +197,7 @@ def _rkhs(n: int, harmonics: int, field: str) -> tuple[Term, Term]:
 
 
 def sphere_set(d: int, n_grid: int) -> tuple[int, int | None]:
-    """(M, n_lat) of `engine.sphere_grid.sphere_grid(d, n_grid)` (mirrored here without JAX; tests check):
+    """(M, n_lat) of `engine.sphere_sets.sphere_grid(d, n_grid)` (mirrored here without JAX; tests check):
     M points, n_lat latitudes of the product grid (d = 3; None otherwise)."""
     if d == 3:
         n_lat = max(2, math.isqrt(n_grid // 2))

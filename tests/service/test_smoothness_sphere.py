@@ -9,6 +9,7 @@ import pytest
 
 from engine import Architecture, sphere_grid, sphere_interpolation
 from engine.sphere_smoothness import heat_cutoff
+from service.client import Client, ProblemError
 from service.jobs.ids import job_id
 from service.operations.registry import OPERATIONS, estimate
 from service.operations.smoothness import SmoothnessRequest, heat_degrees, sphere_set
@@ -76,6 +77,17 @@ async def test_rkhs_in_five_dimensions(api):
     assert np.shape(body["grid_points"]) == (64, 5) and body["grid_degree"] is None
     direct = sphere_interpolation(Architecture.from_dict(ARCHS[0]), x, x[:, 0], n_grid=64, curvature=False, rkhs=True)
     assert body["results"][0]["mu"] == pytest.approx(direct["rkhs"]["mu"], rel=1e-8)
+
+
+def test_the_client_returns_numpy(server):
+    with Client(server) as rk:
+        out = rk.smoothness(ARCHS[:1], points=POINTS, targets=TARGETS, n_grid=128, measure="rkhs")
+        assert out["grid_points"].shape == (128, 3) and out["interpolants"].shape == (1, 128)
+        np.testing.assert_array_equal(out["train_points"], POINTS)
+        assert out["grid_shape"] == [8, 16] and 0 < out["results"][0]["mu"] <= 1
+        with pytest.raises(ProblemError, match="422") as caught:
+            rk.smoothness(ARCHS[:1], points=2 * POINTS, targets=TARGETS)
+        assert caught.value.problem["errors"][0]["field"] == "points.0"
 
 
 def test_the_new_fields_are_part_of_the_id():
