@@ -7,6 +7,7 @@ import { interpolationView } from "./interpolation.js";
 import { JobsView } from "./jobs.js";
 import { shapesView } from "./shapes.js";
 import { spectraView } from "./spectra.js";
+import { sphereView } from "./sphereview.js";
 import { checkArchs, coerce, load, save } from "./state.js";
 import { debounce, element, showProblem } from "./ui.js";
 
@@ -24,6 +25,7 @@ const jobs = new JobsView(section("jobs"), () => state);
 const computed = {
   shapes: shapesView(section("shapes"), editor),
   interpolation: interpolationView(section("interpolation"), editor),
+  sphere: sphereView(section("sphere"), editor),
   spectra: spectraView(section("spectra"), editor),
 };
 const stale = new Set(Object.keys(computed));
@@ -38,9 +40,10 @@ async function refresh() {
 }
 const refreshSoon = debounce(refresh, 250);
 
-/** Show the own-values box only for the own target. */
+/** Show the own-values boxes only for the own targets. */
 function sync() {
-  document.querySelector(".own-values").hidden = state.target !== "own";
+  document.querySelector(".own-circle").hidden = state.target !== "own";
+  document.querySelector(".own-s2").hidden = state.starget !== "own";
 }
 
 function change(patch) {

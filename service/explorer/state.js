@@ -11,7 +11,9 @@ const DEFAULTS = {
   archs: DEFAULT_ARCHS,
   kernel: "both", norm: true,                         // kernel shapes
   n: 6, target: "paper", values: "", sweep: "alpha",  // interpolation and mu
+  sn: 24, starget: "paper", svalues: "", sgrid: 2048, smeasure: "curvature",  // interpolation on S^2
   bwidth: 512, dim: 2,                                // bounds
+  sdim: 3, kmax: 64, skernel: "ntk",                  // spectra on the sphere
   width: 256, ninit: 4, steps: 1000, optimizer: "gd", parametrization: "ntk", lr: "auto", tarch: 2,  // training
   experiment: "", scale: "quick", overrides: "{}",    // experiments
 };

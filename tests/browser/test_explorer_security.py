@@ -126,6 +126,31 @@ def test_forged_architecture_text_is_shown_as_text(guarded):
     assert_nothing_ran(guarded)
 
 
+def forged_sphere(route) -> None:
+    """A smoothness answer on S^2: the octahedron's six vertices as the grid."""
+    body = json.loads(route.request.post_data)
+    grid = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
+    n = len(body["architectures"])
+    route.fulfill(json={"results": [{"mu": 1.25 + i} for i in range(n)], "grid_points": grid,
+                        "interpolants": [[0.0, 1.0, 0.5, -0.5, 0.2, 0.0]] * n, "train_points": body["points"],
+                        "train_values": body["targets"], "grid_shape": [6], "grid_degree": None})
+
+
+def test_forged_architecture_text_on_the_sphere_is_shown_as_text(guarded):
+    """The S^2 view writes each architecture's name above its sphere (a Plotly annotation, which
+    reads tags) and in its mu table: both show the text."""
+    guarded.route("**/openapi.json", forged_openapi)
+    guarded.route("**/v1/smoothness", forged_sphere)
+    archs = [{"kind": "resnet", "depth": IMG + LINK, "alpha": 0.5}, {"kind": "mlp", "depth": BREAK_OUT}]
+    ready(guarded, "view=sphere&sn=6&archs=" + quote(json.dumps(archs)))
+    settled(guarded, "sphere")
+    titles = guarded.eval_on_selector_all("#plot-s2 .annotation-text", "ts => ts.map((t) => t.textContent)")
+    assert IMG + LINK in titles[0] and BREAK_OUT in titles[1]
+    cells = guarded.eval_on_selector_all("#s2-table td", "cells => cells.map((c) => c.textContent)")
+    assert IMG + LINK in cells[0] and BREAK_OUT in cells[2]
+    assert_nothing_ran(guarded)
+
+
 def forged_jobs(route) -> None:
     """The job list, a job's status (its result's tables and arrays), its figure, and an experiment
     run, all carrying payloads."""

@@ -57,10 +57,11 @@ def _hash(text: str) -> str:
 BASE_POLICY = {"default-src": "'none'", "script-src": "'self'", "style-src": "'self'", "img-src": "'self'",
                "connect-src": "'self'", "base-uri": "'none'", "form-action": "'none'", "frame-ancestors": "'none'"}
 # The explorer: style-src also admits the <style> elements plotly.min.js adds, by their hashes
-# (`_plotly_styles`), and style-src-attr the one style attribute its plots use: exponents
-# (exponentformat "power") are <tspan style="font-size:70%">. img-src blob: shows the experiment's
-# figure (fetched with the token) and lets plotly draw its "download plot as PNG".
-PAGE_POLICY = {**BASE_POLICY, "style-src-attr": f"'unsafe-hashes' {_hash('font-size:70%')}",
+# (`_plotly_styles`), and style-src-attr the two style attributes its plots use: exponents
+# (exponentformat "power") are <tspan style="font-size:70%">, and a colour bar's fills are cleared
+# with style="" (the S^2 view's sphere). img-src blob: shows the experiment's figure (fetched with the
+# token) and lets plotly draw its "download plot as PNG".
+PAGE_POLICY = {**BASE_POLICY, "style-src-attr": f"'unsafe-hashes' {_hash('font-size:70%')} {_hash('')}",
                "img-src": "'self' blob:"}
 # Swagger UI: data: images in its stylesheet; its start-up script is inline (admitted by its hash).
 SWAGGER_POLICY = {**BASE_POLICY, "img-src": "'self' data:"}
