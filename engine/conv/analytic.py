@@ -14,20 +14,23 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, Cancelled, check_kernels
-from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.conv import tiles
+from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.conv.recursion import tile
 
 TILE_ENTRIES = tiles.TILE_ENTRIES  # pixel pairs per tile (tests lower it to cut many tiles)
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 __all__ = ["KERNELS", "TILE_ENTRIES", "Cancelled", "conv_kernels", "hyperparameters"]
 
@@ -128,17 +131,13 @@ class ThreadPool:
     """A ThreadPoolExecutor, or (one worker) its submit run in the calling thread."""
 
     def __init__(self, workers: int) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
 
-    def submit(self, fn: Callable[..., object], *args: object):  # type: ignore[no-untyped-def]
-        from concurrent.futures import Future
-
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         if self._pool is not None:
             return self._pool.submit(fn, *args)
-        future: Future[object] = Future()
+        future: Future[T] = Future()
         future.set_result(fn(*args))
         return future
 

@@ -16,6 +16,7 @@ The hyperparameters and the depth are traced values: a new alpha or depth reuses
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -48,7 +49,10 @@ def window_mean(a: Array, axis_groups: tuple[tuple[int, ...], ...], filter_size:
     return a
 
 
-def _chunked(fn: partial, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
+Dual = Callable[[Array, Array, Array], tuple[Array, Array]]
+
+
+def _chunked(fn: Dual, s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     """fn(s11, s12, s22) -> (T, Tdot) entrywise, QUADRATURE_CHUNK entries at a time (bounded memory)."""
     s11, s12, s22 = jnp.broadcast_arrays(s11, s12, s22)
     shape, size = s12.shape, s12.size
@@ -125,7 +129,7 @@ def recursion(family: ConvFamily, kernels: tuple[str, ...], hyper: Array, depth:
         t, tdot = pair_dual(act, e1, s12, e2)
         return k, th, t, tdot * ths, u1, u2, variance_dual(act, s1), variance_dual(act, s2)
 
-    def out(state: State) -> State:
+    def close(state: State) -> State:
         """conv-resnet: the branch's Conv(alpha sigma_v) added to the skip; cnn: the activation is the state."""
         k, th, t, tdot_th, u1, u2, t1, t2 = state
         if family.kind == "cnn":
@@ -139,7 +143,7 @@ def recursion(family: ConvFamily, kernels: tuple[str, ...], hyper: Array, depth:
     else:
         zero = jnp.zeros_like(c0)
         state = (c0, zero, c0, zero, v1, v2, v1, v2)
-    state = lax.fori_loop(0, 3 * depth, lambda i, st: lax.switch(i % 3, (into, activation, out), st), state)
+    state = lax.fori_loop(0, 3 * depth, lambda i, st: lax.switch(i % 3, (into, activation, close), st), state)
     k, th = state[0], state[1]
     axes = tuple(range(2, k.ndim))
     nngp = sw2 * jnp.mean(k, axis=axes) + sb2

@@ -50,7 +50,8 @@ class KernelsRequest(Model):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"x": CIRCLE, "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, "kernels": ["nngp", "ntk"]}]})
     x: Inputs = Field(description="Points (N1, d) for kinds resnet and mlp; signals (N1, P, C) or images "
-                      "(N1, H, W, C), channels last, for conv-resnet and cnn (rank = len(filter_size) + 2)." + POINT_SCALE)
+                      "(N1, H, W, C), channels last, for conv-resnet and cnn (rank = len(filter_size) + 2)."
+                      + POINT_SCALE)
     x2: Inputs | None = Field(None, description="Second set (N2, ...), shaped as x but for N; null means x "
                               "(symmetric)." + POINT_SCALE)
     architecture: AnyArchitecture
@@ -73,8 +74,8 @@ class KernelsRequest(Model):
         else:
             for name, x in pairs:
                 if x is not None and x.ndim != 2:
-                    raise field_error(name, f"{name} must be points (N, d) for kind {arch.kind!r}, got an array of rank "
-                                      f"{x.ndim}; signals and images take the kinds 'conv-resnet' and 'cnn'")
+                    raise field_error(name, f"{name} must be points (N, d) for kind {arch.kind!r}, got an array of "
+                                      f"rank {x.ndim}; signals and images take the kinds 'conv-resnet' and 'cnn'")
             same_dimension(*pairs)
         check_scale(arch, *pairs)
         return self

@@ -88,6 +88,7 @@ def cases() -> list[tuple[str, dict, tuple[int, ...], int | None, int]]:
          (3, 5, 2), None, 12),
         ("cnn_tanh_signal_flatten", arch("cnn", 2, activation="tanh", filter_size=[2], readout="flatten",
                                          sigma_w=1.2), (3, 6, 3), 2, 13),
+        ("cnn_gelu_img_pool", arch("cnn", 2, activation="gelu", filter_size=[2, 2], sigma_b=0.2), (3, 3, 3, 2), 2, 14),
     ]
 
 
@@ -97,8 +98,9 @@ def main() -> None:
     jax.config.update("jax_enable_x64", True)
     import neural_tangents as nt
 
-    only = set(sys.argv[1:])
-    out = []
+    only = set(sys.argv[1:])  # named cases only: they replace or join those of the existing file
+    kept = json.loads(OUT.read_text())["cases"] if only and OUT.exists() else []
+    out = [c for c in kept if c["name"] not in only]
     for name, spec, shape, n2, seed in cases():
         if only and name not in only:
             continue
@@ -119,7 +121,7 @@ def main() -> None:
                   "tests/data/make_conv_reference.py",
         "conventions": "stax.Conv(padding='CIRCULAR', parameterization='ntk'); quadrature activations by "
                        f"ElementwiseNumerical at deg {DEGREES[1]}; accuracy = relative change from deg {DEGREES[0]}",
-        "cases": out}, indent=None) + "\n")
+        "cases": sorted(out, key=lambda c: [n for n, *_ in cases()].index(c["name"]))}, indent=None) + "\n")
 
 
 if __name__ == "__main__":
