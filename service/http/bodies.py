@@ -216,14 +216,12 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _nested(annotation: Any, value: Any) -> type[BaseModel] | None:
-    """The model that validates `value` (an object): of a union of models, the one whose `kind`
-    admits value's kind (the discriminated architectures), else the first."""
+    """The model that validates `value` (an object): of a union of models (the architectures,
+    discriminated by `kind`), the one whose `kind` admits value's, or None (validation names the kind)."""
     models = _models(annotation)
-    if len(models) > 1 and isinstance(value, dict):
-        for model in models:
-            kind = model.model_fields.get("kind")
-            if kind is not None and value.get("kind") in get_args(kind.annotation):
-                return model
+    if len(models) > 1:
+        return next((m for m in models if (kind := m.model_fields.get("kind")) is not None
+                     and isinstance(value, dict) and value.get("kind") in get_args(kind.annotation)), None)
     return models[0] if models else None
 
 

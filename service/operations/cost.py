@@ -67,10 +67,10 @@ TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
 IN_FLIGHT_TILES = 4                   # analytic_kernels keeps 2 x cores tiles in flight (2 cores)
 TILE_BYTES_CLOSED = 16 * TILE * TILE * 8  # a closed-form tile's live arrays (a dozen or so)
 TILE_BYTES_QUADRATURE = 80 * 2**20    # a 16 x 16 tile's quadrature nodes (README: tiles hold ~0.3 GB)
-# engine.conv.analytic, ReLU conv-resnet, pool readout, 8x8 images (bench/conv.py): pixel-pair entries x blocks
-# per second of one core, each block two window means and one dual (a cnn layer: one and one, charged alike)
-CONV_ENTRY_LAYERS_PER_S = 4.0e6
-CONV_TILE_BYTES = 12 * 16 * CONV_TILE_ENTRIES  # a tile's live complex128 arrays (about a dozen)
+# engine.conv.analytic, ReLU conv-resnet, pool readout, N = 128 images 8x8x1, depth 5 (bench/conv.py, 2026-12-04):
+# 35.7 M pixel-pair entries x 5 blocks in 29.3 s on the 2 shared cores (6.1e6 a second): 3e6 per core
+CONV_ENTRY_LAYERS_PER_S = 3.0e6
+CONV_TILE_BYTES = 12 * 8 * CONV_TILE_ENTRIES  # a tile's live float64 arrays (about a dozen; measured peak 33 MiB for 2)
 CONV_QUADRATURE_TILE_BYTES = 80 * 2**20  # ... and, for a quadrature activation, its chunk of nodes besides
 RKHS_MIN_WEIGHT = 1e-12               # engine.smoothness.mu_rkhs's default cut-off weight
 F8 = 8                                # bytes of a float64
@@ -201,6 +201,8 @@ def one_norm_each(request: Model) -> bool:
     points are on the unit circle)."""
     for name in ("x", "x2", "x_train", "x_test"):
         rows = getattr(request, name, None)
+        if rows is not None and np.ndim(rows) != 2:  # signals or images: the conv kernels take the quadrature
+            return False
         if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
             return False
     return True

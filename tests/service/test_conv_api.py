@@ -123,3 +123,9 @@ def test_python_client(server):
     for kernel in ("nngp", "ntk"):
         want = np.array(case[kernel])
         assert np.max(np.abs(np.array(got[kernel]) - want)) <= 1e-8 * np.max(np.abs(want))
+
+
+async def test_quadrature_activation_on_many_images_is_a_413(api, settings):
+    n = settings.limits.quadrature_points + 1
+    body = {"x": images(n, (1, 1, 1)).tolist(), "architecture": {**CONV, "activation": "tanh", "filter_size": [1, 1]}}
+    assert_problem(await api.post("/v1/kernels", json=body), 413, "points")
