@@ -30,7 +30,7 @@ from service.errors import LimitExceeded, ServiceError
 from service.http.arrays import cut_arrays, restore
 from service.http.problems import MAX_ERRORS, InvalidRequest, invalid
 from service.jobs.admission import check_sizes
-from service.operations.fields import ARRAY_FIELDS
+from service.operations.fields import ARCHITECTURE_KINDS, ARRAY_FIELDS
 from service.settings import Limits
 
 M = TypeVar("M", bound=BaseModel)
@@ -219,7 +219,7 @@ def _nested(annotation: Any, value: Any) -> type[BaseModel] | None:
     """The model that validates `value` (an object): of a union of models (the architectures,
     discriminated by `kind`), the one whose `kind` admits value's, or None (validation names the kind)."""
     models = _models(annotation)
-    if len(models) > 1:
+    if len(models) > 1 or (models and "kind" in models[0].model_fields and isinstance(value, dict)):
         return next((m for m in models if (kind := m.model_fields.get("kind")) is not None
                      and isinstance(value, dict) and value.get("kind") in get_args(kind.annotation)), None)
     return models[0] if models else None
@@ -282,8 +282,14 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     errors = []
     for e in exc.errors(include_url=False, include_input=False, include_context=True)[:RAW_ERRORS]:
         where = (e.get("ctx") or {}).get("where", ())
-        errors.append({"loc": ("body", *e["loc"], *where), "msg": e["msg"]})
+        errors.append({"loc": ("body", *_untagged(e["loc"]), *where), "msg": e["msg"]})
     return invalid(errors, exc.error_count())
+
+
+def _untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """loc without the tags pydantic puts after a discriminated union (`architecture.resnet.depth`
+    is `architecture.depth`: the field a client sent)."""
+    return tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "architecture" and p in ARCHITECTURE_KINDS))
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -250,6 +250,7 @@ class ConvArchitectureSpec(Model):
 # A pixel's variance follows the dense recursion of these kinds (a conv averages variances over its window)
 DENSE_KIND = {"conv-resnet": "resnet", "cnn": "mlp"}
 
+ARCHITECTURE_KINDS = (*KINDS, *CONV_KINDS)  # the tags of the union (left out of error locations)
 AnyArchitecture = Annotated[ArchitectureSpec | ConvArchitectureSpec, Field(discriminator="kind")]
 
 

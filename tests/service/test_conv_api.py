@@ -52,7 +52,7 @@ async def test_the_job_id_covers_the_shape_and_the_conv_fields(api):
         response = await api.post("/v1/kernels", json={"x": inputs.tolist(), "architecture": arch},
                                   headers={"Prefer": "return=minimal"})
         assert response.status_code in (200, 202), response.text
-        tags.add(response.headers["etag"])
+        tags.add(response.json()["id"])
     assert len(tags) == len(variants)
 
 
@@ -75,16 +75,16 @@ BAD = [
     ("ragged images", {"x": [[[[1.0], [2.0]], [[1.0]]]], "architecture": {**CONV, "filter_size": [1, 1]}}, "x"),
     ("a string pixel", {"x": [[[[1.0], ["a"]]]], "architecture": {**CONV, "filter_size": [1, 1]}}, "x.0.0.1.0"),
     ("three filter axes", {"x": images(2).tolist(), "architecture": {**CONV, "filter_size": [1, 1, 1]}},
-     "architecture.conv-resnet.filter_size"),
+     "architecture.filter_size"),
     ("filter 0", {"x": images(2).tolist(), "architecture": {**CONV, "filter_size": [0, 3]}},
-     "architecture.conv-resnet.filter_size.0"),
+     "architecture.filter_size.0"),
     ("bad readout", {"x": images(2).tolist(), "architecture": {**CONV, "readout": "max"}},
-     "architecture.conv-resnet.readout"),
+     "architecture.readout"),
     ("unknown conv key", {"x": images(2).tolist(), "architecture": {**CONV, "stride": 2}},
      "architecture.stride"),
     ("unknown kind", {"x": images(2).tolist(), "architecture": {**CONV, "kind": "transformer"}}, "architecture"),
     ("too deep", {"x": images(2).tolist(), "architecture": {**CONV, "depth": 20000}},
-     "architecture.conv-resnet.depth"),
+     "architecture.depth"),
 ]
 
 
@@ -112,7 +112,7 @@ def test_cost_counts_the_pixel_pairs():
     b, _ = tile_edges(40, 40, 64 * 64, True)
     entries = tile_count(40, None, b, b) * b * b * pixel_pairs("pool", (8, 8))
     assert str(entries) in pool.compute[0].formula
-    assert pool.total("compute") > 30 * flatten.total("compute")  # P^2 against P pixel pairs per image pair
+    assert pool.total("compute") > 10 * flatten.total("compute")  # P^2 against P pixel pairs per image pair
     assert pool.output[0].amount == 2 * 40 * 40 * 8
 
 
