@@ -62,7 +62,7 @@ def conv_kernels(
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles and,
     when true, stops the work with `Cancelled`. workers: threads (default: all cores).
     Peak memory: about ten (b1, b2, pixel pairs) complex128 arrays per thread, b1 b2 P^2 <=
-    TILE_ENTRIES ("pool"; P for "flatten"), i.e. ~40 MiB a thread, besides the output.
+    TILE_ENTRIES ("pool"; P for "flatten"), i.e. ~30 MiB a thread, besides the output.
     """
     if not isinstance(arch, ConvArchitecture):
         raise ValueError(f"arch must be a ConvArchitecture, got {type(arch).__name__}")
