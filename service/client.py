@@ -150,6 +150,7 @@ class Client:
 
     def kernels(self, x: ArrayLike, x2: ArrayLike | None = None, *, architecture: dict[str, Any],
                 kernels: Sequence[str] = ("nngp", "ntk"), progress: Progress | None = None) -> dict[str, Any]:
-        """Analytic Gram matrices: {"nngp": (N1, N2), "ntk": (N1, N2), "shape": [N1, N2]}."""
+        """Analytic Gram matrices: {"nngp": (N1, N2), "ntk": (N1, N2), "shape": [N1, N2]}. x: points (N1, d),
+        or signals (N1, P, C) / images (N1, H, W, C) for the kinds "conv-resnet" and "cnn"."""
         return self.run("kernels", {"x": x, "x2": x2, "architecture": architecture, "kernels": list(kernels)},
                         progress=progress)

@@ -30,7 +30,7 @@ from service.errors import LimitExceeded, ServiceError
 from service.http.arrays import cut_arrays, restore
 from service.http.problems import MAX_ERRORS, InvalidRequest, invalid
 from service.jobs.admission import check_sizes
-from service.operations.fields import ARRAY_FIELDS
+from service.operations.fields import ARCHITECTURE_KINDS, ARRAY_FIELDS
 from service.settings import Limits
 
 M = TypeVar("M", bound=BaseModel)
@@ -208,11 +208,21 @@ def _duplicates(data: Any) -> list[dict[str, Any]]:
     return found[:MAX_ERRORS]
 
 
-def _nested(annotation: Any) -> type[BaseModel] | None:
-    """The model inside a field's annotation (`Spec`, `list[Spec]`, `Spec | None`), if any."""
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models inside a field's annotation (`Spec`, `list[Spec]`, `Spec | None`, `A | B`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for arg in get_args(annotation) if (m := _nested(arg)) is not None), None)
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def _nested(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The model that validates `value` (an object): of a union of models (the architectures,
+    discriminated by `kind`), the one whose `kind` admits value's, or None (validation names the kind)."""
+    models = _models(annotation)
+    if len(models) > 1 or (models and "kind" in models[0].model_fields and isinstance(value, dict)):
+        return next((m for m in models if (kind := m.model_fields.get("kind")) is not None
+                     and isinstance(value, dict) and value.get("kind") in get_args(kind.annotation)), None)
+    return models[0] if models else None
 
 
 def _unknown_keys(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -231,11 +241,11 @@ def _unknown_keys(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[di
                 if len(found) < MAX_ERRORS:
                     found.append({"loc": ("body", *loc, key), "msg": "unknown field: not part of the request schema"})
                 continue
-            inner = _nested(info.annotation)
-            if inner is not None and isinstance(value, dict):
+            if isinstance(value, dict) and (inner := _nested(info.annotation, value)) is not None:
                 stack.append((inner, value, (*loc, key)))
-            elif inner is not None and isinstance(value, list):
-                stack.extend((inner, v, (*loc, key, i)) for i, v in enumerate(value) if isinstance(v, dict))
+            elif isinstance(value, list):
+                stack.extend((m, v, (*loc, key, i)) for i, v in enumerate(value)
+                             if isinstance(v, dict) and (m := _nested(info.annotation, v)) is not None)
     return found, count
 
 
@@ -272,8 +282,14 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     errors = []
     for e in exc.errors(include_url=False, include_input=False, include_context=True)[:RAW_ERRORS]:
         where = (e.get("ctx") or {}).get("where", ())
-        errors.append({"loc": ("body", *e["loc"], *where), "msg": e["msg"]})
+        errors.append({"loc": ("body", *_untagged(e["loc"]), *where), "msg": e["msg"]})
     return invalid(errors, exc.error_count())
+
+
+def _untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """loc without the tags pydantic puts after a discriminated union (`architecture.resnet.depth`
+    is `architecture.depth`: the field a client sent)."""
+    return tuple(p for i, p in enumerate(loc) if not (i and loc[i - 1] == "architecture" and p in ARCHITECTURE_KINDS))
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
