@@ -196,9 +196,33 @@ def rkhs_vs_curvature(data: Data) -> Figure:
     return fig
 
 
+def spiky_or_stable(data: Data) -> Figure:
+    """Per kernel: half-width against depth, the profiles at the deepest depth, the median degree."""
+    kernels, curves, depths = data["labels"]["kernels"], data["labels"]["curves"], data["depths"]
+    d = data["labels"]["sphere_dim"]
+    fig, axes = _grid(len(kernels), 3, f"Spiky or stable: kernel profiles on S^{d - 1} against depth", data)
+    degrees = np.degrees(data["angles"])
+    for r, kernel in enumerate(kernels):
+        name = kernel.upper()
+        for c, label in enumerate(curves):
+            style = "--" if "L^-" in label else "-"
+            axes[r, 0].semilogx(depths, np.degrees(data[f"half_width_{kernel}"][c]), style, marker="o", ms=3,
+                                label=label)
+            axes[r, 1].plot(degrees, data[f"profile_{kernel}"][c], style)
+            axes[r, 2].loglog(depths, data[f"median_degree_{kernel}"][c], style, marker="o", ms=3)
+        axes[r, 0].set(title=f"{name}: half-width of K(cos th) / K(1)", xlabel="depth L", ylabel="half-width (deg)")
+        axes[r, 0].legend(fontsize=7)
+        axes[r, 1].set(title=f"{name} / peak at L = {depths[-1]:g}", xlabel="angle th (deg)", ylabel="K / K(1)")
+        axes[r, 2].set(title=f"{name}: median Funk-Hecke degree on S^{d - 1}", xlabel="depth L",
+                       ylabel="median degree")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
-           "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature}
+           "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
+           "spiky-or-stable": spiky_or_stable}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

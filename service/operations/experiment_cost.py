@@ -143,17 +143,35 @@ def _rkhs_vs_curvature(p: dict[str, Any]) -> Plan:
         bandwidth=p["bandwidth"], cutoff=p["cutoff"])) for m in p["n_trains"]]
 
 
+def _spiky_or_stable(p: dict[str, Any]) -> Plan:
+    """Per network and depth: the kernels of one point against the grid, both Gauss rules and the
+    refinements (`engine.experiments.spiky_or_stable.points`), points of S^(d-1)."""
+    from engine.experiments.spiky_or_stable import points
+
+    d, n = p["sphere_dim"], points(p)
+    anchor, x2 = np.eye(1, d), np.eye(1, d).repeat(n, axis=0)
+    plan: Plan = []
+    for depth in p["depths"]:
+        specs = archs(depth, p["alphas"]) + [ArchitectureSpec.model_construct(kind="resnet", depth=depth,
+                                                                                 alpha=depth ** -g)
+                                             for g in p["gammas"]]
+        plan += [(1, kernels.KernelsRequest.model_construct(x=anchor, x2=x2, architecture=a.model_copy(
+            update={"activation": p["activation"]}), kernels=p["kernels"])) for a in specs]
+    return plan
+
+
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
-    "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature}
+    "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
+    "spiky-or-stable": _spiky_or_stable}
 EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
                                                             "scalar-angle": _lowest_loss_extra}
 # an operation's field -> the experiment parameter that sets it (the first that the experiment has)
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
           "n_train": ("n_trains", "n_train"), "x_test": ("n_grid",), "n_grid": ("n_grid", "n_angles"),
-          "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",),
+          "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",), "kernels": ("kernels",),
           "y_train": ("n_trains", "n_train")}
 
 
