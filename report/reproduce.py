@@ -133,8 +133,17 @@ def _spiky_or_stable(data: dict[str, Any]) -> str:
     labels, depths = data["labels"], data["labels"]["depths"]
     if len(depths) < 2:
         return "One depth only: nothing to say about depth."
-    lines = [f"Half-width from L = {depths[0]} to L = {depths[-1]} (the profile's angle at half its way from "
-             "K(1) to its minimum; a linear kernel's is 90 deg):"]
+    d = labels["sphere_dim"]
+    lines = ["**Question** (Belfer, Geifman, Galun & Basri 2021): as depth grows, does the kernel of points on "
+             "the sphere become a spike (every pair of distinct inputs alike, only x = x' stands out) or keep its "
+             "shape, and how does the balance between skip and residual branch decide it?", "",
+             f"**Setup**: unit vectors of R^{d} (S^{d - 1}); the normalised profile p(th) = K(cos th) / K(1) of "
+             "the NTK and NNGP of the MLP and of ResNets (sigma_w = sigma_v = 1, no biases, "
+             f"{data['labels']['parameters']['activation']}) with a fixed alpha or alpha = L^-gamma. Half-width: "
+             "the smallest angle at which p falls half its way from 1 to its minimum over [0, pi] (grid, then a "
+             "finer grid in the bracket). Median degree: the smallest k whose Funk-Hecke degrees 1..k hold half "
+             f"of the non-constant power 1 - lambda_0 (k <= {labels['k_max']}).", "",
+             f"Half-width from L = {depths[0]} to L = {depths[-1]} (a linear kernel's is 90 deg):"]
     for kernel in labels["kernels"]:
         width = np.degrees(data[f"half_width_{kernel}"])
         verdicts = []
@@ -153,14 +162,24 @@ def _spiky_or_stable(data: dict[str, Any]) -> str:
         lines.append(f"- {kernel.upper()}: " + "; ".join(verdicts) + ".")
         if "MLP" in labels["curves"]:
             floor = float(data[f"minimum_{kernel}"][labels["curves"].index("MLP"), -1])
-            lines.append(f"  The MLP's normalised {kernel.upper()} has its minimum at {floor:.4g} of its peak at "
-                         f"L = {depths[-1]} (its half-width measures the fall from 1 to that level).")
-    lines.append("Reading: a residual branch scaled so that L alpha^2 stays bounded (alpha = L^-1/2) keeps the "
-                 "profile's shape; a fixed alpha, or alpha = L^-gamma with gamma < 1/2, lets L alpha^2 grow and the "
-                 "kernel becomes spiky like the MLP's, later for smaller alpha; gamma > 1/2 sends the residual "
-                 "branch to zero and the kernel to the linear one (90 deg). Belfer et al. (2021) state this "
-                 "balance; the table shows where each network stands at these depths. Largest quadrature change "
-                 f"of lambda_k against a finer rule: {float(data['quadrature_error'][0]):.1e}.")
+            mlp = width[labels["curves"].index("MLP")]
+            answer = "gets spiky" if mlp[-1] < 0.5 * mlp[0] else "does not get spiky"
+            lines.append(f"  The MLP {answer} with depth ({kernel.upper()} half-width {mlp[0]:.3g} -> {mlp[-1]:.3g} "
+                         f"deg); its normalised {kernel.upper()} has its minimum at {floor:.4g} of its peak at "
+                         f"L = {depths[-1]}" + (" (the profile flattens towards a constant as well: the layers' "
+                                                "correlation tends to 1 at every angle)." if floor > 0.9 else "."))
+    stable = [label for c, label in enumerate(labels["curves"])
+              if all(0.9 <= data[f"half_width_{k}"][c, -1] / data[f"half_width_{k}"][c, 0] <= 1.1
+                     for k in labels["kernels"])]
+    lines += ["", "Keep their shape (half-width within 10% of its value at the first depth, every kernel): "
+              + (", ".join(stable) if stable else "none") + "."]
+    lines += ["", "Reading: a residual branch scaled so that L alpha^2 stays bounded (alpha = L^-1/2) keeps the "
+              "profile's shape; a fixed alpha, or alpha = L^-gamma with gamma < 1/2, lets L alpha^2 grow and the "
+              "kernel becomes spiky like the MLP's, later for smaller alpha; gamma > 1/2 sends the residual "
+              "branch to zero and the kernel to the linear one (90 deg). Belfer et al. (2021) show that this "
+              "balance decides between spiky and stable; gamma = 1/2, read here, is where the residual branches' "
+              "summed variance L alpha^2 stays of order one. Largest quadrature change of lambda_k against a "
+              f"finer rule: {float(data['quadrature_error'][0]):.1e}."]
     return "\n".join(lines)
 
 

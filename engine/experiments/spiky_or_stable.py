@@ -72,8 +72,15 @@ def brackets(angles: np.ndarray, p: np.ndarray) -> tuple[tuple[float, float], tu
 def half_width(fine_min: np.ndarray, p_min: np.ndarray, fine_cross: np.ndarray, p_cross: np.ndarray,
                coarse_min: float) -> tuple[float, float]:
     """(half-width, minimum) from the fine grids of the two brackets: the minimum is the least value
-    seen, the crossing of (1 + minimum) / 2 is interpolated linearly on the fine grid."""
+    seen, or, inside the fine grid, the vertex of the parabola through it and its neighbours; the
+    crossing of (1 + minimum) / 2 is interpolated linearly on the fine grid."""
     m = min(float(np.min(p_min)), coarse_min)
+    j = int(np.argmin(p_min))
+    if 0 < j < p_min.size - 1:  # equispaced: vertex of the parabola through j - 1, j, j + 1
+        a, b, c = p_min[j - 1], p_min[j], p_min[j + 1]
+        curvature = a - 2 * b + c
+        if curvature > 0:
+            m = min(m, float(b - (c - a) ** 2 / (8 * curvature)))
     if 1.0 - m < 1e-12:  # a constant profile: it never falls
         return math.pi, m
     level = 0.5 * (1.0 + m)

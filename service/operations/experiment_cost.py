@@ -171,8 +171,8 @@ EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowe
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
           "n_train": ("n_trains", "n_train"), "x_test": ("n_grid",), "n_grid": ("n_grid", "n_angles"),
-          "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",), "kernels": ("kernels",),
-          "y_train": ("n_trains", "n_train")}
+          "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",),
+          "kernels": ("kernels",), "y_train": ("n_trains", "n_train")}
 
 
 def plan(name: str, params: dict[str, Any]) -> Plan:

@@ -29,6 +29,8 @@ TINY = {
     "spectra": ({"depths": [2], "alphas": [0.1], "n_grid": 64, "condition_depths": [2, 3], "n_points": 8}, [2, 2]),
     "digits": ({"n_trains": [20], "depths": [2], "alphas": [0.1], "draws": 2}, [2]),
     "rkhs-vs-curvature": ({"n_trains": [6], "alphas": [0.1], "n_grid": 256}, [2]),
+    "spiky-or-stable": ({"depths": [1, 3], "alphas": [0.5], "gammas": [0.5], "sphere_dim": 3, "k_max": 16,
+                         "n_angles": 65, "kernels": ["ntk", "nngp"], "activation": "relu"}, [3, 3]),
 }
 
 

@@ -72,3 +72,26 @@ async def test_figure_of_a_job_without_one(api):
     figure = await api.get(f"/v1/jobs/{job}/figure.png")
     assert figure.status_code == 404 and figure.headers["content-type"] == "application/problem+json"
     assert (await api.get(f"/v1/jobs/{job}/figure.gif")).status_code == 422
+
+
+async def test_spiky_or_stable_over_http(api):
+    """The sphere experiment through the API: the same numbers as the engine's run, its figure, and a
+    bad parameter (gamma beyond its bound, sphere_dim below 2) a 422 naming it."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [1, 4], "alphas": [0.5], "gammas": [0.5], "k_max": 8, "n_angles": 33, "kernels": ["ntk"]}
+    response = await api.post("/v1/experiments/spiky-or-stable", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    direct = run("spiky-or-stable", "quick", tiny)
+    np.testing.assert_allclose(body["half_width_ntk"], direct["half_width_ntk"], rtol=1e-12)
+    assert body["tables"]["ntk_median_degree"] == direct["tables"]["ntk_median_degree"]
+    assert body["labels"]["curves"] == ["MLP", "ResNet alpha=0.5", "ResNet alpha=L^-0.5"]
+    job = response.headers["etag"].strip('"')
+    png = await api.get(f"/v1/jobs/{job}/figure.png")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    for parameters, field in (({"gammas": [5.0]}, "parameters.gammas"), ({"sphere_dim": 1}, "parameters.sphere_dim")):
+        refused = await api.post("/v1/experiments/spiky-or-stable", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
