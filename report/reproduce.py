@@ -203,7 +203,7 @@ def _conv_spectra(data: dict[str, Any]) -> str:
         cond = data[f"condition_{kernel}"]
         same, better, cells, notes = 0, 0, 0, []
         for c in range(1, len(curves)):
-            for j, depth in enumerate(depths):
+            for j in range(len(depths)):
                 cells += 1
                 gap = abs(slope[c, j] - slope[0, j])
                 if gap <= 2 * float(np.hypot(se[c, j], se[0, j])):

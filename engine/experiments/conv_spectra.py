@@ -29,9 +29,10 @@ def networks(depth: int, alphas: list[float], filter_size: int, readout: str) ->
     """The compared networks at one depth: the CNN, then a conv-ResNet per alpha (ReLU)."""
     from engine.conv.architecture import ConvArchitecture
 
-    common = {"depth": depth, "filter_size": (filter_size, filter_size), "readout": readout}
-    return [("CNN", ConvArchitecture("cnn", **common))] + [
-        (f"conv-ResNet alpha={a:g}", ConvArchitecture("conv-resnet", alpha=a, **common)) for a in alphas]
+    size = (filter_size, filter_size)
+    return [("CNN", ConvArchitecture("cnn", depth, filter_size=size, readout=readout))] + [
+        (f"conv-ResNet alpha={a:g}", ConvArchitecture("conv-resnet", depth, alpha=a, filter_size=size, readout=readout))
+        for a in alphas]
 
 
 def digit_images(n_images: int, seed: int, center: bool = True) -> np.ndarray:
