@@ -250,10 +250,35 @@ def conv_spectra(data: Data) -> Figure:
     return fig
 
 
+def learning_curves(data: Data) -> Figure:
+    """Rows: sphere dimensions; columns: kernels. Measured test error (markers, standard error of the
+    mean) and the spectral theory (lines) against N."""
+    kernels, curves, dims = data["labels"]["kernels"], data["labels"]["curves"], data["labels"]["sphere_dims"]
+    n = data["n_trains"]
+    fig, axes = _grid(len(dims), len(kernels), "Learning curves on the sphere: measured (markers) and predicted "
+                      "from the spectrum (lines)", data)
+    for i, d in enumerate(dims):
+        for j, kernel in enumerate(kernels):
+            ax = axes[i, j]
+            for c, label in enumerate(curves):
+                mean, std = data[f"measured_{kernel}"][i, c], data[f"measured_std_{kernel}"][i, c]
+                err = std / np.sqrt(data[f"fits_{kernel}"][i, c])
+                ax.errorbar(n, mean, yerr=err, fmt="o", ms=3, capsize=2, color=f"C{c}", label=label)
+                ax.loglog(n, data[f"theory_{kernel}"][i, c], "-", color=f"C{c}", lw=1)
+            ax.set(title=f"{kernel.upper()}, S^{d - 1} (d = {d})", xlabel="training points N",
+                   ylabel="test error E (f - f*)^2")
+            if i == 0 and j == 0:
+                ax.plot([], [], "k-", lw=1, label="theory (Bordelon et al.)")
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
            "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
-           "spiky-or-stable": spiky_or_stable}
+           "spiky-or-stable": spiky_or_stable,
+           "learning-curves": learning_curves}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

@@ -222,6 +222,48 @@ def _conv_spectra(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _learning_curves(data: dict[str, Any]) -> str:
+    """How far the measured curves are from the spectral theory, per sphere dimension."""
+    p = data["labels"]["parameters"]
+    lines = ["**Question**: can the learning curve of kernel regression on the sphere be predicted before any "
+             "training, from the kernel's Funk-Hecke spectrum alone (Bordelon, Canatar & Pehlevan, ICML 2020; "
+             "Canatar et al., Nature Communications 2021), and which network learns which target faster?", "",
+             "**Setup**: inputs uniform on S^(d-1); target f* = sum_k sqrt(p_k N(d, k)) P_(k,d)(x . z_k) with "
+             f"degrees {p['target_degrees']} and powers {p['target_powers']} (random poles z_k per draw), label "
+             f"noise sigma = {p['noise']:g}; kernel regression with ridge {p['ridge']:g} x mean diagonal; "
+             f"test error E_x (f - f*)^2 on {p['n_test']} fresh points, averaged over up to {p['draws']} x 16 "
+             "training sets. Theory: kappa from 1 = lambda / kappa + sum_k N(d, k) lambda_k / (P lambda_k + kappa) "
+             "(+ the tail beyond k_max over kappa), gamma = sum_k N(d, k) P lambda_k^2 / (P lambda_k + kappa)^2, "
+             "E_g = (sum_k p_k kappa^2 / (P lambda_k + kappa)^2 + sigma^2 gamma) / (1 - gamma), lambda_k the "
+             f"Funk-Hecke eigenvalues of the kernel / K(1) up to k = {p['k_max']}.", ""]
+    rows = data["tables"]["agreement"]
+    for d in data["labels"]["sphere_dims"]:
+        here = [r for r in rows if r["d"] == d]
+        median = float(np.median([r["median |measured / theory - 1|"] for r in here]))
+        worst = max(here, key=lambda r: r["max |measured / theory - 1|"])
+        i = data["labels"]["sphere_dims"].index(d)
+        above = sum(int(np.sum(data[f"measured_{k}"][i] > data[f"theory_{k}"][i])) for k in data["labels"]["kernels"])
+        total = sum(data[f"theory_{k}"][i].size for k in data["labels"]["kernels"])
+        lines.append(f"- d = {d}: |measured / theory - 1|, the median over the curves of each curve's median: "
+                     f"{median:.1%}; the worst point is {worst['max |measured / theory - 1|']:.0%} off "
+                     f"({worst['network']}, {worst['kernel'].upper()}, N = {worst['N of the max']}); measured above "
+                     f"the theory at {above} of {total} points.")
+    best = []
+    for kernel in data["labels"]["kernels"]:
+        for i, d in enumerate(data["labels"]["sphere_dims"]):
+            theory = data[f"theory_{kernel}"][i]
+            s = len(data["n_trains"]) // 2
+            best.append(f"{kernel.upper()} d = {d}, N = {int(data['n_trains'][s])}: "
+                        f"{data['labels']['curves'][int(np.argmin(theory[:, s]))]}")
+    lines += ["", "Lowest predicted error at the middle N (which network learns this target fastest there): "
+              + "; ".join(best) + ".", "",
+              "Reading: the theory is derived in a limit of many modes per eigenvalue. On S^2 a degree k has only "
+              "2k + 1 harmonics, and in the quick run the measurement leaves the prediction most (up to 2-3x, "
+              "above it) where N is near the number of modes being learnt (N = 32-128); on S^9 (degree 2 alone "
+              "has 54 modes) measured and predicted curves agree to a few per cent over the whole range."]
+    return "\n".join(lines)
+
+
 def _claims(name: str, data: dict[str, Any]) -> str:
     """The paper's qualitative claim for this experiment, checked on the data."""
     tables = data["tables"]
@@ -229,6 +271,8 @@ def _claims(name: str, data: dict[str, Any]) -> str:
         return _spiky_or_stable(data)
     if name == "conv-spectra":
         return _conv_spectra(data)
+    if name == "learning-curves":
+        return _learning_curves(data)
     if name == "kernel-shapes":
         return ("The profile table holds the NTK of the ResNet alpha = 0.1, L = 5, unnormalised, beside the "
                 "published values.")

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.experiments import EXPERIMENTS
 from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
-from service.operations.cost import Cost, Term, flops, parameters
+from service.operations.cost import MATMUL_FLOPS, Cost, Term, flops, parameters
 from service.operations.fields import ArchitectureSpec, Model
 
 Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
@@ -160,13 +160,47 @@ def _spiky_or_stable(p: dict[str, Any]) -> Plan:
     return plan
 
 
+def _sphere(n: int, d: int) -> np.ndarray:
+    """(n, d) points of the unit sphere of R^d (a fixed sample: only their count and norms matter)."""
+    x = np.random.default_rng(0).standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _learning_curves(p: dict[str, Any]) -> Plan:
+    """Per dimension and network: the spectrum of each kernel, and per draw the training Gram and the
+    test-train kernels (both kernels in one request each)."""
+    n = max(p["n_trains"])
+    plan: Plan = []
+    for d in p["sphere_dims"]:
+        x, x_test = _sphere(n, d), _sphere(p["n_test"], d)
+        for a in archs(p["depth"], p["alphas"]):
+            a = a.model_copy(update={"activation": p["activation"]})
+            plan += [(1, spectrum.SpectrumRequest.model_construct(architecture=a, kernel=k, n_grid=8, x=None,
+                                                                  sphere_dim=d, k_max=p["k_max"]))
+                     for k in p["kernels"]]
+            plan += [(p["draws"], kernels.KernelsRequest.model_construct(x=x, x2=None, architecture=a,
+                                                                         kernels=p["kernels"])),
+                     (p["draws"], kernels.KernelsRequest.model_construct(x=x_test, x2=x, architecture=a,
+                                                                         kernels=p["kernels"]))]
+    return plan
+
+
+def _learning_curves_extra(p: dict[str, Any]) -> list[Term]:
+    """The regressions: per training set a Cholesky solve (n^3 / 3) and the test predictions (2 m n)."""
+    n_max, fits = max(p["n_trains"]), len(p["sphere_dims"]) * (1 + len(p["alphas"])) * p["draws"] * len(p["kernels"])
+    work = fits * sum(min(n_max // n, 16) * (n**3 / 3 + 2 * p["n_test"] * n) for n in p["n_trains"])
+    return [flops(work, "parameters.n_trains", f"{fits} x the solves of every training set", "lower n_trains or draws",
+                  MATMUL_FLOPS)]
+
+
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
     "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
-    "spiky-or-stable": _spiky_or_stable}
+    "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves}
 EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
-                                                            "scalar-angle": _lowest_loss_extra}
+                                                            "scalar-angle": _lowest_loss_extra,
+                                                            "learning-curves": _learning_curves_extra}
 # an operation's field -> the experiment parameter that sets it (the first that the experiment has)
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),

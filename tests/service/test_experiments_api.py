@@ -95,3 +95,22 @@ async def test_spiky_or_stable_over_http(api):
     for parameters, field in (({"gammas": [5.0]}, "parameters.gammas"), ({"sphere_dim": 1}, "parameters.sphere_dim")):
         refused = await api.post("/v1/experiments/spiky-or-stable", json={"parameters": parameters})
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+
+
+async def test_learning_curves_over_http(api):
+    """The learning curves through the API equal the engine's run; bad targets are a 422 naming them."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"n_trains": [4, 8], "depth": 2, "alphas": [0.1], "kernels": ["ntk"], "sphere_dims": [3],
+            "target_degrees": [1], "target_powers": [1.0], "draws": 1, "n_test": 20, "k_max": 8}
+    response = await api.post("/v1/experiments/learning-curves", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("learning-curves", "quick", tiny)
+    np.testing.assert_allclose(body["measured_ntk"], direct["measured_ntk"], rtol=1e-12)
+    np.testing.assert_allclose(body["theory_ntk"], direct["theory_ntk"], rtol=1e-12)
+    for parameters, field in (({"target_degrees": [1, 500]}, "parameters.target_degrees"),
+                              ({"target_powers": [1.0, 2.0]}, "parameters.target_powers")):
+        refused = await api.post("/v1/experiments/learning-curves", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
