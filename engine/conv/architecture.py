@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -27,6 +27,16 @@ from engine.architectures import ACTIVATIONS, MAX_DEPTH, MAX_SCALE
 CONV_KINDS = ("conv-resnet", "cnn")
 READOUTS = ("pool", "flatten")
 MAX_FILTER = 64  # per spatial axis
+
+
+class ConvFamily(NamedTuple):
+    """What compiled code is specialised on (besides the input's shape): the numbers of a
+    ConvArchitecture (sigma_w, sigma_v, alpha, sigma_b, depth) enter it as values."""
+
+    kind: str
+    activation: str
+    filter_size: tuple[int, ...]
+    readout: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,11 @@ class ConvArchitecture:
 
     def replace(self, **changes: Any) -> ConvArchitecture:
         return ConvArchitecture(**{**asdict(self), **changes})
+
+    @property
+    def family(self) -> ConvFamily:
+        """The static part (see `ConvFamily`)."""
+        return ConvFamily(self.kind, self.activation, self.filter_size, self.readout)
 
     @property
     def spatial_dims(self) -> int:
