@@ -220,31 +220,33 @@ def spiky_or_stable(data: Data) -> Figure:
 
 
 def conv_spectra(data: Data) -> Figure:
-    """Per kernel: the Gram eigenvalues at the deepest depth, condition numbers and decay exponents
-    against depth."""
+    """Per readout and kernel: the Gram eigenvalues at the deepest depth, condition numbers and decay
+    exponents against depth."""
     kernels, curves, depths = data["labels"]["kernels"], data["labels"]["curves"], data["depths"]
+    readouts = data["labels"]["readouts"]
     lo, hi = data["labels"]["fit_ranks"]
-    fig, axes = _grid(len(kernels), 3, "Conv Gram matrices on 8x8 digits, with (conv-ResNet) and without (CNN) "
+    rows = [(r, readout, kernel) for r, readout in enumerate(readouts) for kernel in kernels]
+    fig, axes = _grid(len(rows), 3, "Conv Gram matrices on 8x8 digits, with (conv-ResNet) and without (CNN) "
                       "skips", data)
-    for r, kernel in enumerate(kernels):
-        name = kernel.upper()
-        eig = data[f"eigenvalues_{kernel}"]
+    for i, (r, readout, kernel) in enumerate(rows):
+        name = f"{kernel.upper()}, {readout}"
+        eig = data[f"eigenvalues_{kernel}"][r]
         ranks = np.arange(1, eig.shape[-1] + 1)
         for c, label in enumerate(curves):
             positive = eig[c, -1] > 0
-            axes[r, 0].loglog(ranks[positive], eig[c, -1][positive], label=label)
-            cond = data[f"condition_{kernel}"][c]
+            axes[i, 0].loglog(ranks[positive], eig[c, -1][positive], label=label)
+            cond = data[f"condition_{kernel}"][r, c]
             ok = cond > 0
-            axes[r, 1].semilogy(depths[ok], cond[ok], marker="o")
-            axes[r, 2].errorbar(depths, data[f"exponent_{kernel}"][c], yerr=data[f"exponent_se_{kernel}"][c],
+            axes[i, 1].semilogy(depths[ok], cond[ok], marker="o")
+            axes[i, 2].errorbar(depths, data[f"exponent_{kernel}"][r, c], yerr=data[f"exponent_se_{kernel}"][r, c],
                                 marker="o", capsize=3)
         for x in (lo, hi):
-            axes[r, 0].axvline(x, color="gray", lw=0.6, ls=":")
-        axes[r, 0].set(title=f"{name} Gram eigenvalues / mean diagonal, L = {depths[-1]:g}", xlabel="rank i",
+            axes[i, 0].axvline(x, color="gray", lw=0.6, ls=":")
+        axes[i, 0].set(title=f"{name}: Gram eigenvalues / mean diagonal, L = {depths[-1]:g}", xlabel="rank i",
                        ylabel="e_i")
-        axes[r, 0].legend(fontsize=7)
-        axes[r, 1].set(title=f"{name}: condition number e_1 / e_N", xlabel="depth L", ylabel="e_1 / e_N")
-        axes[r, 2].set(title=f"{name}: decay exponent, ranks {lo}-{hi}", xlabel="depth L",
+        axes[i, 0].legend(fontsize=7)
+        axes[i, 1].set(title=f"{name}: condition number e_1 / e_N", xlabel="depth L", ylabel="e_1 / e_N")
+        axes[i, 2].set(title=f"{name}: decay exponent, ranks {lo}-{hi}", xlabel="depth L",
                        ylabel="slope of log e_i vs log i")
     fig.tight_layout()
     return fig
@@ -278,7 +280,8 @@ FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "fini
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
            "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
            "spiky-or-stable": spiky_or_stable,
-           "learning-curves": learning_curves}
+           "learning-curves": learning_curves,
+           "conv-spectra": conv_spectra}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from engine.experiments.registry import Experiment, ParameterError
 
 DIGITS = 1797  # images in scikit-learn's digits
 PIXELS = 64
+SINGULAR = 2.2e-16  # e_N <= this x N x e_1: numerically singular (eigvalsh's rounding is about N eps e_1)
 
 
 def networks(depth: int, alphas: list[float], filter_size: int, readout: str) -> list[tuple[str, Any]]:
@@ -52,56 +53,58 @@ def digit_images(n_images: int, seed: int, center: bool = True) -> np.ndarray:
 
 def gram_matrices(x: np.ndarray, arch: Any, kernels: list[str]) -> dict[str, np.ndarray]:
     """{kernel: (N, N) Gram matrix} of the analytic conv kernels (`engine.conv`)."""
-    from engine.conv import conv_kernels  # type: ignore[attr-defined]
+    from engine.conv.analytic import conv_kernels
 
     out = conv_kernels(x, arch=arch, kernels=tuple(kernels))
     return {k: np.asarray(out[k], dtype=np.float64) for k in kernels}
 
 
-def conv_spectra(*, depths: list[int], alphas: list[float], n_images: int, filter_size: int, readout: str,
+def conv_spectra(*, depths: list[int], alphas: list[float], n_images: int, filter_size: int, readouts: list[str],
                  kernels: list[str], fit_ranks: list[int], center: bool, seed: int,
                  progress: Progress | None = None) -> dict[str, Any]:
     """Eigenvalues, condition numbers and eigenvalue decay exponents of the CNN's and conv-ResNets'
     NTK and NNGP Gram matrices on scikit-learn's 8x8 digits, against depth (Barzilai et al. 2023).
-    Arrays: depths (D,), eigenvalues_<kernel> (networks, D, N) in decreasing order, of the Gram
-    divided by its mean diagonal; condition_<kernel> (networks, D): e_1 / e_N (0 where e_N <= 0:
-    numerically singular); exponent_<kernel>, exponent_se_<kernel> (networks, D)."""
+    Arrays: depths (D,), eigenvalues_<kernel> (readouts, networks, D, N) in decreasing order, of the
+    Gram divided by its mean diagonal; condition_<kernel> (readouts, networks, D): e_1 / e_N (0 where
+    e_N <= N eps e_1: numerically singular); exponent_<kernel>, exponent_se_<kernel> (readouts, networks, D)."""
     from engine.sphere import decay_exponent
 
     x = digit_images(n_images, seed, center)
-    labels = [label for label, _ in networks(depths[0], alphas, filter_size, readout)]
-    shape = (len(labels), len(depths))
+    labels = [label for label, _ in networks(depths[0], alphas, filter_size, readouts[0])]
+    shape = (len(readouts), len(labels), len(depths))
     eig = {k: np.zeros((*shape, n_images)) for k in kernels}
     cond = {k: np.zeros(shape) for k in kernels}
     slope = {k: np.zeros(shape) for k in kernels}
     se = {k: np.zeros(shape) for k in kernels}
-    step = Steps(len(depths) * len(labels), progress)
-    for j, depth in enumerate(depths):
-        for c, (label, arch) in enumerate(networks(depth, alphas, filter_size, readout)):
-            grams = gram_matrices(x, arch, kernels)
-            for k in kernels:
-                g = grams[k] / np.mean(np.diag(grams[k]))
-                e = np.linalg.eigvalsh(0.5 * (g + g.T))[::-1]
-                eig[k][c, j] = e
-                cond[k][c, j] = e[0] / e[-1] if e[-1] > 0 else 0.0
-                fit = decay_exponent(np.concatenate([[0.0], e]), fit_ranks[0], fit_ranks[1])
-                slope[k][c, j] = fit["value"] if fit["value"] is not None else 0.0
-                se[k][c, j] = fit["standard_error"] if fit["standard_error"] is not None else 0.0
-            step(f"L={depth} {label}")
+    step = Steps(len(readouts) * len(depths) * len(labels), progress)
+    for r, readout in enumerate(readouts):
+        for j, depth in enumerate(depths):
+            for c, (label, arch) in enumerate(networks(depth, alphas, filter_size, readout)):
+                grams = gram_matrices(x, arch, kernels)
+                for k in kernels:
+                    g = grams[k] / np.mean(np.diag(grams[k]))
+                    e = np.linalg.eigvalsh(0.5 * (g + g.T))[::-1]
+                    eig[k][r, c, j] = e
+                    cond[k][r, c, j] = e[0] / e[-1] if e[-1] > SINGULAR * n_images * e[0] else 0.0
+                    fit = decay_exponent(np.concatenate([[0.0], e]), fit_ranks[0], fit_ranks[1])
+                    slope[k][r, c, j] = fit["value"] if fit["value"] is not None else 0.0
+                    se[k][r, c, j] = fit["standard_error"] if fit["standard_error"] is not None else 0.0
+                step(f"{readout} L={depth} {label}")
     out: dict[str, Any] = {"depths": np.array(depths, dtype=float)}
     tables: dict[str, list[dict[str, Any]]] = {}
     for k in kernels:
         out |= {f"eigenvalues_{k}": eig[k], f"condition_{k}": cond[k], f"exponent_{k}": slope[k],
                 f"exponent_se_{k}": se[k]}
-        tables[f"{k}_condition"] = [
-            {"L": depth, **{label: float(cond[k][c, j]) if cond[k][c, j] > 0 else "singular"
-                            for c, label in enumerate(labels)}} for j, depth in enumerate(depths)]
-        tables[f"{k}_decay_exponent"] = [
-            {"L": depth, **{label: f"{slope[k][c, j]:.3f} +- {se[k][c, j]:.3f}" for c, label in enumerate(labels)}}
-            for j, depth in enumerate(depths)]
+        for r, readout in enumerate(readouts):
+            tables[f"{readout}_{k}_condition"] = [
+                {"L": depth, **{label: float(cond[k][r, c, j]) if cond[k][r, c, j] > 0 else "singular"
+                                for c, label in enumerate(labels)}} for j, depth in enumerate(depths)]
+            tables[f"{readout}_{k}_decay_exponent"] = [
+                {"L": depth, **{label: f"{slope[k][r, c, j]:.3f} +- {se[k][r, c, j]:.3f}"
+                                for c, label in enumerate(labels)}} for j, depth in enumerate(depths)]
     out["tables"] = tables
-    out["labels"] = {"curves": labels, "depths": depths, "kernels": kernels, "fit_ranks": fit_ranks,
-                     "dataset": "scikit-learn digits (8x8), as images (N, 8, 8, 1)"}
+    out["labels"] = {"curves": labels, "depths": depths, "kernels": kernels, "readouts": readouts,
+                     "fit_ranks": fit_ranks, "dataset": "scikit-learn digits (8x8), as images (N, 8, 8, 1)"}
     return out
 
 
@@ -110,7 +113,8 @@ DECLARED = {
     "alphas": P.alphas(4),
     "n_images": P.Parameter("int", "Digits in the Gram matrices (a seeded subset).", minimum=8, maximum=DIGITS),
     "filter_size": P.Parameter("int", "Square filter q x q of every convolution.", minimum=1, maximum=8),
-    "readout": P.Parameter("str", "Readout before the dense output layer.", choices=("pool", "flatten")),
+    "readouts": P.Parameter("str", "Readouts before the dense output layer (global average pooling, flatten).",
+                            choices=("pool", "flatten"), list=True, max_items=2, unique=True),
     "kernels": P.Parameter("str", "Kernels analysed.", choices=("ntk", "nngp"), list=True, max_items=2, unique=True),
     "fit_ranks": P.Parameter("int", "First and last rank i of the fit of log e_i against log i.", minimum=1,
                              maximum=DIGITS, list=True, min_items=2, max_items=2, unique=True),
@@ -128,16 +132,16 @@ def _rules(p: dict[str, Any]) -> None:
 
 def cost(p: dict[str, Any]) -> dict[str, int]:
     nets = 1 + len(p["alphas"])
-    pairs = (p["n_images"] * PIXELS) ** 2 if p["readout"] == "pool" else p["n_images"] ** 2 * PIXELS
+    pairs = sum((p["n_images"] * PIXELS) ** 2 if r == "pool" else p["n_images"] ** 2 * PIXELS for r in p["readouts"])
     window = p["filter_size"] ** 2
+    curves = len(p["readouts"]) * len(p["kernels"]) * nets * len(p["depths"])
     return {"kernel_entry_layers": nets * pairs * window * sum(p["depths"]), "training_weight_steps": 0,
-            "output_bytes": BYTES * (len(p["depths"]) + len(p["kernels"]) * nets * len(p["depths"])
-                                     * (p["n_images"] + 3))}
+            "output_bytes": BYTES * (len(p["depths"]) + curves * (p["n_images"] + 3))}
 
 
 EXPERIMENT = Experiment(
     "conv-spectra", "Conv Gram spectra and conditioning with and without skips (Barzilai et al. 2023)",
     conv_spectra, DECLARED,
-    {"depths": [1, 2, 4, 8], "alphas": [1.0, 0.1], "n_images": 64, "filter_size": 3, "readout": "pool",
+    {"depths": [1, 2, 4, 8], "alphas": [1.0, 0.1], "n_images": 64, "filter_size": 3, "readouts": ["pool", "flatten"],
      "kernels": ["ntk", "nngp"], "fit_ranks": [4, 32], "center": True, "seed": 0}, cost,
     paper={"depths": [1, 2, 4, 8, 16, 32], "n_images": 256, "fit_ranks": [4, 128]}, rules=_rules)

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.experiments import EXPERIMENTS
 from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
-from service.operations.cost import MATMUL_FLOPS, Cost, Term, flops, parameters
+from service.operations.cost import MATMUL_FLOPS, Cost, Term, floats, flops, parameters, worker_base
 from service.operations.fields import ArchitectureSpec, Model
 
 Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
@@ -193,14 +193,34 @@ def _learning_curves_extra(p: dict[str, Any]) -> list[Term]:
                   MATMUL_FLOPS)]
 
 
+CONV_ENTRY_LAYERS_PER_S = 5e7  # conv_spectra's quick run: 6.9e9 pixel-pair x window x layer entries in 107 s
+CONV_TILE_BYTES = 40 * 2**20   # engine.conv.analytic.conv_kernels: about 40 MiB of tiles a thread
+
+
+def _conv_spectra_compute(p: dict[str, Any]) -> list[Term]:
+    """The conv Gram matrices (no /v1 operation computes them yet): pixel pairs x window x layers."""
+    work = EXPERIMENTS["conv-spectra"].cost(p)["kernel_entry_layers"]
+    return [Term(work / CONV_ENTRY_LAYERS_PER_S, "parameters.n_images", f"{work:.3g} pixel-pair x window x layer "
+                 f"entries / {CONV_ENTRY_LAYERS_PER_S:.3g} per second", "lower n_images or depths, or use flatten")]
+
+
+def _conv_spectra_memory(p: dict[str, Any]) -> list[Term]:
+    n = p["n_images"]
+    return [worker_base(), Term(2 * CONV_TILE_BYTES, "parameters.n_images", "2 threads' conv tiles", ""),
+            floats(4 * n * n, "parameters.n_images", f"two {n} x {n} Gram matrices and their eigen work")]
+
+
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
     "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
-    "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves}
+    "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves,
+    "conv-spectra": lambda _: []}
 EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
                                                             "scalar-angle": _lowest_loss_extra,
-                                                            "learning-curves": _learning_curves_extra}
+                                                            "learning-curves": _learning_curves_extra,
+                                                            "conv-spectra": _conv_spectra_compute}
+MEMORY: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"conv-spectra": _conv_spectra_memory}
 # an operation's field -> the experiment parameter that sets it (the first that the experiment has)
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
@@ -235,6 +255,9 @@ def cost(name: str, params: dict[str, Any]) -> Cost:
         compute += [renamed(t, times, what) for t in each.compute if t.amount > 0]
         if each.total("memory") > heaviest[0]:
             heaviest = (each.total("memory"), [renamed(t, 1, what) for t in each.memory])
+    own = MEMORY.get(name, lambda _: [])(params)  # memory of work that no operation's cost covers
+    if sum(t.amount for t in own) > heaviest[0]:
+        heaviest = (sum(t.amount for t in own), own)
     counts = EXPERIMENTS[name].cost(params)
     output = Term(counts.get("output_bytes", 0), "parameters", "the arrays the experiment returns",
                   "use fewer or smaller curves")

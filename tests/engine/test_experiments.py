@@ -35,6 +35,8 @@ TINY = {
                          "sphere_dims": [3], "target_degrees": [1, 2], "target_powers": [1.0, 1.0], "noise": 0.1,
                          "ridge": 1e-6, "draws": 1, "n_test": 20, "k_max": 8, "activation": "relu", "seed": 0},
                         [3]),
+    "conv-spectra": ({"depths": [1, 2], "alphas": [1.0], "n_images": 10, "filter_size": 3, "readouts": ["flatten"],
+                      "kernels": ["ntk", "nngp"], "fit_ranks": [2, 7], "center": True, "seed": 0}, [2, 2]),
 }
 
 

@@ -114,3 +114,21 @@ async def test_learning_curves_over_http(api):
                               ({"target_powers": [1.0, 2.0]}, "parameters.target_powers")):
         refused = await api.post("/v1/experiments/learning-curves", json={"parameters": parameters})
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+
+
+async def test_conv_spectra_over_http(api):
+    """The conv Gram spectra through the API equal the engine's run; fit ranks beyond the images are a
+    422 naming them."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [1], "alphas": [1.0], "n_images": 8, "readouts": ["flatten"], "kernels": ["ntk"],
+            "fit_ranks": [2, 6]}
+    response = await api.post("/v1/experiments/conv-spectra", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("conv-spectra", "quick", tiny)
+    np.testing.assert_allclose(body["eigenvalues_ntk"], direct["eigenvalues_ntk"], rtol=1e-12, atol=1e-15)
+    assert body["tables"]["flatten_ntk_condition"] == direct["tables"]["flatten_ntk_condition"]
+    refused = await api.post("/v1/experiments/conv-spectra", json={"parameters": {**tiny, "fit_ranks": [2, 9]}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "parameters.fit_ranks", refused.text
