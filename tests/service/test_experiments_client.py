@@ -1,5 +1,5 @@
-"""The sphere experiments through the Python client (conv-spectra goes the same way): arrays come back as numpy, equal to
-the engine's run of the same parameters."""
+"""The sphere experiments through the Python client (conv-spectra goes the same way): arrays come
+back as numpy, equal to the engine's run of the same parameters."""
 
 import numpy as np
 
