@@ -22,46 +22,20 @@ from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, Cancelled, check_kernels
 from engine.conv.architecture import ConvArchitecture, check_conv_points
+from engine.conv import tiles
 from engine.conv.recursion import tile
 
-# Pixel pairs per tile (a power of two): 2^18 complex128 states are 4 MiB; a layer holds about
-# ten such arrays at once, per thread.
-TILE_ENTRIES = 1 << 18
+TILE_ENTRIES = tiles.TILE_ENTRIES  # pixel pairs per tile (tests lower it to cut many tiles)
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["KERNELS", "TILE_ENTRIES", "Cancelled", "conv_kernels", "hyperparameters", "tile_edges"]
+__all__ = ["KERNELS", "TILE_ENTRIES", "Cancelled", "conv_kernels", "hyperparameters"]
 
 
 def hyperparameters(arch: ConvArchitecture) -> tuple[np.ndarray, np.ndarray]:
     """The traced numbers of `arch`: ([sigma_w^2, sigma_b^2, (alpha sigma_v)^2], depth)."""
     numbers = np.array([arch.sigma_w**2, arch.sigma_b**2, (arch.alpha * arch.sigma_v) ** 2], np.float64)
     return numbers, np.asarray(arch.depth, np.int32)
-
-
-def _ceil2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def _floor2(n: int) -> int:
-    return 1 << max(0, n.bit_length() - 1)
-
-
-def pixel_pairs(arch: ConvArchitecture, spatial: tuple[int, ...]) -> int:
-    """Pixel pairs an image pair carries: P^2 for "pool", P for "flatten" (P = prod(spatial))."""
-    pixels = int(np.prod(spatial))
-    return pixels * pixels if arch.readout == "pool" else pixels
-
-
-def tile_edges(n1: int, n2: int, per_pair: int, symmetric: bool) -> tuple[int, int]:
-    """Images per tile (b1, b2), powers of two with b1 b2 per_pair <= TILE_ENTRIES (or 1 x 1)."""
-    pairs = max(1, TILE_ENTRIES // per_pair)
-    if symmetric:
-        b = min(_ceil2(n1), _floor2(int(np.sqrt(pairs))))
-        return b, b
-    b1 = min(_ceil2(n1), max(_floor2(int(np.sqrt(pairs))), _floor2(max(1, pairs // _ceil2(n2)))))
-    b2 = min(_ceil2(n2), _floor2(max(1, pairs // b1)))
-    return b1, b2
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:
@@ -98,7 +72,7 @@ def conv_kernels(
     xb = x1 if x2 is None else x2
     n1, n2 = x1.shape[0], xb.shape[0]
     result = _outputs(out, kernels, (n1, n2))
-    b1, b2 = tile_edges(n1, n2, pixel_pairs(arch, x1.shape[1:-1]), symmetric)
+    b1, b2 = tiles.tile_edges(n1, n2, tiles.pixel_pairs(arch.readout, x1.shape[1:-1]), symmetric, TILE_ENTRIES)
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
     hyper = hyperparameters(arch)
     static = {"family": arch.family, "kernels": kernels}
@@ -107,8 +81,8 @@ def conv_kernels(
         i, j = block
         xi, xj = x1[i:i + b1], xb[j:j + b2]
         with jax.enable_x64(True):
-            tiles = tile(_pad(xi, b1), _pad(xj, b2), *hyper, **static)
-            return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
+            values = tile(_pad(xi, b1), _pad(xj, b2), *hyper, **static)
+            return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in values.items()}
 
     workers = workers or os.cpu_count() or 1
     todo = iter(blocks)
@@ -116,11 +90,11 @@ def conv_kernels(
         pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * pool.workers))
         done = 0
         while pending:
-            (i, j), tiles = pending.popleft().result()
+            (i, j), finished = pending.popleft().result()
             following = next(todo, None)
             if following is not None:
                 pending.append(pool.submit(compute, following))
-            for name, values in tiles.items():
+            for name, values in finished.items():
                 ni, nj = values.shape
                 if symmetric and i == j:  # mirror the upper triangle: exactly symmetric
                     values = np.triu(values) + np.triu(values, 1).T

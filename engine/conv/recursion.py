@@ -17,6 +17,7 @@ The hyperparameters and the depth are traced values: a new alpha or depth reuses
 from __future__ import annotations
 
 from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import Array, lax
@@ -104,38 +105,45 @@ def recursion(family: ConvFamily, kernels: tuple[str, ...], hyper: Array, depth:
         e2 = u2.reshape((1,) + u2.shape[:1] + (1,) * (second - 2) + u2.shape[1:])
         return e1, e2
 
-    def nonlinear(z: Array, u1: Array, u2: Array) -> tuple[Array, Array, Array]:
-        """Conv(sigma_w, sigma_b) then phi: the new (T, Tdot Theta) as one complex array, and T of the variances."""
-        zc = conv(z)
-        s12 = sw2 * zc.real + sb2
-        th = s12 + sw2 * zc.imag
-        s1, s2 = sw2 * conv_v(u1) + sb2, sw2 * conv_v(u2) + sb2
+    # A layer runs as three stages, one `lax.switch` branch each, so that each stage's output is
+    # materialised: fused into one loop, XLA recomputes the dual inside every shifted copy of the next
+    # window mean (10-50x slower). K and Theta travel as two real arrays (a complex K + i Theta, as the
+    # dense tiles carry, makes the shifted copies ~10x slower too). The state: K, Theta, two scratch pair
+    # arrays a, b, the two images' variances u1, u2 and two scratch variances w1, w2.
+    State = tuple[Array, Array, Array, Array, Array, Array, Array, Array]
+
+    def into(state: State) -> State:
+        """Conv(sigma_w, sigma_b): a = S, b = Theta of the pre-activations, w = their variances."""
+        k, th, _, _, u1, u2, _, _ = state
+        s12 = sw2 * conv(k) + sb2
+        return k, th, s12, s12 + sw2 * conv(th), u1, u2, sw2 * conv_v(u1) + sb2, sw2 * conv_v(u2) + sb2
+
+    def activation(state: State) -> State:
+        """phi: a = T, b = Tdot Theta, w = T of the variances."""
+        k, th, s12, ths, u1, u2, s1, s2 = state
         e1, e2 = expand(s1, s2)
         t, tdot = pair_dual(act, e1, s12, e2)
-        return lax.complex(t, tdot * th), variance_dual(act, s1), variance_dual(act, s2)
+        return k, th, t, tdot * ths, u1, u2, variance_dual(act, s1), variance_dual(act, s2)
 
-    # The pair state K + i Theta travels as one complex array (one pass per layer over the tile).
+    def out(state: State) -> State:
+        """conv-resnet: the branch's Conv(alpha sigma_v) added to the skip; cnn: the activation is the state."""
+        k, th, t, tdot_th, u1, u2, t1, t2 = state
+        if family.kind == "cnn":
+            return t, tdot_th, t, tdot_th, t1, t2, t1, t2
+        kb = c * conv(t)
+        return (k + kb, th + kb + c * conv(tdot_th), t, tdot_th, u1 + c * conv_v(t1), u2 + c * conv_v(t2), t1, t2)
+
     if family.kind == "conv-resnet":
-        k0 = conv(c0)  # stem Conv(q, W_std=1), no bias: K = Theta
-        u1, u2 = conv_v(v1), conv_v(v2)
-
-        def block(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-            z, u1, u2 = carry
-            w, t1, t2 = nonlinear(z, u1, u2)
-            w = conv(w)
-            z = z + c * lax.complex(w.real, w.real + w.imag)
-            return z, u1 + c * conv_v(t1), u2 + c * conv_v(t2)
-
-        z, _, _ = lax.fori_loop(0, depth, block, (lax.complex(k0, k0), u1, u2))
+        k0, u1, u2 = conv(c0), conv_v(v1), conv_v(v2)  # stem Conv(q, W_std=1), no bias: K = Theta
+        state = (k0, k0, k0, k0, u1, u2, u1, u2)
     else:
-
-        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-            return nonlinear(*carry)
-
-        z, _, _ = lax.fori_loop(0, depth, layer, (lax.complex(c0, jnp.zeros_like(c0)), v1, v2))
-    pooled = jnp.mean(z, axis=tuple(range(2, z.ndim)))
-    nngp = sw2 * pooled.real + sb2
-    out = {"nngp": nngp, "ntk": nngp + sw2 * pooled.imag}
+        zero = jnp.zeros_like(c0)
+        state = (c0, zero, c0, zero, v1, v2, v1, v2)
+    state = lax.fori_loop(0, 3 * depth, lambda i, st: lax.switch(i % 3, (into, activation, out), st), state)
+    k, th = state[0], state[1]
+    axes = tuple(range(2, k.ndim))
+    nngp = sw2 * jnp.mean(k, axis=axes) + sb2
+    out = {"nngp": nngp, "ntk": nngp + sw2 * jnp.mean(th, axis=axes)}
     return {name: out[name] for name in kernels}
 
 

@@ -208,11 +208,23 @@ def _duplicates(data: Any) -> list[dict[str, Any]]:
     return found[:MAX_ERRORS]
 
 
-def _nested(annotation: Any) -> type[BaseModel] | None:
-    """The model inside a field's annotation (`Spec`, `list[Spec]`, `Spec | None`), if any."""
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models inside a field's annotation (`Spec`, `list[Spec]`, `Spec | None`, `A | B`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for arg in get_args(annotation) if (m := _nested(arg)) is not None), None)
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def _nested(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The model that validates `value` (an object): of a union of models, the one whose `kind`
+    admits value's kind (the discriminated architectures), else the first."""
+    models = _models(annotation)
+    if len(models) > 1 and isinstance(value, dict):
+        for model in models:
+            kind = model.model_fields.get("kind")
+            if kind is not None and value.get("kind") in get_args(kind.annotation):
+                return model
+    return models[0] if models else None
 
 
 def _unknown_keys(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -231,11 +243,11 @@ def _unknown_keys(model: type[BaseModel], data: dict[str, Any]) -> tuple[list[di
                 if len(found) < MAX_ERRORS:
                     found.append({"loc": ("body", *loc, key), "msg": "unknown field: not part of the request schema"})
                 continue
-            inner = _nested(info.annotation)
-            if inner is not None and isinstance(value, dict):
+            if isinstance(value, dict) and (inner := _nested(info.annotation, value)) is not None:
                 stack.append((inner, value, (*loc, key)))
-            elif inner is not None and isinstance(value, list):
-                stack.extend((inner, v, (*loc, key, i)) for i, v in enumerate(value) if isinstance(v, dict))
+            elif isinstance(value, list):
+                stack.extend((m, v, (*loc, key, i)) for i, v in enumerate(value)
+                             if isinstance(v, dict) and (m := _nested(info.annotation, v)) is not None)
     return found, count
 
 

@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from engine.architectures import QUADRATURE_ACTIVATIONS, Architecture
+from engine.conv.tiles import TILE_ENTRIES as CONV_TILE_ENTRIES
+from engine.conv.tiles import pixel_pairs, tile_count, tile_edges
 from engine.dual_plan import layer_methods
 from engine.norms import one_norm
-from service.operations.fields import ArchitectureSpec, Model
+from service.operations.fields import ArchitectureSpec, ConvArchitectureSpec, Model
 
 # Rates measured by `python bench/cost.py` on this 2-core VM, 2026-11-29 (bench/RESULTS.md has the run):
 # medians of 3 calls after a warm-up (compilation excluded), in the process's CPU seconds, because
@@ -65,6 +67,11 @@ TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
 IN_FLIGHT_TILES = 4                   # analytic_kernels keeps 2 x cores tiles in flight (2 cores)
 TILE_BYTES_CLOSED = 16 * TILE * TILE * 8  # a closed-form tile's live arrays (a dozen or so)
 TILE_BYTES_QUADRATURE = 80 * 2**20    # a 16 x 16 tile's quadrature nodes (README: tiles hold ~0.3 GB)
+# engine.conv.analytic, ReLU conv-resnet, pool readout, 8x8 images (bench/conv.py): pixel-pair entries x blocks
+# per second of one core, each block two window means and one dual (a cnn layer: one and one, charged alike)
+CONV_ENTRY_LAYERS_PER_S = 4.0e6
+CONV_TILE_BYTES = 12 * 16 * CONV_TILE_ENTRIES  # a tile's live complex128 arrays (about a dozen)
+CONV_QUADRATURE_TILE_BYTES = 80 * 2**20  # ... and, for a quadrature activation, its chunk of nodes besides
 RKHS_MIN_WEIGHT = 1e-12               # engine.smoothness.mu_rkhs's default cut-off weight
 F8 = 8                                # bytes of a float64
 CIRCLE_Q = 0.5                        # x.x/d of the unit circle's points (d = 2)
@@ -231,3 +238,26 @@ def ntk_pass(arch: ArchitectureSpec, width: int, p: int, n1: int, n2: int, field
                      f"x width {width}", remedy),
               floats(3 * depth * n1 * cols, field, f"per-layer Grams 3 x depth {depth} x {n1} x {cols}", remedy)]
     return memory, 6 * (n1 + n2) * p + 4 * layers * n1 * cols * width
+
+
+def conv_kernel_seconds(n1: int, n2: int | None, arch: ConvArchitectureSpec, spatial: tuple[int, ...],
+                        field: str) -> Term:
+    """Seconds of `engine.conv.analytic.conv_kernels` (n1 x n2 inputs of spatial shape `spatial`): its tiles'
+    pixel pairs (padding included) x depth x the activation's cost (a quadrature one: every layer by
+    quadrature, pixel variances differing)."""
+    per_pair = pixel_pairs(arch.readout, spatial)
+    b1, b2 = tile_edges(n1, n1 if n2 is None else n2, per_pair, n2 is None)
+    entries = tile_count(n1, n2, b1, b2) * b1 * b2 * per_pair
+    act = arch.activation
+    factor = QUADRATURE_FACTOR[act] if act in QUADRATURE_ACTIVATIONS else ACTIVATION_FACTOR[act]
+    seconds = entries * arch.depth * factor / CONV_ENTRY_LAYERS_PER_S
+    formula = (f"{entries} pixel-pair entries ({per_pair} per image pair, readout {arch.readout}) x depth "
+               f"{arch.depth} x {act} cost {factor:g} / {CONV_ENTRY_LAYERS_PER_S:.3g} entry-layers per second")
+    return Term(seconds, field, formula, f"{POINTS}, the image size or the depth, use the flatten readout (P, not "
+                "P^2, pixel pairs per image pair), or a closed-form activation")
+
+
+def conv_kernel_tiles(arch: ConvArchitectureSpec) -> Term:
+    size = CONV_TILE_BYTES + (CONV_QUADRATURE_TILE_BYTES if arch.activation in QUADRATURE_ACTIVATIONS else 0)
+    return Term(IN_FLIGHT_TILES * size, "architecture.activation", f"{IN_FLIGHT_TILES} conv kernel tiles in flight",
+                "use relu or erf")

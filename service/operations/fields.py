@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
+from engine.conv.architecture import CONV_KINDS, MAX_FILTER, READOUTS, ConvArchitecture
 from engine.kernel_scale import LARGEST, out_of_range_depth
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -93,6 +94,54 @@ Points = _array_type(2, _POINTS_SCHEMA)
 Values = _array_type(1, _VALUES_SCHEMA)
 
 
+def _leaves(value: Any, rank: int) -> None:
+    """Check a nested list is `rank` levels of non-empty arrays with numbers at the bottom
+    (ValueError or the located element error of `_numbers`, the first problem only)."""
+    stack: list[tuple[Any, int, tuple[int, ...]]] = [(value, 0, ())]
+    while stack:
+        item, level, where = stack.pop()
+        if level < rank:
+            if not isinstance(item, list) or not item:
+                raise ValueError(f"must be a non-empty array of rank {rank} (an empty or non-array entry at "
+                                 f"index {list(where)})")
+            stack.extend((child, level + 1, (*where, i)) for i, child in enumerate(item))
+        elif type(item) not in _NUMBER_TYPES:
+            raise PydanticCustomError("array_element", "must be a number, got {kind}",
+                                      {"kind": _json_type(type(item)), "where": where})
+
+
+def _tensor(value: Any) -> np.ndarray:
+    """Points (N, d), signals (N, P, C) or images (N, H, W, C): the rank follows the nesting of the
+    first entry; strict numbers, equal lengths, finite."""
+    if isinstance(value, np.ndarray):
+        if not 2 <= value.ndim <= 4:
+            raise ValueError(f"must be an array of rank 2, 3 or 4, got rank {value.ndim}")
+        return _finite(value)
+    rank, first = 0, value
+    while isinstance(first, list) and first:
+        rank, first = rank + 1, first[0]
+    if rank <= 2:
+        return _numbers(value, 2)  # its exact messages for points
+    if rank > 4:
+        raise ValueError(f"must be points (N, d), signals (N, P, C) or images (N, H, W, C), got rank {rank}")
+    _leaves(value, rank)
+    try:
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:
+        raise ValueError("holds an integer too large for float64") from None
+    except ValueError:
+        raise ValueError(f"must be a rectangular array of rank {rank} (ragged: entries of different lengths)") from None
+    return _finite(array)
+
+
+_TENSOR_SCHEMA = {"anyOf": [_POINTS_SCHEMA, {"type": "array", "minItems": 1, "items": _POINTS_SCHEMA},
+                            {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1,
+                                                                       "items": _POINTS_SCHEMA}}]}
+# points (N, d) for the dense kinds, signals (N, P, C) or images (N, H, W, C) for the conv kinds
+Inputs = Annotated[np.ndarray, PlainValidator(_tensor), PlainSerializer(lambda a: a.tolist(), when_used="json"),
+                   WithJsonSchema(_TENSOR_SCHEMA)]
+
+
 def _targets(value: Any) -> np.ndarray:
     """(n,) or (n, k): the rank follows the first entry."""
     if isinstance(value, np.ndarray):
@@ -138,6 +187,14 @@ class ArchitectureSpec(Model):
     alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the MLP).")
     sigma_b: Number = Field(0.0, ge=0, le=MAX_SCALE, description="Bias scale (0 = no biases).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dense_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in CONV_KINDS:
+            raise field_error("kind", f"kind {data['kind']!r} (a convolutional network) is accepted by POST "
+                              f"/v1/kernels only; this operation takes the kinds {list(KINDS)}")
+        return data
+
     @model_validator(mode="after")
     def _in_range(self) -> ArchitectureSpec:
         Architecture.from_dict(self.model_dump())  # the engine's checks (plain numpy): kernel within float64
@@ -149,6 +206,51 @@ class ArchitectureSpec(Model):
         if self.kind == "mlp":
             self.alpha, self.sigma_v = 1.0, 1.0
         return self
+
+
+class ConvArchitectureSpec(Model):
+    """A convolutional ResNet or CNN (circular padding, stride 1, neural-tangents' stax semantics,
+    docs/engine.md); exactly the engine's `ConvArchitecture` keys."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"kind": "conv-resnet", "depth": 5, "alpha": 0.1, "filter_size": [3, 3], "readout": "pool"}]})
+    kind: Literal[CONV_KINDS] = Field(description="Network family: conv-resnet or cnn.")  # type: ignore[valid-type]
+    depth: int = Field(ge=1, le=MAX_DEPTH, description="Residual blocks L (conv-resnet) or conv layers (cnn). Also at "
+                       "most the service's depth limit.")
+    activation: Literal[ACTIVATIONS] = Field("relu", description="Activation phi.")  # type: ignore[valid-type]
+    sigma_w: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Weight scale sigma_w (convs and readout).")
+    sigma_v: Number = Field(1.0, gt=0, le=MAX_SCALE, description="Residual-branch weight scale sigma_v.")
+    alpha: Number = Field(1.0, ge=0, le=MAX_SCALE, description="Residual-branch scale alpha (ignored by the cnn).")
+    sigma_b: Number = Field(0.0, ge=0, le=MAX_SCALE, description="Bias scale (0 = no biases).")
+    filter_size: list[Annotated[int, Field(ge=1, le=MAX_FILTER)]] = Field(
+        [3, 3], min_length=1, max_length=2, description="Filter window: [q] for signals x (N, P, C), [q1, q2] for "
+        "images x (N, H, W, C); each at most the input's size along its axis.")
+    readout: Literal[READOUTS] = Field("pool", description="Global average pooling ('pool') or 'flatten', then "  # type: ignore[valid-type]
+                                       "a dense readout.")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ConvArchitectureSpec:
+        spec = self.model_dump()
+        ConvArchitecture.from_dict(spec)  # the engine's checks (plain numpy)
+        crossed = out_of_range_depth(DENSE_KIND[self.kind], self.depth, self.activation, self.sigma_w, self.sigma_v,
+                                     self.alpha, self.sigma_b)
+        if crossed is not None:
+            raise ValueError(f"depth {self.depth} is too deep for this architecture: its kernel would leave float64's "
+                             f"range at layer {crossed[0]} (kernel of a unit input {crossed[1]:.3g})")
+        return self
+
+    @model_validator(mode="after")
+    def _canonical(self) -> ConvArchitectureSpec:
+        """The CNN has no residual branch: its alpha and sigma_v are set to their defaults."""
+        if self.kind == "cnn":
+            self.alpha, self.sigma_v = 1.0, 1.0
+        return self
+
+
+# A pixel's variance follows the dense recursion of these kinds (a conv averages variances over its window)
+DENSE_KIND = {"conv-resnet": "resnet", "cnn": "mlp"}
+
+AnyArchitecture = Annotated[ArchitectureSpec | ConvArchitectureSpec, Field(discriminator="kind")]
 
 
 # the points' bound (`check_scale`), in their fields' descriptions
@@ -164,12 +266,13 @@ def field_error(field: str, message: str) -> PydanticCustomError:
 
 
 def largest_scale(x: np.ndarray) -> float:
-    """The largest x.x / d of x's rows (inf when it overflows float64)."""
+    """The largest x.x / d of x's rows (inf when it overflows float64); for signals and images
+    (rank 3, 4), the largest pixel's x[p].x[p] / C."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.max(np.einsum("ij,ij->i", x, x)) / x.shape[1])
+        return float(np.max(np.einsum("...i,...i->...", x, x)) / x.shape[-1])
 
 
-def check_scale(arch: ArchitectureSpec, *arrays: tuple[str, np.ndarray | None]) -> None:
+def check_scale(arch: ArchitectureSpec | ConvArchitectureSpec, *arrays: tuple[str, np.ndarray | None]) -> None:
     """Refuse points whose kernel would overflow float64: the architecture is checked at unit
     inputs (x.x/d = 1); larger inputs take the kernel higher, so the largest x.x/d of each point
     set is checked too (`engine.kernel_scale.out_of_range_depth` at that scale)."""
@@ -180,8 +283,8 @@ def check_scale(arch: ArchitectureSpec, *arrays: tuple[str, np.ndarray | None]) 
         if not np.isfinite(q) or q > LARGEST:
             raise field_error(name, f"a point's x.x/d is {q:.3g}: points must have x.x/d <= {LARGEST:.0e}; scale "
                               "the points down")
-        crossed = out_of_range_depth(arch.kind, arch.depth, arch.activation, arch.sigma_w, arch.sigma_v, arch.alpha,
-                                     arch.sigma_b, q) if q > 1 else None
+        crossed = out_of_range_depth(DENSE_KIND.get(arch.kind, arch.kind), arch.depth, arch.activation, arch.sigma_w,
+                                     arch.sigma_v, arch.alpha, arch.sigma_b, q) if q > 1 else None
         if crossed is not None:
             raise field_error(name, f"points with x.x/d up to {q:.3g} take the kernel to {crossed[1]:.3g} at layer "
                               f"{crossed[0]}, beyond float64's range [1e-300, 1e300]: scale the points down")

@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.conv.architecture import CONV_KINDS, ConvArchitecture, check_conv_points
 from service.operations.cost import (
     POINTS,
     Cost,
+    conv_kernel_seconds,
+    conv_kernel_tiles,
     count_rows,
     floats,
     input_numbers,
@@ -21,14 +24,16 @@ from service.operations.cost import (
 )
 from service.operations.fields import (
     POINT_SCALE,
-    ArchitectureSpec,
+    AnyArchitecture,
     Arrays,
+    ConvArchitectureSpec,
+    Inputs,
     Kernels,
     Matrix,
     Model,
-    Points,
     Progress,
     check_scale,
+    field_error,
     same_dimension,
 )
 from service.store.files import open_memmaps
@@ -44,15 +49,34 @@ class KernelsRequest(Model):
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"x": CIRCLE, "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.1}, "kernels": ["nngp", "ntk"]}]})
-    x: Points = Field(description="Points (N1, d)." + POINT_SCALE)
-    x2: Points | None = Field(None, description="Second point set (N2, d); null means x (symmetric)." + POINT_SCALE)
-    architecture: ArchitectureSpec
+    x: Inputs = Field(description="Points (N1, d) for kinds resnet and mlp; signals (N1, P, C) or images "
+                      "(N1, H, W, C), channels last, for conv-resnet and cnn (rank = len(filter_size) + 2)." + POINT_SCALE)
+    x2: Inputs | None = Field(None, description="Second set (N2, ...), shaped as x but for N; null means x "
+                              "(symmetric)." + POINT_SCALE)
+    architecture: AnyArchitecture
     kernels: Kernels = Field(["nngp", "ntk"])
 
     @model_validator(mode="after")
     def _dimensions(self) -> KernelsRequest:
-        same_dimension(("x", self.x), ("x2", self.x2))
-        check_scale(self.architecture, ("x", self.x), ("x2", self.x2))
+        arch, pairs = self.architecture, (("x", self.x), ("x2", self.x2))
+        if isinstance(arch, ConvArchitectureSpec):
+            conv = ConvArchitecture.from_dict(arch.model_dump())
+            for name, x in pairs:
+                if x is not None:
+                    try:
+                        check_conv_points(x, conv, name)
+                    except ValueError as exc:
+                        raise field_error(name, str(exc)) from None
+            if self.x2 is not None and self.x2.shape[1:] != self.x.shape[1:]:
+                raise field_error("x2", f"x2 must have x's shape but for N: got x {list(self.x.shape)}, x2 "
+                                  f"{list(self.x2.shape)}")
+        else:
+            for name, x in pairs:
+                if x is not None and x.ndim != 2:
+                    raise field_error(name, f"{name} must be points (N, d) for kind {arch.kind!r}, got an array of rank "
+                                      f"{x.ndim}; signals and images take the kinds 'conv-resnet' and 'cnn'")
+            same_dimension(*pairs)
+        check_scale(arch, *pairs)
         return self
 
 
@@ -63,6 +87,8 @@ class KernelsResult(BaseModel):
 
 
 def cost(r: KernelsRequest) -> Cost:
+    if isinstance(r.architecture, ConvArchitectureSpec):
+        return conv_cost(r)
     n1, n2, d, arch = len(r.x), count_rows(r.x2) or len(r.x), len(r.x[0]), r.architecture
     field = "x2" if r.x2 is not None and n2 > n1 else "x"
     output = [floats(len(r.kernels) * n1 * n2, field, f"{len(r.kernels)} kernel(s) x {n1} x {n2} points",
@@ -75,9 +101,25 @@ def cost(r: KernelsRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
+def conv_cost(r: KernelsRequest) -> Cost:
+    """Tiles of image pairs, each with its P^2 ("pool") or P ("flatten") pixel pairs, through depth layers."""
+    arch = r.architecture
+    assert isinstance(arch, ConvArchitectureSpec)
+    n1, n2 = len(r.x), count_rows(r.x2) or len(r.x)
+    field = "x2" if r.x2 is not None and n2 > n1 else "x"
+    output = [floats(len(r.kernels) * n1 * n2, field, f"{len(r.kernels)} kernel(s) x {n1} x {n2} inputs",
+                     f"{POINTS} (x, x2) or ask for one kernel")]
+    memory = [worker_base(), input_numbers(int(np.size(r.x)) + (0 if r.x2 is None else int(np.size(r.x2)))),
+              conv_kernel_tiles(arch)]
+    compute = [conv_kernel_seconds(n1, None if r.x2 is None else n2, arch, tuple(np.shape(r.x)[1:-1]), field)]
+    return Cost(output, memory, compute)
+
+
 def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
     from engine import Architecture, analytic_kernels
 
+    if params["architecture"]["kind"] in CONV_KINDS:
+        return _run_conv(params, inputs, folder, report)
     x, x2 = inputs["x"], inputs.get("x2")
     shape = (len(x), len(x if x2 is None else x2))
     small = 8 * shape[0] * shape[1] <= SMALL_RESULT_BYTES  # in memory, saved by _finish: no file to map
@@ -86,4 +128,18 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
     analytic_kernels(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"], out=out,
                      progress=lambda done, total: report(done / total, f"{done}/{total} tiles"),
                      should_stop=report.should_stop)
+    return {"shape": list(shape)}, out if small else {}
+
+
+def _run_conv(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
+    from engine.conv.analytic import conv_kernels
+
+    x, x2 = inputs["x"], inputs.get("x2")
+    shape = (len(x), len(x if x2 is None else x2))
+    small = 8 * shape[0] * shape[1] <= SMALL_RESULT_BYTES
+    out = ({name: np.empty(shape) for name in params["kernels"]} if small
+           else open_memmaps(folder, params["kernels"], shape))
+    conv_kernels(x, x2, arch=ConvArchitecture.from_dict(params["architecture"]), kernels=params["kernels"], out=out,
+                 progress=lambda done, total: report(done / total, f"{done}/{total} tiles"),
+                 should_stop=report.should_stop)
     return {"shape": list(shape)}, out if small else {}
