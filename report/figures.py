@@ -196,9 +196,92 @@ def rkhs_vs_curvature(data: Data) -> Figure:
     return fig
 
 
+def spiky_or_stable(data: Data) -> Figure:
+    """Per kernel: half-width against depth, the profiles at the deepest depth, the median degree."""
+    kernels, curves, depths = data["labels"]["kernels"], data["labels"]["curves"], data["depths"]
+    d = data["labels"]["sphere_dim"]
+    fig, axes = _grid(len(kernels), 3, f"Spiky or stable: kernel profiles on S^{d - 1} against depth", data)
+    degrees = np.degrees(data["angles"])
+    for r, kernel in enumerate(kernels):
+        name = kernel.upper()
+        for c, label in enumerate(curves):
+            style = "--" if "L^-" in label else "-"
+            axes[r, 0].semilogx(depths, np.degrees(data[f"half_width_{kernel}"][c]), style, marker="o", ms=3,
+                                label=label)
+            axes[r, 1].plot(degrees, data[f"profile_{kernel}"][c], style)
+            axes[r, 2].loglog(depths, data[f"median_degree_{kernel}"][c], style, marker="o", ms=3)
+        axes[r, 0].set(title=f"{name}: half-width of K(cos th) / K(1)", xlabel="depth L", ylabel="half-width (deg)")
+        axes[r, 0].legend(fontsize=7)
+        axes[r, 1].set(title=f"{name} / peak at L = {depths[-1]:g}", xlabel="angle th (deg)", ylabel="K / K(1)")
+        axes[r, 2].set(title=f"{name}: median Funk-Hecke degree on S^{d - 1}", xlabel="depth L",
+                       ylabel="median degree")
+    fig.tight_layout()
+    return fig
+
+
+def conv_spectra(data: Data) -> Figure:
+    """Per readout and kernel: the Gram eigenvalues at the deepest depth, condition numbers and decay
+    exponents against depth."""
+    kernels, curves, depths = data["labels"]["kernels"], data["labels"]["curves"], data["depths"]
+    readouts = data["labels"]["readouts"]
+    lo, hi = data["labels"]["fit_ranks"]
+    rows = [(r, readout, kernel) for r, readout in enumerate(readouts) for kernel in kernels]
+    fig, axes = _grid(len(rows), 3, "Conv Gram matrices on 8x8 digits, with (conv-ResNet) and without (CNN) "
+                      "skips", data)
+    for i, (r, readout, kernel) in enumerate(rows):
+        name = f"{kernel.upper()}, {readout}"
+        eig = data[f"eigenvalues_{kernel}"][r]
+        ranks = np.arange(1, eig.shape[-1] + 1)
+        for c, label in enumerate(curves):
+            positive = eig[c, -1] > 0
+            axes[i, 0].loglog(ranks[positive], eig[c, -1][positive], label=label)
+            cond = data[f"condition_{kernel}"][r, c]
+            ok = cond > 0
+            axes[i, 1].semilogy(depths[ok], cond[ok], marker="o")
+            axes[i, 2].errorbar(depths, data[f"exponent_{kernel}"][r, c], yerr=data[f"exponent_se_{kernel}"][r, c],
+                                marker="o", capsize=3)
+        for x in (lo, hi):
+            axes[i, 0].axvline(x, color="gray", lw=0.6, ls=":")
+        axes[i, 0].set(title=f"{name}: Gram eigenvalues / mean diagonal, L = {depths[-1]:g}", xlabel="rank i",
+                       ylabel="e_i")
+        axes[i, 0].legend(fontsize=7)
+        axes[i, 1].set(title=f"{name}: condition number e_1 / e_N", xlabel="depth L", ylabel="e_1 / e_N")
+        axes[i, 2].set(title=f"{name}: decay exponent, ranks {lo}-{hi}", xlabel="depth L",
+                       ylabel="slope of log e_i vs log i")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(data: Data) -> Figure:
+    """Rows: sphere dimensions; columns: kernels. Measured test error (markers, standard error of the
+    mean) and the spectral theory (lines) against N."""
+    kernels, curves, dims = data["labels"]["kernels"], data["labels"]["curves"], data["labels"]["sphere_dims"]
+    n = data["n_trains"]
+    fig, axes = _grid(len(dims), len(kernels), "Learning curves on the sphere: measured (markers) and predicted "
+                      "from the spectrum (lines)", data)
+    for i, d in enumerate(dims):
+        for j, kernel in enumerate(kernels):
+            ax = axes[i, j]
+            for c, label in enumerate(curves):
+                mean, std = data[f"measured_{kernel}"][i, c], data[f"measured_std_{kernel}"][i, c]
+                err = std / np.sqrt(data[f"fits_{kernel}"][i, c])
+                ax.errorbar(n, mean, yerr=err, fmt="o", ms=3, capsize=2, color=f"C{c}", label=label)
+                ax.loglog(n, data[f"theory_{kernel}"][i, c], "-", color=f"C{c}", lw=1)
+            ax.set(title=f"{kernel.upper()}, S^{d - 1} (d = {d})", xlabel="training points N",
+                   ylabel="test error E (f - f*)^2")
+            if i == 0 and j == 0:
+                ax.plot([], [], "k-", lw=1, label="theory (Bordelon et al.)")
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
-           "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature}
+           "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
+           "spiky-or-stable": spiky_or_stable,
+           "learning-curves": learning_curves,
+           "conv-spectra": conv_spectra}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

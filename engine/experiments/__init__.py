@@ -13,20 +13,24 @@ from typing import Any
 from engine.experiments import (
     beyond_ntk,
     bounds,
+    conv_spectra,
     digits,
     finite_vs_infinite,
     interpolation,
     kernel_shapes,
+    learning_curves,
     lowest_loss,
     rkhs_vs_curvature,
     spectra,
+    spiky_or_stable,
 )
 from engine.experiments.common import PUBLISHED_MU, PUBLISHED_TABLE1, Progress, architectures
 from engine.experiments.registry import COST_KEYS, SCALES, Experiment, run_experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     *(m.EXPERIMENT for m in (kernel_shapes, interpolation, finite_vs_infinite, beyond_ntk)), lowest_loss.FIG4,
-    lowest_loss.FIG5, *(m.EXPERIMENT for m in (bounds, spectra, digits, rkhs_vs_curvature)))}
+    lowest_loss.FIG5, *(m.EXPERIMENT for m in (bounds, spectra, digits, rkhs_vs_curvature, spiky_or_stable,
+                                                learning_curves, conv_spectra)))}
 
 __all__ = ["COST_KEYS", "EXPERIMENTS", "PUBLISHED_MU", "PUBLISHED_TABLE1", "SCALES", "Experiment", "architectures",
            "run"]

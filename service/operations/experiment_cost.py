@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.experiments import EXPERIMENTS
 from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
-from service.operations.cost import Cost, Term, flops, parameters
+from service.operations.cost import MATMUL_FLOPS, Cost, Term, floats, flops, parameters, worker_base
 from service.operations.fields import ArchitectureSpec, Model
 
 Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
@@ -143,18 +143,90 @@ def _rkhs_vs_curvature(p: dict[str, Any]) -> Plan:
         bandwidth=p["bandwidth"], cutoff=p["cutoff"])) for m in p["n_trains"]]
 
 
+def _spiky_or_stable(p: dict[str, Any]) -> Plan:
+    """Per network and depth: the kernels of one point against the grid, both Gauss rules and the
+    refinements (`engine.experiments.spiky_or_stable.points`), points of S^(d-1)."""
+    from engine.experiments.spiky_or_stable import points
+
+    d, n = p["sphere_dim"], points(p)
+    anchor, x2 = np.eye(1, d), np.eye(1, d).repeat(n, axis=0)
+    plan: Plan = []
+    for depth in p["depths"]:
+        specs = archs(depth, p["alphas"]) + [ArchitectureSpec.model_construct(kind="resnet", depth=depth,
+                                                                                 alpha=depth ** -g)
+                                             for g in p["gammas"]]
+        plan += [(1, kernels.KernelsRequest.model_construct(x=anchor, x2=x2, architecture=a.model_copy(
+            update={"activation": p["activation"]}), kernels=p["kernels"])) for a in specs]
+    return plan
+
+
+def _sphere(n: int, d: int) -> np.ndarray:
+    """(n, d) points of the unit sphere of R^d (a fixed sample: only their count and norms matter)."""
+    x = np.random.default_rng(0).standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _learning_curves(p: dict[str, Any]) -> Plan:
+    """Per dimension and network: the spectrum of each kernel, and per draw the training Gram and the
+    test-train kernels (both kernels in one request each)."""
+    n = max(p["n_trains"])
+    plan: Plan = []
+    for d in p["sphere_dims"]:
+        x, x_test = _sphere(n, d), _sphere(p["n_test"], d)
+        for a in archs(p["depth"], p["alphas"]):
+            a = a.model_copy(update={"activation": p["activation"]})
+            plan += [(1, spectrum.SpectrumRequest.model_construct(architecture=a, kernel=k, n_grid=8, x=None,
+                                                                  sphere_dim=d, k_max=p["k_max"]))
+                     for k in p["kernels"]]
+            plan += [(p["draws"], kernels.KernelsRequest.model_construct(x=x, x2=None, architecture=a,
+                                                                         kernels=p["kernels"])),
+                     (p["draws"], kernels.KernelsRequest.model_construct(x=x_test, x2=x, architecture=a,
+                                                                         kernels=p["kernels"]))]
+    return plan
+
+
+def _learning_curves_extra(p: dict[str, Any]) -> list[Term]:
+    """The regressions: per training set a Cholesky solve (n^3 / 3) and the test predictions (2 m n)."""
+    n_max, fits = max(p["n_trains"]), len(p["sphere_dims"]) * (1 + len(p["alphas"])) * p["draws"] * len(p["kernels"])
+    work = fits * sum(min(n_max // n, 16) * (n**3 / 3 + 2 * p["n_test"] * n) for n in p["n_trains"])
+    return [flops(work, "parameters.n_trains", f"{fits} x the solves of every training set", "lower n_trains or draws",
+                  MATMUL_FLOPS)]
+
+
+CONV_ENTRY_LAYERS_PER_S = 5e7  # conv_spectra's quick run: 6.9e9 pixel-pair x window x layer entries in 107 s
+CONV_TILE_BYTES = 40 * 2**20   # engine.conv.analytic.conv_kernels: about 40 MiB of tiles a thread
+
+
+def _conv_spectra_compute(p: dict[str, Any]) -> list[Term]:
+    """The conv Gram matrices (no /v1 operation computes them yet): pixel pairs x window x layers."""
+    work = EXPERIMENTS["conv-spectra"].cost(p)["kernel_entry_layers"]
+    return [Term(work / CONV_ENTRY_LAYERS_PER_S, "parameters.n_images", f"{work:.3g} pixel-pair x window x layer "
+                 f"entries / {CONV_ENTRY_LAYERS_PER_S:.3g} per second", "lower n_images or depths, or use flatten")]
+
+
+def _conv_spectra_memory(p: dict[str, Any]) -> list[Term]:
+    n = p["n_images"]
+    return [worker_base(), Term(2 * CONV_TILE_BYTES, "parameters.n_images", "2 threads' conv tiles", ""),
+            floats(4 * n * n, "parameters.n_images", f"two {n} x {n} Gram matrices and their eigen work")]
+
+
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
-    "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature}
+    "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
+    "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves,
+    "conv-spectra": lambda _: []}
 EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
-                                                            "scalar-angle": _lowest_loss_extra}
+                                                            "scalar-angle": _lowest_loss_extra,
+                                                            "learning-curves": _learning_curves_extra,
+                                                            "conv-spectra": _conv_spectra_compute}
+MEMORY: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"conv-spectra": _conv_spectra_memory}
 # an operation's field -> the experiment parameter that sets it (the first that the experiment has)
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
           "n_train": ("n_trains", "n_train"), "x_test": ("n_grid",), "n_grid": ("n_grid", "n_angles"),
           "architectures": ("alphas",), "x": ("n_grid", "n_angles", "n_points"), "x2": ("n_angles",),
-          "y_train": ("n_trains", "n_train")}
+          "kernels": ("kernels",), "y_train": ("n_trains", "n_train")}
 
 
 def plan(name: str, params: dict[str, Any]) -> Plan:
@@ -183,6 +255,9 @@ def cost(name: str, params: dict[str, Any]) -> Cost:
         compute += [renamed(t, times, what) for t in each.compute if t.amount > 0]
         if each.total("memory") > heaviest[0]:
             heaviest = (each.total("memory"), [renamed(t, 1, what) for t in each.memory])
+    own = MEMORY.get(name, lambda _: [])(params)  # memory of work that no operation's cost covers
+    if sum(t.amount for t in own) > heaviest[0]:
+        heaviest = (sum(t.amount for t in own), own)
     counts = EXPERIMENTS[name].cost(params)
     output = Term(counts.get("output_bytes", 0), "parameters", "the arrays the experiment returns",
                   "use fewer or smaller curves")

@@ -29,6 +29,14 @@ TINY = {
     "spectra": ({"depths": [2], "alphas": [0.1], "n_grid": 64, "condition_depths": [2, 3], "n_points": 8}, [2, 2]),
     "digits": ({"n_trains": [20], "depths": [2], "alphas": [0.1], "draws": 2}, [2]),
     "rkhs-vs-curvature": ({"n_trains": [6], "alphas": [0.1], "n_grid": 256}, [2]),
+    "spiky-or-stable": ({"depths": [1, 3], "alphas": [0.5], "gammas": [0.5], "sphere_dim": 3, "k_max": 16,
+                         "n_angles": 65, "kernels": ["ntk", "nngp"], "activation": "relu"}, [3, 3]),
+    "learning-curves": ({"n_trains": [4, 8], "depth": 2, "alphas": [0.1], "kernels": ["ntk", "nngp"],
+                         "sphere_dims": [3], "target_degrees": [1, 2], "target_powers": [1.0, 1.0], "noise": 0.1,
+                         "ridge": 1e-6, "draws": 1, "n_test": 20, "k_max": 8, "activation": "relu", "seed": 0},
+                        [3]),
+    "conv-spectra": ({"depths": [1, 2], "alphas": [1.0], "n_images": 10, "filter_size": 3, "readouts": ["flatten"],
+                      "kernels": ["ntk", "nngp"], "fit_ranks": [2, 7], "center": True, "seed": 0}, [2, 2]),
 }
 
 

@@ -72,3 +72,63 @@ async def test_figure_of_a_job_without_one(api):
     figure = await api.get(f"/v1/jobs/{job}/figure.png")
     assert figure.status_code == 404 and figure.headers["content-type"] == "application/problem+json"
     assert (await api.get(f"/v1/jobs/{job}/figure.gif")).status_code == 422
+
+
+async def test_spiky_or_stable_over_http(api):
+    """The sphere experiment through the API: the same numbers as the engine's run, its figure, and a
+    bad parameter (gamma beyond its bound, sphere_dim below 2) a 422 naming it."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [1, 4], "alphas": [0.5], "gammas": [0.5], "k_max": 8, "n_angles": 33, "kernels": ["ntk"]}
+    response = await api.post("/v1/experiments/spiky-or-stable", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    direct = run("spiky-or-stable", "quick", tiny)
+    np.testing.assert_allclose(body["half_width_ntk"], direct["half_width_ntk"], rtol=1e-12)
+    assert body["tables"]["ntk_median_degree"] == direct["tables"]["ntk_median_degree"]
+    assert body["labels"]["curves"] == ["MLP", "ResNet alpha=0.5", "ResNet alpha=L^-0.5"]
+    job = response.headers["etag"].strip('"')
+    png = await api.get(f"/v1/jobs/{job}/figure.png")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    for parameters, field in (({"gammas": [5.0]}, "parameters.gammas"), ({"sphere_dim": 1}, "parameters.sphere_dim")):
+        refused = await api.post("/v1/experiments/spiky-or-stable", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+
+
+async def test_learning_curves_over_http(api):
+    """The learning curves through the API equal the engine's run; bad targets are a 422 naming them."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"n_trains": [4, 8], "depth": 2, "alphas": [0.1], "kernels": ["ntk"], "sphere_dims": [3],
+            "target_degrees": [1], "target_powers": [1.0], "draws": 1, "n_test": 20, "k_max": 8}
+    response = await api.post("/v1/experiments/learning-curves", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("learning-curves", "quick", tiny)
+    np.testing.assert_allclose(body["measured_ntk"], direct["measured_ntk"], rtol=1e-12)
+    np.testing.assert_allclose(body["theory_ntk"], direct["theory_ntk"], rtol=1e-12)
+    for parameters, field in (({"target_degrees": [1, 500]}, "parameters.target_degrees"),
+                              ({"target_powers": [1.0, 2.0]}, "parameters.target_powers")):
+        refused = await api.post("/v1/experiments/learning-curves", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+
+
+async def test_conv_spectra_over_http(api):
+    """The conv Gram spectra through the API equal the engine's run; fit ranks beyond the images are a
+    422 naming them."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [1], "alphas": [1.0], "n_images": 8, "readouts": ["flatten"], "kernels": ["ntk"],
+            "fit_ranks": [2, 6]}
+    response = await api.post("/v1/experiments/conv-spectra", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("conv-spectra", "quick", tiny)
+    np.testing.assert_allclose(body["eigenvalues_ntk"], direct["eigenvalues_ntk"], rtol=1e-12, atol=1e-15)
+    assert body["tables"]["flatten_ntk_condition"] == direct["tables"]["flatten_ntk_condition"]
+    refused = await api.post("/v1/experiments/conv-spectra", json={"parameters": {**tiny, "fit_ranks": [2, 9]}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "parameters.fit_ranks", refused.text

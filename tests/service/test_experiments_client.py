@@ -1,0 +1,21 @@
+"""The sphere experiments through the Python client (conv-spectra goes the same way): arrays come
+back as numpy, equal to the engine's run of the same parameters."""
+
+import numpy as np
+
+from engine.experiments import run
+from service.client import Client
+
+
+def test_client_runs_the_new_experiments(server):
+    cases = {"spiky-or-stable": ({"depths": [1, 3], "alphas": [], "gammas": [0.5], "k_max": 8, "n_angles": 33,
+                                  "kernels": ["nngp"]}, "half_width_nngp"),
+             "learning-curves": ({"n_trains": [4, 8], "depth": 1, "alphas": [], "kernels": ["nngp"],
+                                  "sphere_dims": [3], "target_degrees": [1], "target_powers": [1.0], "draws": 1,
+                                  "n_test": 10, "k_max": 8}, "theory_nngp")}
+    with Client(server) as rk:
+        for name, (parameters, array) in cases.items():
+            result = rk.run(f"experiments/{name}", {"parameters": parameters})
+            assert isinstance(result[array], np.ndarray), name
+            np.testing.assert_allclose(result[array], run(name, "quick", parameters)[array], rtol=1e-12, atol=1e-15)
+            assert result["labels"]["experiment"] == name
