@@ -139,6 +139,19 @@ def empirical_ntk(arch: ConvArchitecture, params: Params, x1: ArrayLike, x2: Arr
                              multipliers(arch, width, a.shape[1:])))
 
 
+def empirical_ntks(arch: ConvArchitecture, ensemble: Params, x1: ArrayLike, x2: ArrayLike | None = None
+                   ) -> np.ndarray:
+    """The structured empirical NTK of every network of an ensemble (a leading n_init axis on
+    every array), one network at a time (one compilation) -> (n_init, N1, N2)."""
+    a, b = check_conv_pair(arch, x1, x2)
+    width = check_params(arch, ensemble, a.shape[1:], ensemble=True)
+    fam, c = family(arch), multipliers(arch, width, a.shape[1:])
+    with jax.enable_x64(True):
+        xa, xb = jnp.asarray(a), None if b is None else jnp.asarray(b)
+        return np.stack([np.asarray(structured_ntk(fam, {k: v[i] for k, v in ensemble.items()}, xa, xb, c))
+                         for i in range(ensemble["W"].shape[0])])
+
+
 def empirical_nngp(arch: ConvArchitecture, ensemble: Params, x1: ArrayLike, x2: ArrayLike | None = None
                    ) -> np.ndarray:
     """E[f(x1) f(x2)] over an ensemble (params with a leading n_init axis): the Monte Carlo
