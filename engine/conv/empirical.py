@@ -114,7 +114,8 @@ def _jacobian(fam: ConvFamily, params: Params, x1: Array, x2: Array | None, c: S
     return j1 @ (j1 if x2 is None else jac(x2)).T
 
 
-def check_conv_pair(arch: ConvArchitecture, x1: ArrayLike, x2: ArrayLike | None) -> tuple[np.ndarray, np.ndarray | None]:
+def check_conv_pair(arch: ConvArchitecture, x1: ArrayLike, x2: ArrayLike | None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """x1, x2 as float64 arrays of one input shape, or ValueError naming the argument."""
     a = check_conv_points(x1, arch, "x1")
     if x2 is None:

@@ -144,14 +144,14 @@ def _draw(arch: ConvArchitecture, width: int, input_shape: tuple[int, ...], key:
             for k, (name, (shape, _)) in zip(keys, specs.items(), strict=True)}
 
 
-def circular_conv(h: Array, filters: Array) -> Array:
+def circular_conv(h: Array, filters: Array | np.ndarray) -> Array:
     """Circular ("SAME"-split) stride-1 cross-correlation: h (N, *S, C_in), filters
     (*q, C_in, C_out) -> (N, *S, C_out), as neural-tangents' Conv(padding="CIRCULAR")."""
     q = filters.shape[:-2]
     pads = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in q] + [(0, 0)]
     padded = jnp.pad(h, pads, mode="wrap")
     spec = ("NWC", "WIO", "NWC") if len(q) == 1 else ("NHWC", "HWIO", "NHWC")
-    return lax.conv_general_dilated(padded, filters, (1,) * len(q), "VALID", dimension_numbers=spec,
+    return lax.conv_general_dilated(padded, jnp.asarray(filters), (1,) * len(q), "VALID", dimension_numbers=spec,
                                     precision=lax.Precision.HIGHEST)
 
 

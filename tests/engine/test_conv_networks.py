@@ -95,7 +95,8 @@ def test_the_tolerance_catches_real_bugs(monkeypatch):
     original = conv_empirical.scales
 
     def no_window(arch, width, input_shape):  # fan-in C_in instead of |window| C_in
-        return {k: v * math.sqrt(window) if k.startswith("W") else v for k, v in original(arch, width, input_shape).items()}
+        scales = original(arch, width, input_shape)
+        return {k: v * math.sqrt(window) if k.startswith("W") else v for k, v in scales.items()}
 
     with monkeypatch.context() as patch:
         patch.setattr(conv_empirical, "scales", no_window)
