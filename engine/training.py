@@ -23,8 +23,12 @@ from numpy.typing import ArrayLike
 
 from engine.analytic import Cancelled, analytic_kernels, check_points
 from engine.architectures import Architecture
+from engine.conv import empirical as conv_empirical
+from engine.conv import networks as conv_networks
+from engine.conv import training as conv_training
+from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.empirical import bias_signals, pair_gram, signals, structured_ntk
-from engine.networks import Params, Scales, ensemble_keys, forward, init_ensemble, scales
+from engine.networks import Params, Scales, check_network, ensemble_keys, forward, init_ensemble, scales
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -41,11 +45,23 @@ class State(NamedTuple):
     best_loss: jnp.ndarray | None = None
 
 
-def _loss_gradient(arch: Architecture, parametrization: str, c: Scales, params: Params, x: Array,
+# what the compiled chunks are specialised on: a dense Architecture's structure, or a conv net's family
+Static = Architecture | conv_networks.ConvFamily
+
+
+def _forward(arch: Static, parametrization: str, c: Scales, params: Params, x: Array) -> Array:
+    if isinstance(arch, conv_networks.ConvFamily):
+        return conv_networks.forward(arch, params, x, c)[0]
+    return forward(arch, params, x, parametrization, c=c)[0]
+
+
+def _loss_gradient(arch: Static, parametrization: str, c: Scales, params: Params, x: Array,
                    y: Array) -> tuple[dict[str, Array], Array]:
     """Gradient of 1/2 ||f(x) - y||^2 and its squared norm, from the layers' signals:
     dL/dM = c D^T H for y = c M h, and ||grad||^2 = r^T Theta r costs O(B^2 width) (no
-    extra pass over the weights)."""
+    extra pass over the weights). Conv nets: autodiff (`engine.conv.training`)."""
+    if isinstance(arch, conv_networks.ConvFamily):
+        return conv_training.loss_gradient(arch, c, params, x, y)
     c, h, d, r = signals(arch, params, x, parametrization, y, c)
     grads = {name: c[name] * jnp.einsum("...bo,...bi->...oi", d[name], h[name]) for name in d}
     grads["w"] = c["w"] * h["w"].T @ r
@@ -66,17 +82,17 @@ def _each(fn: Callable[..., T], *stacked: Any) -> T:
     return jax.vmap(fn)(*stacked)
 
 
-def _keep_best(arch: Architecture, parametrization: str, c: Scales, s: State, x: Array, y: Array) -> State:
+def _keep_best(arch: Static, parametrization: str, c: Scales, s: State, x: Array, y: Array) -> State:
     """s with s.best / s.best_loss updated by the current parameters' full training loss."""
     assert s.best_loss is not None  # a keep_best state carries both best and best_loss
-    loss = 0.5 * jnp.sum((forward(arch, s.params, x, parametrization, c=c)[0] - y) ** 2)
+    loss = 0.5 * jnp.sum((_forward(arch, parametrization, c, s.params, x) - y) ** 2)
     better = loss < s.best_loss
     best = jax.tree.map(lambda p, b: jnp.where(better, p, b), s.params, s.best)
     return s._replace(best=best, best_loss=jnp.where(better, loss, s.best_loss))
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "optimizer", "batch_size"))
-def _chunk(state: State, keys: Array, x: Array, y: Array, lr: Array, length: Array, c: Scales, *, arch: Architecture,
+def _chunk(state: State, keys: Array, x: Array, y: Array, lr: Array, length: Array, c: Scales, *, arch: Static,
            parametrization: str, optimizer: str, batch_size: int | None) -> State:
     """`length` steps for a group of networks (leading axis of state and keys). lr, length and
     the scales c are values: a new lr, step count or alpha reuses the compiled chunk."""
@@ -109,15 +125,19 @@ def _chunk(state: State, keys: Array, x: Array, y: Array, lr: Array, length: Arr
 
 
 @partial(jax.jit, static_argnames=("arch", "parametrization", "track_ntk"))
-def _outputs(params: Params, x: Array, y: Array, x_test: Array | None, c: Scales, *, arch: Architecture,
+def _outputs(params: Params, x: Array, y: Array, x_test: Array | None, c: Scales, *, arch: Static,
              parametrization: str, track_ntk: bool) -> tuple[Array, Array | None, Array | None]:
     """For a group of networks: the loss on (x, y), predictions on x_test (or None) and the
     empirical NTK on x (or None)."""
 
     def network(p: Params) -> tuple[Array, Array | None, Array | None]:
-        f = forward(arch, p, x, parametrization, c=c)[0]
-        test = forward(arch, p, x_test, parametrization, c=c)[0] if x_test is not None else None
-        ntk = structured_ntk(arch, p, x, None, parametrization, c) if track_ntk else None
+        f = _forward(arch, parametrization, c, p, x)
+        test = _forward(arch, parametrization, c, p, x_test) if x_test is not None else None
+        ntk = None
+        if track_ntk:
+            conv = isinstance(arch, conv_networks.ConvFamily)
+            ntk = (conv_empirical.structured_ntk(arch, p, x, None, c) if conv
+                   else structured_ntk(arch, p, x, None, parametrization, c))
         return 0.5 * jnp.sum((f - y) ** 2), test, ntk
 
     return _each(network, params)
@@ -139,6 +159,28 @@ def _gather(groups: list[State]) -> dict[str, np.ndarray]:
     return out
 
 
+def _points(arch: Architecture | ConvArchitecture, value: ArrayLike, name: str) -> np.ndarray:
+    if isinstance(arch, ConvArchitecture):
+        return check_conv_points(value, arch, name)
+    return check_points(value, name)
+
+
+def _network(arch: Architecture | ConvArchitecture, width: int, x: np.ndarray, seed: int, n_init: int,
+             parametrization: str) -> tuple[float, Static, dict[str, np.float64], Callable[[Array], Params]]:
+    """(the lr bound, the static structure, the scales as values, a draw of the networks of
+    some keys) of `arch` on x; ValueError for a network that cannot be built."""
+    if isinstance(arch, ConvArchitecture):
+        conv_networks.check_network(arch, width, x.shape[1:], parametrization)
+        fam, c = conv_networks.family(arch), conv_empirical.multipliers(arch, width, x.shape[1:])
+        first = conv_networks.init_ensemble(arch, width, x.shape[1:], ensemble_keys(seed, n_init)[:1])
+        bound = conv_training.lr_bound(fam, {k: v[0] for k, v in first.items()}, x, c)
+        return bound, fam, c, partial(conv_networks.init_ensemble, arch, width, x.shape[1:])
+    check_network(arch, width, x.shape[1], parametrization)
+    c = {k: np.float64(v) for k, v in scales(arch, width, x.shape[1], parametrization).items()}
+    draw = partial(init_ensemble, arch, width, x.shape[1], parametrization=parametrization)
+    return lr_bound(arch, x), arch.structure(), c, draw
+
+
 def lr_bound(arch: Architecture, x_train: ArrayLike) -> float:
     """The paper's step bound 2 / (lambda_min + lambda_max) of the analytic NTK on x_train."""
     eig = np.linalg.eigvalsh(analytic_kernels(x_train, arch=arch, kernels=("ntk",))["ntk"])
@@ -146,13 +188,18 @@ def lr_bound(arch: Architecture, x_train: ArrayLike) -> float:
 
 
 def train(
-    arch: Architecture, x_train: ArrayLike, y_train: ArrayLike, *, width: int, seed: int = 0, n_init: int = 1,
-    optimizer: str = "gd", lr: float | str = "auto", steps: int = 1000, batch_size: int | None = None,
-    parametrization: str = "ntk", x_test: ArrayLike | None = None, record_every: int | None = None,
-    predict_every_record: bool = True, track_ntk: bool = False, keep_best: bool = False,
-    progress: Callable[[int, int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    arch: Architecture | ConvArchitecture, x_train: ArrayLike, y_train: ArrayLike, *, width: int, seed: int = 0,
+    n_init: int = 1, optimizer: str = "gd", lr: float | str = "auto", steps: int = 1000,
+    batch_size: int | None = None, parametrization: str = "ntk", x_test: ArrayLike | None = None,
+    record_every: int | None = None, predict_every_record: bool = True, track_ntk: bool = False,
+    keep_best: bool = False, progress: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train n_init networks of `arch` (width `width`) on (x_train (n, d), y_train (n,)).
+
+    A ConvArchitecture trains its conv net (width channels) on x_train (n, *S, C) alike (NTK
+    parametrisation only); its lr bound is that of the first network's empirical NTK at
+    initialisation (`engine.conv.training`).
 
     lr: a step size > 0, or "auto": half the bound 2 / (lambda_min + lambda_max) of the
     analytic NTK on x_train (NTK parametrisation only). batch_size: None = full batch;
@@ -171,16 +218,17 @@ def train(
     "params": the final parameters as numpy arrays (leading axis n_init; network i starts
     as `init_params(arch, width, d, seed, n_init=n_init)` network i)}.
     """
-    x = check_points(x_train, "x_train")
+    x = _points(arch, x_train, "x_train")
     try:
         y = np.asarray(y_train, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"y_train must be an array of numbers: {exc}") from exc
     if y.shape != (x.shape[0],) or not np.all(np.isfinite(y)):
         raise ValueError(f"y_train must be a finite array of shape ({x.shape[0]},), got shape {y.shape}")
-    x_test = None if x_test is None else check_points(x_test, "x_test")
-    if x_test is not None and x_test.shape[1] != x.shape[1]:
-        raise ValueError(f"x_test must have dimension {x.shape[1]}, got {x_test.shape}")
+    if x_test is not None:
+        x_test = _points(arch, x_test, "x_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise ValueError(f"x_test must have the shape of x_train per point {x.shape[1:]}, got {x_test.shape}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     for name, value in (("steps", steps), ("n_init", n_init)):
@@ -195,7 +243,7 @@ def train(
     record_every = record_every or max(1, steps // 20)
     if not isinstance(record_every, int) or record_every < 1:
         raise ValueError(f"record_every must be an integer >= 1, got {record_every!r}")
-    bound = lr_bound(arch, x)
+    bound, structure, c, draw = _network(arch, width, x, seed, n_init, parametrization)
     if lr == "auto":
         if parametrization != "ntk":
             raise ValueError("lr='auto' uses the analytic NTK, so it needs parametrization='ntk'; give lr")
@@ -208,21 +256,20 @@ def train(
     group = n_init if jax.default_backend() != "cpu" else 1
     all_keys = ensemble_keys(seed, n_init)
     # the architecture's numbers enter as values (c), its structure as the static key
-    static = {"arch": arch.structure(), "parametrization": parametrization}
+    static = {"arch": structure, "parametrization": parametrization}
     with jax.enable_x64(True):
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         xt = None if x_test is None else jnp.asarray(x_test)
         groups, batch_keys = [], []
         for start in range(0, n_init, group):
             keys = all_keys[start:start + group]
-            params = init_ensemble(arch, width, x.shape[1], keys, parametrization)
+            params = draw(keys)
             moments = jax.tree.map(jnp.zeros_like, params) if optimizer == "adam" else None
             # float64 explicitly: a weakly typed inf would compile the chunk a second time
             initial_best = (params, jnp.full(len(keys), jnp.inf, jnp.float64)) if keep_best else (None, None)
             groups.append(State(params, moments, moments, jnp.zeros(len(keys)), jnp.zeros(len(keys), jnp.int32),
                                 *initial_best))
             batch_keys.append(jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys))  # per network
-        c = {k: np.float64(v) for k, v in scales(arch, width, x.shape[1], parametrization).items()}  # checked above
         records: dict[str, list[Any]] = {"steps": [], "loss": [], "predictions": [], "ntk_drift": []}
         ntk0: np.ndarray | None = None
 

@@ -92,7 +92,7 @@ def test_the_readme_is_a_front_door_to_every_page():
 def test_engine_tour_runs(capsys):
     page = ROOT / "docs" / "engine.md"
     blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # the tour, the empirical tour, the conv nets
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
@@ -102,3 +102,5 @@ def test_engine_tour_runs(capsys):
     run, fit = namespace["run"], namespace["fit"]
     error = np.max(np.abs(run["mean_prediction"][-1] - fit.mean)) / np.max(np.abs(fit.mean))
     assert error < 0.05 and np.all(run["ntk_drift"][:, -1] < 0.01)
+    assert namespace["ntk"].shape == namespace["nngp"].shape == (4, 4)
+    assert namespace["conv_run"]["loss"][0, -1] < namespace["conv_run"]["loss"][0, 0]
