@@ -26,6 +26,8 @@ from numpy.typing import ArrayLike, DTypeLike
 from engine.architectures import Architecture, Family, check_architecture
 from engine.chebyshev import interpolated_dual
 from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussian_dual, quadrature_dual
+from engine.dual_plan import series_degree
+from engine.mehler import diagonal_dual, series_dual
 from engine.norms import one_norm
 
 KERNELS = ("nngp", "ntk")
@@ -34,8 +36,9 @@ KERNELS = ("nngp", "ntk")
 TILE = 512
 QUADRATURE_TILE = 16
 MIN_BUCKET = 16
-# How a tile's dual activations are computed (a static argument: one compilation each).
-METHODS = ("closed", "chebyshev", "quadrature")
+# How a tile's dual activations are computed (a static argument: one compilation each); "series K" is
+# Mehler's series to degree K (engine.mehler), for points of several norms.
+METHODS = ("closed", "chebyshev", "series", "quadrature")
 FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
 
 Progress = Callable[[int, int], None]
@@ -54,6 +57,8 @@ def _pair_dual(family: Family, method: str, s11: Array, s12: Array, s22: Array) 
     act = family.activation
     if method == "closed":
         return CLOSED_FORMS[act](s11, s12, s22)
+    if method.startswith("series "):
+        return series_dual(act, int(method.split()[1]), s11, s12, s22)
     if method == "quadrature":
         return quadrature_dual(act, s11, s12, s22)
     rho, norm = correlation(s11, s12, s22)
@@ -70,6 +75,8 @@ def _diagonal_t(family: Family, method: str, s: Array) -> Array:
     """T(s, s, s) for the diagonal variances s."""
     if method == "closed":
         return CLOSED_FORMS[family.activation](s, s, s)[0]
+    if method.startswith("series "):  # the series' own rule: its value at rho = 1 is this sum
+        return diagonal_dual(family.activation, s)[0]
     s = jnp.asarray(s)
     return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
 
@@ -90,6 +97,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
     # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
     # XLA then fuses each layer into a single pass over the tile instead of four.
     def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
+        if diagonal and method.startswith("series "):  # rho = 1: the series' whole sum
+            return diagonal_dual(family.activation, s12)
         return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
 
     def diag(s11: Array, s22: Array) -> tuple[Array, Array]:
@@ -151,10 +160,19 @@ def _diagonal(q: Array, hyper: Array, depth: Array, *, family: Family, method: s
 
 def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
     """"closed" where a closed form exists; else "chebyshev" when x1's points share one
-    norm and x2's another (`engine.norms.one_norm`), else "quadrature"."""
+    norm and x2's another (`engine.norms.one_norm`), else "series" (`resolve` names its degree)."""
     if activation in CLOSED_FORMS:
         return "closed"
-    return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
+    return "chebyshev" if one_norm(q1) and one_norm(q2) else "series"
+
+
+def resolve(method: str, arch: Architecture, q_max: float) -> str:
+    """"series" -> "series K" (`engine.dual_plan.series_degree` for the largest x.x/d, q_max), or
+    "quadrature" when the variances outgrow the series; other methods unchanged."""
+    if method != "series":
+        return method
+    degree = series_degree(arch, q_max)
+    return "quadrature" if degree is None else f"series {degree}"
 
 
 def check_points(x: ArrayLike, name: str) -> np.ndarray:
@@ -212,14 +230,16 @@ def analytic_diagonal(x: ArrayLike, *, arch: Architecture, kernels: Sequence[str
     """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}.
 
     K(x, x) depends on x only through q = x.x/d, so it is computed once per distinct q
-    (once in all on a circle or a sphere).
+    (once in all on a circle or a sphere), by the rule the tiles use: on several norms, tanh, softplus
+    and sigmoid take the Gauss-Hermite sums of Mehler's series at rho = 1 (`engine.mehler`).
     """
     x = check_points(x, "x")
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
     n, size = q.size, _bucket(q.size, TILE)
-    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature"
+    # the tiles' own rule: one norm, the quadrature (the Chebyshev path's samples); several, the series'
+    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature" if n == 1 else resolve("series", arch, q[-1])
     parts = []
     with jax.enable_x64(dt == np.float64):
         hyper, depth = hyperparameters(arch, dt)
@@ -256,7 +276,7 @@ def analytic_kernels(
 
     q1 = np.einsum("ij,ij->i", x1, x1) / d
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
-    method = method_for(arch.activation, q1, q2)
+    method = resolve(method_for(arch.activation, q1, q2), arch, float(max(q1.max(), q2.max())))
     tile = QUADRATURE_TILE if method == "quadrature" else TILE
     # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
     # they grow long, so a 4096 x 6 matrix is one call, not eight
