@@ -81,21 +81,27 @@ def _diagonal_t(family: Family, method: str, s: Array) -> Array:
     return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
 
 
-def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Array, depth: Array, q12: Array,
-               q11: Array, q22: Array, diagonal: bool = False) -> dict[str, Array]:
-    """Entrywise recursions (shared/docs/kernels.md section 2) for pairs with q12 = x.x'/d.
+Carry = tuple[Array, Array, Array]
 
-    q11, q22: q of the first and second points of each pair, broadcastable against q12
-    (a tile: (n1, 1) and (1, n2); "chebyshev": scalars). Their variances travel through the
-    same loop. diagonal=True: the pairs are (x, x), so q11 = q22 = q12 and the pair state
-    is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
-    reuses the compiled code). Returns {name: array of q12's shape}.
+
+def _start(family: Family, hyper: Array, q12: Array, q11: Array, q22: Array) -> Carry:
+    """The recursion's state before the first layer: (K11 or S11, K22 or S22, K12 + i Theta)."""
+    sw2, sb2 = hyper[0], hyper[1]
+    if family.kind == "resnet":
+        return q11, q22, lax.complex(q12, q12)
+    s12 = sw2 * q12 + sb2
+    return sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)
+
+
+def _step(family: Family, method: str, hyper: Array, diagonal: bool) -> Callable[[Array, Carry], Carry]:
+    """One layer of the recursions (shared/docs/kernels.md section 2), as a `fori_loop` body.
+
+    Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times slower). The
+    pair state (K or S, and Theta) travels as one complex array K + i Theta: XLA then fuses each layer
+    into a single pass over the tile instead of four.
     """
     sw2, sb2, c = hyper[0], hyper[1], hyper[2]
 
-    # Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times
-    # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
-    # XLA then fuses each layer into a single pass over the tile instead of four.
     def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
         if diagonal and method.startswith("series "):  # rho = 1: the series' whole sum
             return diagonal_dual(family.activation, s12)
@@ -109,7 +115,7 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
 
     if family.kind == "resnet":
 
-        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        def layer(_: Array, carry: Carry) -> Carry:
             k11, k22, z = carry
             k12, th = z.real, z.imag
             s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
@@ -120,25 +126,44 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
             t11, t22 = diag(s11, s22)
             return k11 + c * t11, k22 + c * t22, z
 
-        _, _, z = lax.fori_loop(0, depth, layer, (q11, q22, lax.complex(q12, q12)))
+        return layer
+
+    def mlp_layer(_: Array, carry: Carry) -> Carry:
+        s11, s22, z = carry
+        s12, th = z.real, z.imag
+        t12, tdot12 = pair(s11, s12, s22)
+        s12 = sw2 * t12 + sb2
+        z = lax.complex(s12, s12 + sw2 * tdot12 * th)
+        if diagonal:
+            return s11, s22, z
+        t11, t22 = diag(s11, s22)
+        return sw2 * t11 + sb2, sw2 * t22 + sb2, z
+
+    return mlp_layer
+
+
+def _finish(family: Family, hyper: Array, carry: Carry, kernels: tuple[str, ...]) -> dict[str, Array]:
+    """{name: kernel} from the state after the last layer."""
+    sw2, sb2, z = hyper[0], hyper[1], carry[2]
+    if family.kind == "resnet":
         out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
     else:
-
-        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-            s11, s22, z = carry
-            s12, th = z.real, z.imag
-            t12, tdot12 = pair(s11, s12, s22)
-            s12 = sw2 * t12 + sb2
-            z = lax.complex(s12, s12 + sw2 * tdot12 * th)
-            if diagonal:
-                return s11, s22, z
-            t11, t22 = diag(s11, s22)
-            return sw2 * t11 + sb2, sw2 * t22 + sb2, z
-
-        s12 = sw2 * q12 + sb2
-        _, _, z = lax.fori_loop(0, depth, layer, (sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)))
         out = {"nngp": z.real, "ntk": z.imag}
     return {name: out[name] for name in kernels}
+
+
+def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Array, depth: Array, q12: Array,
+               q11: Array, q22: Array, diagonal: bool = False) -> dict[str, Array]:
+    """Entrywise recursions (shared/docs/kernels.md section 2) for pairs with q12 = x.x'/d.
+
+    q11, q22: q of the first and second points of each pair, broadcastable against q12
+    (a tile: (n1, 1) and (1, n2); "chebyshev": scalars). Their variances travel through the
+    same loop. diagonal=True: the pairs are (x, x), so q11 = q22 = q12 and the pair state
+    is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
+    reuses the compiled code). Returns {name: array of q12's shape}.
+    """
+    carry = lax.fori_loop(0, depth, _step(family, method, hyper, diagonal), _start(family, hyper, q12, q11, q22))
+    return _finish(family, hyper, carry, kernels)
 
 
 @partial(jax.jit, static_argnames=("family", "method", "kernels"))
