@@ -84,7 +84,7 @@ def _diagonal_t(family: Family, method: str, s: Array) -> Array:
 Carry = tuple[Array, Array, Array]
 
 
-def _start(family: Family, hyper: Array, q12: Array, q11: Array, q22: Array) -> Carry:
+def recursion_start(family: Family, hyper: Array, q12: Array, q11: Array, q22: Array) -> Carry:
     """The recursion's state before the first layer: (K11 or S11, K22 or S22, K12 + i Theta)."""
     sw2, sb2 = hyper[0], hyper[1]
     if family.kind == "resnet":
@@ -93,7 +93,7 @@ def _start(family: Family, hyper: Array, q12: Array, q11: Array, q22: Array) -> 
     return sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)
 
 
-def _step(family: Family, method: str, hyper: Array, diagonal: bool) -> Callable[[Array, Carry], Carry]:
+def recursion_step(family: Family, method: str, hyper: Array, diagonal: bool) -> Callable[[Array, Carry], Carry]:
     """One layer of the recursions (shared/docs/kernels.md section 2), as a `fori_loop` body.
 
     Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times slower). The
@@ -142,7 +142,7 @@ def _step(family: Family, method: str, hyper: Array, diagonal: bool) -> Callable
     return mlp_layer
 
 
-def _finish(family: Family, hyper: Array, carry: Carry, kernels: tuple[str, ...]) -> dict[str, Array]:
+def recursion_finish(family: Family, hyper: Array, carry: Carry, kernels: tuple[str, ...]) -> dict[str, Array]:
     """{name: kernel} from the state after the last layer."""
     sw2, sb2, z = hyper[0], hyper[1], carry[2]
     if family.kind == "resnet":
@@ -162,8 +162,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
     is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
     reuses the compiled code). Returns {name: array of q12's shape}.
     """
-    carry = lax.fori_loop(0, depth, _step(family, method, hyper, diagonal), _start(family, hyper, q12, q11, q22))
-    return _finish(family, hyper, carry, kernels)
+    carry = lax.fori_loop(0, depth, recursion_step(family, method, hyper, diagonal), recursion_start(family, hyper, q12, q11, q22))
+    return recursion_finish(family, hyper, carry, kernels)
 
 
 @partial(jax.jit, static_argnames=("family", "method", "kernels"))
