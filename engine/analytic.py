@@ -264,7 +264,7 @@ def analytic_diagonal(x: ArrayLike, *, arch: Architecture, kernels: Sequence[str
     q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
     n, size = q.size, _bucket(q.size, TILE)
     # the tiles' own rule: one norm, the quadrature (the Chebyshev path's samples); several, the series'
-    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature" if n == 1 else resolve("series", arch, q[-1])
+    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature" if one_norm(q) else resolve("series", arch, q[-1])
     parts = []
     with jax.enable_x64(dt == np.float64):
         hyper, depth = hyperparameters(arch, dt)
