@@ -108,7 +108,7 @@ def spectrum_seconds(depth: int, n_grid: int) -> str:
         arch = Architecture("resnet", depth, "tanh", alpha=alpha)
         layers: list[int] = []
         start, cpu = time.perf_counter(), time.process_time()
-        circle_spectrum(arch, n_grid, progress=lambda done, total: layers.append(done))
+        circle_spectrum(arch, n_grid, progress=lambda done, total, seen=layers: seen.append(done))
         lines.append(f"tanh ResNet alpha {alpha} depth {depth}, n_grid {n_grid}: {time.perf_counter() - start:.1f} s "
                      f"wall ({time.process_time() - cpu:.1f} CPU s), {len(layers)} progress reports")
     return "\n".join(lines)

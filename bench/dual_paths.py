@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's service, not bench/service.py
-from engine import Architecture, analytic_kernels, dual_plan  # noqa: E402
-from service.operations.cost import series_factor  # noqa: E402
+from engine import Architecture, analytic_kernels, dual_plan
+from service.operations.cost import series_factor
 
 
 def circle(n: int) -> np.ndarray:
@@ -54,7 +54,8 @@ def series() -> None:
             relu = cpu_seconds(n, Architecture("resnet", depth, alpha=0.1), 5, x)
             seconds = cpu_seconds(n, arch, 3, x)
             print(f"{activation:8s} norms x {scale} N {n} depth {depth} {path}: {seconds:.3f} CPU s, "
-                  f"{seconds / relu:,.1f}x ReLU's {relu:.4f} s (model {series_factor(activation, int(path.split()[1])):.1f}x)",
+                  f"{seconds / relu:,.1f}x ReLU's {relu:.4f} s "
+                  f"(model {series_factor(activation, int(path.split()[1])):.1f}x)",
                   flush=True)
 
 

@@ -105,7 +105,9 @@ def recursion_step(family: Family, method: str, hyper: Array, diagonal: bool) ->
     def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
         if diagonal and method.startswith("series "):  # rho = 1: the series' whole sum
             return diagonal_dual(family.activation, s12)
-        return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
+        if diagonal:
+            return _pair_dual(family, method, s12, s12, s12)
+        return _pair_dual(family, method, s11, s12, s22)
 
     def diag(s11: Array, s22: Array) -> tuple[Array, Array]:
         if method == "chebyshev":  # two scalars: one quadrature call
@@ -264,7 +266,8 @@ def analytic_diagonal(x: ArrayLike, *, arch: Architecture, kernels: Sequence[str
     q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
     n, size = q.size, _bucket(q.size, TILE)
     # the tiles' own rule: one norm, the quadrature (the Chebyshev path's samples); several, the series'
-    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature" if one_norm(q) else resolve("series", arch, q[-1])
+    method = ("closed" if arch.activation in CLOSED_FORMS else "quadrature" if one_norm(q)
+              else resolve("series", arch, q[-1]))
     parts = []
     with jax.enable_x64(dt == np.float64):
         hyper, depth = hyperparameters(arch, dt)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
@@ -68,5 +69,5 @@ def correlation_profile(arch: Architecture, q: float, q12: np.ndarray, *, kernel
             if progress is not None:
                 jax.block_until_ready(carry)
                 progress(done + layers, arch.depth)
-        out = np.asarray(recursion_finish(arch.family, hyper, carry, (kernel,))[kernel]).reshape(-1)
+        out = np.asarray(recursion_finish(arch.family, jnp.asarray(hyper), carry, (kernel,))[kernel]).reshape(-1)
     return out[: values.size][where.reshape(-1)]

@@ -47,8 +47,8 @@ QUADRATURE_FACTOR = {"tanh": 13_900.0, "softplus": 51_800.0, "sigmoid": 16_700.0
 CHEBYSHEV_128_FACTOR = {"tanh": 140.0, "softplus": 140.0, "sigmoid": 140.0}
 # On points of several norms, Mehler's series of degree K (engine.mehler): Horner's rule runs K / 2 steps per chain,
 # `SERIES_CHAINS` chains (T and Tdot, their even and odd parts where present), a step a multiply and a multiply-add
-# over the tile; per entry-layer over ReLU's: SERIES_FIXED (the per-point coefficients, the tails) + SERIES_STEP x chains x
-# K / 2 (python bench/dual_paths.py --series)
+# over the tile; per entry-layer over ReLU's: SERIES_FIXED (the per-point coefficients, the tails)
+# + SERIES_STEP x chains x K / 2 (python bench/dual_paths.py --series)
 SERIES_CHAINS = {"tanh": 2, "softplus": 4, "sigmoid": 2}
 SERIES_FIXED, SERIES_STEP = 8.0, 0.02  # 2026-12-04, N = 512, L = 5: 5.8-15x measured, the model within 2x
 FALLBACK_FACTOR = {"tanh": 23_000.0, "softplus": 60_000.0, "sigmoid": 28_000.0}

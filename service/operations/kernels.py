@@ -15,8 +15,8 @@ from service.operations.cost import (
     floats,
     input_numbers,
     kernel_seconds,
-    largest_q,
     kernel_tiles,
+    largest_q,
     norm_q,
     worker_base,
 )

@@ -9,10 +9,9 @@ file (a few minutes):
 """
 
 import json
-from pathlib import Path
-
 import math
 import warnings
+from pathlib import Path
 
 import mpmath as mp
 from scipy import integrate

@@ -50,7 +50,8 @@ def test_the_deep_tanh_spectrum_is_predicted_from_the_engines_paths():
     engine's own decision, tests/engine/test_dual_plan.py), in seconds now, not the hour of the 16-row tiles; the
     variances that outgrow the interpolants (alpha = 1: hundreds) keep the per-entry quadrature and are refused."""
     for alpha, admitted in ((0.1, True), (1.0, False)):
-        body = {"architecture": {"kind": "resnet", "depth": 1000, "activation": "tanh", "alpha": alpha}, "n_grid": 65536}
+        arch = {"kind": "resnet", "depth": 1000, "activation": "tanh", "alpha": alpha}
+        body = {"architecture": arch, "n_grid": 65536}
         request = SpectrumRequest.model_validate(body)
         (term,) = [t for t in cost(request).compute if t.formula.startswith("profile: ")]
         paths = dual_plan.layer_methods(Architecture("resnet", 1000, "tanh", alpha=alpha), 0.5, 0.5)
