@@ -164,7 +164,8 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
     is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
     reuses the compiled code). Returns {name: array of q12's shape}.
     """
-    carry = lax.fori_loop(0, depth, recursion_step(family, method, hyper, diagonal), recursion_start(family, hyper, q12, q11, q22))
+    start = recursion_start(family, hyper, q12, q11, q22)
+    carry = lax.fori_loop(0, depth, recursion_step(family, method, hyper, diagonal), start)
     return recursion_finish(family, hyper, carry, kernels)
 
 
