@@ -26,6 +26,8 @@ from numpy.typing import ArrayLike, DTypeLike
 from engine.architectures import Architecture, Family, check_architecture
 from engine.chebyshev import interpolated_dual
 from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussian_dual, quadrature_dual
+from engine.dual_plan import series_degree
+from engine.mehler import diagonal_dual, series_dual
 from engine.norms import one_norm
 
 KERNELS = ("nngp", "ntk")
@@ -34,8 +36,9 @@ KERNELS = ("nngp", "ntk")
 TILE = 512
 QUADRATURE_TILE = 16
 MIN_BUCKET = 16
-# How a tile's dual activations are computed (a static argument: one compilation each).
-METHODS = ("closed", "chebyshev", "quadrature")
+# How a tile's dual activations are computed (a static argument: one compilation each); "series K" is
+# Mehler's series to degree K (engine.mehler), for points of several norms.
+METHODS = ("closed", "chebyshev", "series", "quadrature")
 FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
 
 Progress = Callable[[int, int], None]
@@ -54,6 +57,8 @@ def _pair_dual(family: Family, method: str, s11: Array, s12: Array, s22: Array) 
     act = family.activation
     if method == "closed":
         return CLOSED_FORMS[act](s11, s12, s22)
+    if method.startswith("series "):
+        return series_dual(act, int(method.split()[1]), s11, s12, s22)
     if method == "quadrature":
         return quadrature_dual(act, s11, s12, s22)
     rho, norm = correlation(s11, s12, s22)
@@ -70,8 +75,83 @@ def _diagonal_t(family: Family, method: str, s: Array) -> Array:
     """T(s, s, s) for the diagonal variances s."""
     if method == "closed":
         return CLOSED_FORMS[family.activation](s, s, s)[0]
+    if method.startswith("series "):  # the series' own rule: its value at rho = 1 is this sum
+        return diagonal_dual(family.activation, s)[0]
     s = jnp.asarray(s)
     return gaussian_dual(ACTIVATION_FUNCTIONS[family.activation][:1], s, s, s)[0]
+
+
+Carry = tuple[Array, Array, Array]
+
+
+def recursion_start(family: Family, hyper: Array, q12: Array, q11: Array, q22: Array) -> Carry:
+    """The recursion's state before the first layer: (K11 or S11, K22 or S22, K12 + i Theta)."""
+    sw2, sb2 = hyper[0], hyper[1]
+    if family.kind == "resnet":
+        return q11, q22, lax.complex(q12, q12)
+    s12 = sw2 * q12 + sb2
+    return sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)
+
+
+def recursion_step(family: Family, method: str, hyper: Array, diagonal: bool) -> Callable[[Array, Carry], Carry]:
+    """One layer of the recursions (shared/docs/kernels.md section 2), as a `fori_loop` body.
+
+    Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times slower). The
+    pair state (K or S, and Theta) travels as one complex array K + i Theta: XLA then fuses each layer
+    into a single pass over the tile instead of four.
+    """
+    sw2, sb2, c = hyper[0], hyper[1], hyper[2]
+
+    def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
+        if diagonal and method.startswith("series "):  # rho = 1: the series' whole sum
+            return diagonal_dual(family.activation, s12)
+        if diagonal:
+            return _pair_dual(family, method, s12, s12, s12)
+        return _pair_dual(family, method, s11, s12, s22)
+
+    def diag(s11: Array, s22: Array) -> tuple[Array, Array]:
+        if method == "chebyshev":  # two scalars: one quadrature call
+            t = _diagonal_t(family, method, jnp.stack([s11, s22]))
+            return t[0], t[1]
+        return _diagonal_t(family, method, s11), _diagonal_t(family, method, s22)
+
+    if family.kind == "resnet":
+
+        def layer(_: Array, carry: Carry) -> Carry:
+            k11, k22, z = carry
+            k12, th = z.real, z.imag
+            s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
+            t12, tdot12 = pair(s11, s12, s22)
+            z = lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
+            if diagonal:
+                return k11, k22, z
+            t11, t22 = diag(s11, s22)
+            return k11 + c * t11, k22 + c * t22, z
+
+        return layer
+
+    def mlp_layer(_: Array, carry: Carry) -> Carry:
+        s11, s22, z = carry
+        s12, th = z.real, z.imag
+        t12, tdot12 = pair(s11, s12, s22)
+        s12 = sw2 * t12 + sb2
+        z = lax.complex(s12, s12 + sw2 * tdot12 * th)
+        if diagonal:
+            return s11, s22, z
+        t11, t22 = diag(s11, s22)
+        return sw2 * t11 + sb2, sw2 * t22 + sb2, z
+
+    return mlp_layer
+
+
+def recursion_finish(family: Family, hyper: Array, carry: Carry, kernels: tuple[str, ...]) -> dict[str, Array]:
+    """{name: kernel} from the state after the last layer."""
+    sw2, sb2, z = hyper[0], hyper[1], carry[2]
+    if family.kind == "resnet":
+        out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
+    else:
+        out = {"nngp": z.real, "ntk": z.imag}
+    return {name: out[name] for name in kernels}
 
 
 def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Array, depth: Array, q12: Array,
@@ -84,52 +164,9 @@ def _recursion(family: Family, method: str, kernels: tuple[str, ...], hyper: Arr
     is its own diagonal. hyper, depth: from `hyperparameters`, traced (a new alpha or depth
     reuses the compiled code). Returns {name: array of q12's shape}.
     """
-    sw2, sb2, c = hyper[0], hyper[1], hyper[2]
-
-    # Layers run in a loop (unrolled, XLA splits and duplicates the chain, several times
-    # slower). The pair state (K or S, and Theta) travels as one complex array K + i Theta:
-    # XLA then fuses each layer into a single pass over the tile instead of four.
-    def pair(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
-        return _pair_dual(family, method, s12, s12, s12) if diagonal else _pair_dual(family, method, s11, s12, s22)
-
-    def diag(s11: Array, s22: Array) -> tuple[Array, Array]:
-        if method == "chebyshev":  # two scalars: one quadrature call
-            t = _diagonal_t(family, method, jnp.stack([s11, s22]))
-            return t[0], t[1]
-        return _diagonal_t(family, method, s11), _diagonal_t(family, method, s22)
-
-    if family.kind == "resnet":
-
-        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-            k11, k22, z = carry
-            k12, th = z.real, z.imag
-            s11, s12, s22 = sw2 * k11 + sb2, sw2 * k12 + sb2, sw2 * k22 + sb2
-            t12, tdot12 = pair(s11, s12, s22)
-            z = lax.complex(k12 + c * t12, th + c * (t12 + tdot12 * (s12 + sw2 * th)))
-            if diagonal:
-                return k11, k22, z
-            t11, t22 = diag(s11, s22)
-            return k11 + c * t11, k22 + c * t22, z
-
-        _, _, z = lax.fori_loop(0, depth, layer, (q11, q22, lax.complex(q12, q12)))
-        out = {"nngp": sw2 * z.real + sb2, "ntk": sw2 * (z.real + z.imag) + sb2}
-    else:
-
-        def layer(_: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-            s11, s22, z = carry
-            s12, th = z.real, z.imag
-            t12, tdot12 = pair(s11, s12, s22)
-            s12 = sw2 * t12 + sb2
-            z = lax.complex(s12, s12 + sw2 * tdot12 * th)
-            if diagonal:
-                return s11, s22, z
-            t11, t22 = diag(s11, s22)
-            return sw2 * t11 + sb2, sw2 * t22 + sb2, z
-
-        s12 = sw2 * q12 + sb2
-        _, _, z = lax.fori_loop(0, depth, layer, (sw2 * q11 + sb2, sw2 * q22 + sb2, lax.complex(s12, s12)))
-        out = {"nngp": z.real, "ntk": z.imag}
-    return {name: out[name] for name in kernels}
+    start = recursion_start(family, hyper, q12, q11, q22)
+    carry = lax.fori_loop(0, depth, recursion_step(family, method, hyper, diagonal), start)
+    return recursion_finish(family, hyper, carry, kernels)
 
 
 @partial(jax.jit, static_argnames=("family", "method", "kernels"))
@@ -151,10 +188,19 @@ def _diagonal(q: Array, hyper: Array, depth: Array, *, family: Family, method: s
 
 def method_for(activation: str, q1: np.ndarray, q2: np.ndarray) -> str:
     """"closed" where a closed form exists; else "chebyshev" when x1's points share one
-    norm and x2's another (`engine.norms.one_norm`), else "quadrature"."""
+    norm and x2's another (`engine.norms.one_norm`), else "series" (`resolve` names its degree)."""
     if activation in CLOSED_FORMS:
         return "closed"
-    return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
+    return "chebyshev" if one_norm(q1) and one_norm(q2) else "series"
+
+
+def resolve(method: str, arch: Architecture, q_max: float) -> str:
+    """"series" -> "series K" (`engine.dual_plan.series_degree` for the largest x.x/d, q_max), or
+    "quadrature" when the variances outgrow the series; other methods unchanged."""
+    if method != "series":
+        return method
+    degree = series_degree(arch, q_max)
+    return "quadrature" if degree is None else f"series {degree}"
 
 
 def check_points(x: ArrayLike, name: str) -> np.ndarray:
@@ -212,14 +258,17 @@ def analytic_diagonal(x: ArrayLike, *, arch: Architecture, kernels: Sequence[str
     """K(x_i, x_i) for each point. x: (n, d) -> {name: (n,)}.
 
     K(x, x) depends on x only through q = x.x/d, so it is computed once per distinct q
-    (once in all on a circle or a sphere).
+    (once in all on a circle or a sphere), by the rule the tiles use: on several norms, tanh, softplus
+    and sigmoid take the Gauss-Hermite sums of Mehler's series at rho = 1 (`engine.mehler`).
     """
     x = check_points(x, "x")
     check_architecture(arch)
     kernels, dt = check_kernels(kernels), _check_dtype(dtype)
     q, where = np.unique(np.einsum("ij,ij->i", x, x) / x.shape[1], return_inverse=True)
     n, size = q.size, _bucket(q.size, TILE)
-    method = "closed" if arch.activation in CLOSED_FORMS else "quadrature"
+    # the tiles' own rule: one norm, the quadrature (the Chebyshev path's samples); several, the series'
+    method = ("closed" if arch.activation in CLOSED_FORMS else "quadrature" if one_norm(q)
+              else resolve("series", arch, q[-1]))
     parts = []
     with jax.enable_x64(dt == np.float64):
         hyper, depth = hyperparameters(arch, dt)
@@ -256,7 +305,7 @@ def analytic_kernels(
 
     q1 = np.einsum("ij,ij->i", x1, x1) / d
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
-    method = method_for(arch.activation, q1, q2)
+    method = resolve(method_for(arch.activation, q1, q2), arch, float(max(q1.max(), q2.max())))
     tile = QUADRATURE_TILE if method == "quadrature" else TILE
     # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
     # they grow long, so a 4096 x 6 matrix is one call, not eight

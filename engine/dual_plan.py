@@ -1,7 +1,9 @@
 """Which path each layer's dual activation takes in `engine.analytic`, decided in plain numpy (no
 JAX: the service's API process asks it before admitting a request, issue 19 item 3).
 
-A closed form (relu, erf, linear, gelu) is "closed". Another activation on points of one norm per
+A closed form (relu, erf, linear, gelu) is "closed". On points of several norms, tanh, softplus and sigmoid
+take Mehler's series (`engine.mehler`) to the degree `series_degree` finds for the largest variance, or the
+quadrature when no degree is accurate. Another activation on points of one norm per
 side is a Chebyshev interpolant in the correlation (`engine.chebyshev`): degree 32 when that is
 accurate, else degree 128 (about 4x the work per entry), else the layer falls back to the
 quadrature entry by entry (hundreds of times slower). Whether a degree is accurate depends only on
@@ -19,7 +21,10 @@ from __future__ import annotations
 from collections import Counter
 from functools import lru_cache
 
+import numpy as np
+
 from engine.architectures import Architecture
+from engine.hermite import degree_needed
 from engine.kernel_scale import diagonal_moments
 from engine.norms import one_norm
 
@@ -54,10 +59,23 @@ def layer_variances(arch: Architecture, q: float) -> list[float]:
 
 
 def method(activation: str, q1: list[float], q2: list[float]) -> str:
-    """`engine.analytic.method_for` without JAX: "closed", "chebyshev" or "quadrature"."""
+    """`engine.analytic.method_for` without JAX: "closed", "chebyshev" or "series"."""
     if activation in CLOSED:
         return "closed"
-    return "chebyshev" if one_norm(q1) and one_norm(q2) else "quadrature"
+    return "chebyshev" if one_norm(q1) and one_norm(q2) else "series"
+
+
+SERIES_MARGIN = 1.02  # the variances are raised by 2% before the series' test (the engine's own arithmetic
+                      # differs from `layer_variances` by rounding)
+
+
+@lru_cache(maxsize=4096)
+def series_degree(arch: Architecture, q_max: float) -> int | None:
+    """The degree of the Mehler series (`engine.mehler`) that every layer of `arch` takes on points of several
+    norms whose largest x.x/d is q_max, or None: the variances outgrow the series (`engine.hermite.DEGREES`),
+    and the layers take the quadrature. The variances grow with q at every layer and the series' tail with the
+    variance, so the largest variance of the largest q decides."""
+    return degree_needed(arch.activation, np.array([SERIES_MARGIN * max(layer_variances(arch, q_max))]))
 
 
 @lru_cache(maxsize=4096)
@@ -71,12 +89,15 @@ def _layers(arch: Architecture, q1: float, q2: float) -> tuple[str, ...]:
     return tuple(plan)
 
 
-def layer_methods(arch: Architecture, q1: float | None, q2: float | None) -> Counter[str]:
+def layer_methods(arch: Architecture, q1: float | None, q2: float | None,
+                  q_max: float | None = None) -> Counter[str]:
     """How many layers take each path for two point sets of x.x/d = q1 and q2 (None: of several
-    norms): {"closed": L}, {"quadrature": L}, or a mix of "chebyshev 32", "chebyshev 128" and
+    norms, the largest x.x/d over both sets being q_max): {"closed": L}, {"series K": L} or {"quadrature": L}
+    (several norms; unknown q_max: "quadrature"), or a mix of "chebyshev 32", "chebyshev 128" and
     "quadrature" (the Chebyshev path's fallback, per layer)."""
     if arch.activation in CLOSED:
         return Counter({"closed": arch.depth})
     if q1 is None or q2 is None:
-        return Counter({"quadrature": arch.depth})
+        degree = None if q_max is None else series_degree(arch, float(q_max))
+        return Counter({"quadrature" if degree is None else f"series {degree}": arch.depth})
     return Counter(_layers(arch, float(q1), float(q2)))

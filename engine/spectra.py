@@ -10,27 +10,31 @@ from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, analytic_kernels
 from engine.architectures import Architecture
-from engine.smoothness import circle_grid, circle_points
+from engine.profile import LayerProgress, correlation_profile
+from engine.smoothness import circle_grid
 
 
 def kernel_profile(arch: Architecture, angles: ArrayLike, *, kernel: str = "ntk",
-                   normalize: bool = False) -> np.ndarray:
+                   normalize: bool = False, progress: LayerProgress | None = None) -> np.ndarray:
     """K((1, 0), (cos a, sin a)) for each angle a: (n,) -> (n,).
 
     normalize=True divides by the peak value K(x, x) (the kernel at angle 0), so the
-    profile has unit peak, as in the paper's Fig. 2.
+    profile has unit peak, as in the paper's Fig. 2. The kernel depends on cos a alone: each distinct
+    value is computed once (`engine.profile`); progress(layers done, depth) as the layers run.
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     a = np.asarray(angles, dtype=np.float64).reshape(-1)
-    anchor = np.array([[1.0, 0.0]])
-    row = analytic_kernels(anchor, np.concatenate([anchor, circle_points(a)]), arch=arch, kernels=(kernel,))
-    peak, profile = row[kernel][0, 0], row[kernel][0, 1:]
+    if not np.all(np.isfinite(a)):
+        raise ValueError("angles contain NaN or Inf")
+    q12 = 0.5 * np.concatenate([[1.0], np.cos(np.abs(a))])  # x.x'/d, d = 2; cos is even: -a is a
+    row = correlation_profile(arch, 0.5, q12, kernel=kernel, progress=progress)
+    peak, profile = row[0], row[1:]
     return profile / peak if normalize else profile
 
 
-def circle_spectrum(arch: Architecture, n_grid: int = 1024, *, kernel: str = "ntk",
-                    normalize: bool = True) -> dict[str, np.ndarray]:
+def circle_spectrum(arch: Architecture, n_grid: int = 1024, *, kernel: str = "ntk", normalize: bool = True,
+                    progress: LayerProgress | None = None) -> dict[str, np.ndarray]:
     """Fourier magnitudes of the kernel profile on the circle (the paper's Fig. 8).
 
     Returns {"frequencies": k = 0 .. n_grid/2, "magnitudes": |c_k|, "angles": `circle_grid(n_grid)`,
@@ -39,7 +43,7 @@ def circle_spectrum(arch: Architecture, n_grid: int = 1024, *, kernel: str = "nt
     integral operator on the circle, per harmonic.
     """
     angles = circle_grid(n_grid)
-    profile = kernel_profile(arch, angles, kernel=kernel, normalize=normalize)
+    profile = kernel_profile(arch, angles, kernel=kernel, normalize=normalize, progress=progress)
     coef = np.fft.rfft(profile) / n_grid
     return {"frequencies": np.arange(coef.size), "magnitudes": np.abs(coef), "angles": angles, "profile": profile}
 

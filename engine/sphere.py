@@ -129,16 +129,13 @@ def project(values: np.ndarray, th: np.ndarray, w: np.ndarray, d: int, k_max: in
 
 
 def sphere_profile(arch: Architecture, d: int, t: np.ndarray, *, kernel: str = "ntk") -> np.ndarray:
-    """K(x, x') of `arch` for unit vectors of R^d with x.x' = t (the engine's analytic kernel)."""
-    from engine.analytic import analytic_kernels
+    """K(x, x') of `arch` for unit vectors of R^d with x.x' = t (the engine's analytic kernel: x.x/d = 1/d,
+    x.x'/d = t/d, `engine.profile`)."""
+    from engine.profile import correlation_profile
 
     _check(0, d)
     t = np.clip(np.asarray(t, dtype=np.float64).reshape(-1), -1.0, 1.0)
-    anchor = np.zeros((1, d))
-    anchor[0, 0] = 1.0
-    points = np.zeros((t.size, d))
-    points[:, 0], points[:, 1] = t, np.sqrt(1.0 - t * t)
-    return analytic_kernels(anchor, points, arch=arch, kernels=(kernel,))[kernel][0]
+    return correlation_profile(arch, 1.0 / d, t / d, kernel=kernel)
 
 
 def decay_exponent(coefficients: np.ndarray, k_min: int, k_max: int,

@@ -47,6 +47,12 @@ QUADRATURE_FACTOR = {"tanh": 13_900.0, "softplus": 51_800.0, "sigmoid": 16_700.0
 # 1e-8: tanh 0.94 s / 4096 entries = 23,000x, softplus 60,000x, sigmoid 28,000x, the interpolant's samples
 # included); engine.dual_plan says which layers do (python bench/dual_paths.py, 2026-12-04)
 CHEBYSHEV_128_FACTOR = {"tanh": 140.0, "softplus": 140.0, "sigmoid": 140.0}
+# On points of several norms, Mehler's series of degree K (engine.mehler): Horner's rule runs K / 2 steps per chain,
+# `SERIES_CHAINS` chains (T and Tdot, their even and odd parts where present), a step a multiply and a multiply-add
+# over the tile; per entry-layer over ReLU's: SERIES_FIXED (the per-point coefficients, the tails)
+# + SERIES_STEP x chains x K / 2 (python bench/dual_paths.py --series)
+SERIES_CHAINS = {"tanh": 2, "softplus": 4, "sigmoid": 2}
+SERIES_FIXED, SERIES_STEP = 8.0, 0.02  # 2026-12-04, N = 512, L = 5: 5.8-15x measured, the model within 2x
 FALLBACK_FACTOR = {"tanh": 23_000.0, "softplus": 60_000.0, "sigmoid": 28_000.0}
 NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
                                       # time - P x SECONDS_PER_PARAMETER_STEP)
@@ -64,6 +70,7 @@ WORKER_BASE_BYTES = 350 * 2**20       # peak RSS of a width-8 training job run a
 
 # engine.analytic's tile shapes (tests/service/test_admission.py checks they still agree)
 TILE, QUADRATURE_TILE, MIN_BUCKET = 512, 16, 16
+PROFILE_ROW = 256                     # engine.profile.ROW: a profile's distinct correlations, padded to rows of it
 IN_FLIGHT_TILES = 4                   # analytic_kernels keeps 2 x cores tiles in flight (2 cores)
 TILE_BYTES_CLOSED = 16 * TILE * TILE * 8  # a closed-form tile's live arrays (a dozen or so)
 TILE_BYTES_QUADRATURE = 80 * 2**20    # a 16 x 16 tile's quadrature nodes (README: tiles hold ~0.3 GB)
@@ -166,33 +173,58 @@ def norm_q(rows: Any) -> float | None:
     return float(q[0]) / len(rows[0]) if one_norm(q) else None
 
 
-def layer_factors(arch: ArchitectureSpec, q1: float | None, q2: float | None) -> tuple[float, str]:
+def largest_q(*sets: Any) -> float:
+    """The largest x.x/d over the given point sets (None entries skipped)."""
+    return max(float(np.max(np.einsum("ij,ij->i", a, a))) / a.shape[1]
+               for a in (np.asarray(rows, dtype=np.float64) for rows in sets if rows is not None))
+
+
+def series_factor(activation: str, degree: int) -> float:
+    """A series layer of `degree` relative to a ReLU layer, per entry."""
+    return SERIES_FIXED + SERIES_STEP * SERIES_CHAINS[activation] * degree / 2
+
+
+def layer_factors(arch: ArchitectureSpec, q1: float | None, q2: float | None,
+                  q_max: float | None = None) -> tuple[float, str]:
     """The cost of `arch`'s layers relative to a ReLU layer, summed over its depth, for point sets of
-    x.x/d = q1 and q2 (None: several norms), by the path each layer takes (`engine.dual_plan`), and
-    the paths in words."""
+    x.x/d = q1 and q2 (None: several norms, the largest x.x/d being q_max), by the path each layer takes
+    (`engine.dual_plan`), and the paths in words."""
     if arch.activation not in QUADRATURE_ACTIVATIONS:
         return arch.depth * ACTIVATION_FACTOR[arch.activation], f"depth {arch.depth} x {arch.activation} cost"
-    layers = layer_methods(Architecture.from_dict(arch.model_dump()), q1, q2)
-    sphere = q1 is not None and q2 is not None  # else every layer takes the quadrature, in 16 x 16 tiles
+    layers = layer_methods(Architecture.from_dict(arch.model_dump()), q1, q2, q_max)
+    sphere = q1 is not None and q2 is not None  # else every layer takes the series or the quadrature
     act = arch.activation
     factor = {"quadrature": (FALLBACK_FACTOR if sphere else QUADRATURE_FACTOR)[act],
               "chebyshev 32": ACTIVATION_FACTOR[act], "chebyshev 128": CHEBYSHEV_128_FACTOR[act]}
+    factor.update({path: series_factor(act, int(path.split()[1])) for path in layers if path.startswith("series ")})
     words = " + ".join(f"{n} {'layers' if n > 1 else 'layer'} {path} x {arch.activation} cost {factor[path]:g}"
                        for path, n in sorted(layers.items()))
     return sum(n * factor[path] for path, n in layers.items()), words
 
 
 def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "",
-                   q: tuple[float | None, float | None] = (CIRCLE_Q, CIRCLE_Q)) -> Term:
+                   q: tuple[float | None, float | None] = (CIRCLE_Q, CIRCLE_Q), q_max: float | None = None) -> Term:
     """Seconds of `analytic_kernels` (n1 x n2 points); `q`: x.x/d of the two point sets when each has one
-    norm (default: the unit circle's), None for one of several norms. The path of each layer (closed form,
-    Chebyshev interpolant, quadrature) is the engine's own decision (`engine.dual_plan`)."""
-    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None)
+    norm (default: the unit circle's), None for one of several norms, whose largest x.x/d is q_max. The path
+    of each layer (closed form, Chebyshev interpolant, series, quadrature) is the engine's own decision
+    (`engine.dual_plan`)."""
+    factor, words = layer_factors(arch, *q, q_max)
+    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None) and "series" not in words
     entries = tile_entries(n1, n2, quadrature)
-    factor, words = layer_factors(arch, *q)
     seconds = entries * factor / KERNEL_ENTRY_LAYERS_PER_S
     formula = f"{what}{entries} kernel entries x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second"
     return Term(seconds, field, formula, f"{POINTS} or the depth, or use relu or erf (closed forms)")
+
+
+def profile_seconds(values: int, arch: ArchitectureSpec, field: str, what: str, q: float) -> Term:
+    """Seconds of `engine.profile.correlation_profile` at `values` distinct correlations of points with x.x/d
+    = q: one row of entries, padded to rows of PROFILE_ROW, through every layer's path (`engine.dual_plan`)."""
+    entries = max(1, math.ceil(values / PROFILE_ROW)) * PROFILE_ROW
+    factor, words = layer_factors(arch, q, q)
+    formula = (f"{what}{entries} distinct correlations x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers "
+               "per second")
+    return Term(entries * factor / KERNEL_ENTRY_LAYERS_PER_S, field, formula, "lower it or the depth, or use relu "
+                "or erf (closed forms)")
 
 
 def one_norm_each(request: Model) -> bool:

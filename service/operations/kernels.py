@@ -19,6 +19,7 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
+    largest_q,
     norm_q,
     worker_base,
 )
@@ -98,7 +99,7 @@ def cost(r: KernelsRequest) -> Cost:
     memory = [worker_base(), input_numbers((n1 + count_rows(r.x2)) * d), kernel_tiles([arch])]
     q1 = norm_q(r.x)
     compute = [kernel_seconds(n1, None if r.x2 is None else n2, arch, field,
-                              q=(q1, q1 if r.x2 is None else norm_q(r.x2)))]
+                              q=(q1, q1 if r.x2 is None else norm_q(r.x2)), q_max=largest_q(r.x, r.x2))]
     return Cost(output, memory, compute)
 
 

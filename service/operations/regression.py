@@ -19,6 +19,7 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
+    largest_q,
     norm_q,
     worker_base,
     y_columns,
@@ -82,15 +83,15 @@ def cost(r: RegressionRequest) -> Cost:
                    "lower the number of test points (x_test) or training points")
     memory = [worker_base(), input_numbers((n + m) * d + n * k), kernel_tiles([arch]), gram, cross, mean,
               floats(2 * n * k, "y_train", f"coefficients {n} x {k}")]
-    train_q, test_q = norm_q(r.x_train), norm_q(r.x_test)
-    compute = [kernel_seconds(n, None, arch, "x_train", "training Gram: ", (train_q, train_q)),
-               kernel_seconds(m, n, arch, "x_test", "test-train Gram: ", (test_q, train_q)),
+    train_q, test_q, q_max = norm_q(r.x_train), norm_q(r.x_test), largest_q(r.x_train, r.x_test)
+    compute = [kernel_seconds(n, None, arch, "x_train", "training Gram: ", (train_q, train_q), q_max),
+               kernel_seconds(m, n, arch, "x_test", "test-train Gram: ", (test_q, train_q), q_max),
                Term(n**3 * (EIGH_S_PER_N3 if r.t is not None else CHOLESKY_S_PER_N3), "x_train",
                     f"{'eigh' if r.t is not None else 'Cholesky'} of {n} x {n}", "lower the number of training points"),
                flops(2 * m * n * k + 4 * n * n * k, out_field, f"2 x {m} x {n} x {k} (the mean)",
                      "lower the number of test points or columns of y_train", MATMUL_FLOPS)]
     if r.return_variance:
-        compute += [kernel_seconds(m, 1, arch, "x_test", "test diagonal: ", (test_q, test_q)),
+        compute += [kernel_seconds(m, 1, arch, "x_test", "test diagonal: ", (test_q, test_q), q_max),
                     flops(2 * n * n * m, "x_test", f"2 x {n}^2 x {m} (the variance)", POINTS, MATMUL_FLOPS)]
     return Cost(output, memory, compute)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from engine.sphere import check_rule, nodes_for
 from service.operations.cost import (
+    CIRCLE_Q,
     EIGVALSH_S_PER_N3,
     ELEMENTWISE_S,
     POINTS,
@@ -21,7 +22,9 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
+    largest_q,
     norm_q,
+    profile_seconds,
     worker_base,
 )
 from service.operations.fields import (
@@ -90,11 +93,11 @@ def cost(r: SpectrumRequest) -> Cost:
     sphere_output, sphere_memory, sphere_compute = _sphere_cost(r)
     output = [floats(2 * g + 2 * (g // 2 + 1), "n_grid", f"profile and spectrum of n_grid {g}", "lower n_grid")]
     memory = [worker_base(), kernel_tiles([arch]), floats(8 * g, "n_grid", f"8 arrays of n_grid {g}", "lower n_grid")]
-    compute = [kernel_seconds(1, g + 1, arch, "n_grid", "profile: ")]
+    compute = [profile_seconds(g // 2 + 1, arch, "n_grid", "profile: ", CIRCLE_Q)]
     if r.x is not None:
         output.append(floats(n, "x", f"{n} eigenvalues"))
         memory += [input_numbers(n * len(r.x[0])), floats(4 * n * n, "x", f"4 copies of the {n} x {n} Gram matrix")]
-        compute += [kernel_seconds(n, None, arch, "x", "Gram: ", (norm_q(r.x), norm_q(r.x))),
+        compute += [kernel_seconds(n, None, arch, "x", "Gram: ", (norm_q(r.x), norm_q(r.x)), largest_q(r.x)),
                     Term(n**3 * EIGVALSH_S_PER_N3, "x", f"eigenvalues of {n} x {n}", POINTS)]
     output, memory, compute = output + sphere_output, memory + sphere_memory, compute + sphere_compute
     return Cost(output, memory, compute)
@@ -109,7 +112,7 @@ def _sphere_cost(r: SpectrumRequest) -> tuple[list[Term], list[Term], list[Term]
     output = [floats(2 * (k + 1), "k_max", f"coefficients and multiplicities of k_max {k}", "lower k_max")]
     memory = [floats((k + 1) * check_rule(nodes) + (d + 8) * both, "k_max",
                      f"P_k at {check_rule(nodes)} nodes for k <= {k}, {both} points of R^{d}", "lower k_max")]
-    compute = [kernel_seconds(1, both, arch=r.architecture, field="k_max", what="sphere: "),
+    compute = [profile_seconds(both, r.architecture, "k_max", "sphere: ", 1.0 / d),
                Term(4 * (k + 1) * both * ELEMENTWISE_S, "k_max", f"recurrence 4 x {k + 1} degrees x {both} nodes",
                     "lower k_max")]
     return output, memory, compute
@@ -119,7 +122,8 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
     from engine import Architecture, circle_spectrum, gram_spectrum, sphere_spectrum
 
     arch, kernel = Architecture.from_dict(params["architecture"]), params["kernel"]
-    arrays = circle_spectrum(arch, params["n_grid"], kernel=kernel, normalize=params["normalize"])
+    arrays = circle_spectrum(arch, params["n_grid"], kernel=kernel, normalize=params["normalize"],
+                             progress=lambda done, depth: report(0.9 * done / depth, f"profile: layer {done}/{depth}"))
     d, k_max = params.get("sphere_dim", SPHERE_DIM), params.get("k_max", K_MAX)  # absent at their defaults
     sphere = sphere_spectrum(arch, d, k_max, kernel=kernel)
     arrays["coefficients"], arrays["multiplicities"] = sphere["coefficients"], sphere["multiplicities"]

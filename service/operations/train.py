@@ -23,6 +23,7 @@ from service.operations.cost import (
     input_numbers,
     kernel_seconds,
     kernel_tiles,
+    largest_q,
     norm_q,
     ntk_pass,
     parameters,
@@ -161,7 +162,8 @@ def cost(r: TrainRequest) -> Cost:
     remedy = "lower steps, n_init, the width, the depth or the batch size"
     per_step = step_flops(arch, width, batch, p)
     record_flops = 2 * (n + m) * p + (ntk_flops if r.track_ntk else 0)
-    compute = [kernel_seconds(n, None, arch, "x_train", "lr bound: ", (norm_q(r.x_train),) * 2),
+    compute = [kernel_seconds(n, None, arch, "x_train", "lr bound: ", (norm_q(r.x_train),) * 2,
+                              largest_q(r.x_train)),
                Term(n**3 * EIGVALSH_S_PER_N3, "x_train", f"lr bound: eigenvalues of {n} x {n}", POINTS),
                Term(nets * p * INIT_SECONDS_PER_PARAMETER * (2 if r.return_ntk else 1), "width",
                     f"drawing n_init {nets} x {p} weights", remedy),

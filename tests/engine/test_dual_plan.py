@@ -41,7 +41,7 @@ def test_the_plan_mirrors_the_engines_constants():
     q = np.einsum("ij,ij->i", x, x) / 2
     for activation in ("relu", "tanh"):
         assert dual_plan.method(activation, list(q), list(q)) == method_for(activation, q, q)
-    assert dual_plan.method("tanh", [1.0, 2.0], [1.0]) == method_for("tanh", np.array([1.0, 2.0]), q) == "quadrature"
+    assert dual_plan.method("tanh", [1.0, 2.0], [1.0]) == method_for("tanh", np.array([1.0, 2.0]), q) == "series"
 
 
 @pytest.mark.parametrize("activation", sorted(dual_plan.CHEBYSHEV_LIMITS))
