@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names' real types for the type checker; at run time they load on first use
     from engine.analytic import KERNELS as KERNELS
-    from engine.analytic import Cancelled as Cancelled
     from engine.analytic import analytic_diagonal as analytic_diagonal
     from engine.analytic import analytic_kernels as analytic_kernels
     from engine.architectures import ACTIVATIONS as ACTIVATIONS
@@ -40,6 +39,7 @@ if TYPE_CHECKING:  # the names' real types for the type checker; at run time the
     from engine.sphere_smoothness import mu_curvature_sphere as mu_curvature_sphere
     from engine.sphere_smoothness import mu_rkhs_sphere as mu_rkhs_sphere
     from engine.sphere_smoothness import sphere_interpolation as sphere_interpolation
+    from engine.tiling import Cancelled as Cancelled
     from engine.training import lr_bound as lr_bound
     from engine.training import train as train
 
@@ -50,7 +50,7 @@ _EXPORTS = {
     "Architecture": "architectures",
     "ACTIVATIONS": "architectures",
     "KERNELS": "analytic",
-    "Cancelled": "analytic",
+    "Cancelled": "tiling",
     "analytic_kernels": "analytic",
     "analytic_diagonal": "analytic",
     "Prediction": "regression",

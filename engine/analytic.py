@@ -10,12 +10,8 @@ be written straight into a `.npy` memory map.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from itertools import islice
-from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +25,7 @@ from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussia
 from engine.dual_plan import series_degree
 from engine.mehler import diagonal_dual, series_dual
 from engine.norms import one_norm
+from engine.tiling import Progress, check_outputs, fill_tiles
 
 KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form and interpolated activations (a power of two); the quadrature
@@ -40,9 +37,6 @@ MIN_BUCKET = 16
 # Mehler's series to degree K (engine.mehler), for points of several norms.
 METHODS = ("closed", "chebyshev", "series", "quadrature")
 FALLBACK_CHUNK = 256  # entries per step of the Chebyshev path's quadrature fallback
-
-Progress = Callable[[int, int], None]
-T = TypeVar("T")
 
 
 def hyperparameters(arch: Architecture, dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +295,7 @@ def analytic_kernels(
     symmetric = x2 is None
     xb = x1 if x2 is None else x2
     n1, n2, d = x1.shape[0], xb.shape[0], x1.shape[1]
-    result = _outputs(out, kernels, (n1, n2), dt)
+    result = check_outputs(out, kernels, (n1, n2), dt)
 
     q1 = np.einsum("ij,ij->i", x1, x1) / d
     q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
@@ -328,67 +322,11 @@ def analytic_kernels(
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
     hyper = hyperparameters(arch, dt)
-    workers = workers or os.cpu_count() or 1
-    todo = iter(blocks)
-    # one tile (small N): no threads to start, which would cost more than the tile
-    with ThreadPoolExecutor(max_workers=workers) if len(blocks) > 1 and workers > 1 else _Serial() as pool:
-        # a bounded window of tiles in flight, so finished tiles never pile up in memory
-        pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * workers))
-        done = 0
-        while pending:
-            (i, j), tiles = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(pool.submit(compute, following))
-            for name, values in tiles.items():
-                ni, nj = values.shape
-                if symmetric and i == j:  # mirror the upper triangle: exactly symmetric
-                    values = np.triu(values) + np.triu(values, 1).T
-                result[name][i:i + ni, j:j + nj] = values
-                if symmetric and i != j:
-                    result[name][j:j + nj, i:i + ni] = values.T
-            done += 1
-            if progress is not None:
-                progress(done, len(blocks))
-            if should_stop is not None and should_stop():
-                for future in pending:
-                    future.cancel()
-                raise Cancelled("analytic_kernels was cancelled")
+    fill_tiles(blocks, compute, result, symmetric=symmetric, workers=workers or os.cpu_count() or 1,
+               progress=progress, should_stop=should_stop, what="analytic_kernels")
     if symmetric:
         diagonal = analytic_diagonal(x1, arch=arch, kernels=kernels, dtype=str(dt))
         for name in kernels:
             idx = np.arange(n1)
             result[name][idx, idx] = diagonal[name]
     return result
-
-
-class _Serial:
-    """ThreadPoolExecutor's submit, run in the calling thread."""
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        future: Future[T] = Future()
-        future.set_result(fn(*args))
-        return future
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class Cancelled(Exception):
-    """A long computation stopped because its caller asked it to."""
-
-
-def _outputs(out: Mapping[str, np.ndarray] | None, kernels: tuple[str, ...], shape: tuple[int, int],
-             dt: np.dtype) -> dict[str, np.ndarray]:
-    if out is None:
-        return {k: np.empty(shape, dtype=dt) for k in kernels}
-    missing = [k for k in kernels if k not in out]
-    if missing:
-        raise ValueError(f"out is missing arrays for kernels {missing}")
-    for k in kernels:
-        if tuple(out[k].shape) != shape:
-            raise ValueError(f"out[{k!r}] must have shape {shape}, got {tuple(out[k].shape)}")
-    return {k: out[k] for k in kernels}

@@ -55,18 +55,7 @@ class Architecture:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= MAX_DEPTH:
-            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH}], got {self.depth!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        for name, positive in (("sigma_w", True), ("sigma_v", True), ("alpha", False), ("sigma_b", False)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if value < 0 or (positive and value == 0) or value > MAX_SCALE:
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be {bound} and <= {MAX_SCALE:g}, got {value!r}")
-            object.__setattr__(self, name, float(value))
+        check_layers(self)
         from engine.kernel_scale import out_of_range_depth
 
         crossed = out_of_range_depth(self.kind, self.depth, self.activation, self.sigma_w, self.sigma_v,
@@ -120,3 +109,20 @@ def check_architecture(arch: Any) -> Architecture:
     if not isinstance(arch, Architecture):
         raise ValueError(f"arch must be an Architecture (see Architecture.from_dict), got {type(arch).__name__}")
     return arch
+
+
+def check_layers(spec: Any) -> None:
+    """Check the fields a dense and a convolutional spec share (depth, activation, the scales),
+    raising ValueError naming the field; the scales are set to floats on the frozen `spec`."""
+    if isinstance(spec.depth, bool) or not isinstance(spec.depth, int) or not 1 <= spec.depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH}], got {spec.depth!r}")
+    if spec.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {spec.activation!r}")
+    for name, positive in (("sigma_w", True), ("sigma_v", True), ("alpha", False), ("sigma_b", False)):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if value < 0 or (positive and value == 0) or value > MAX_SCALE:
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"{name} must be {bound} and <= {MAX_SCALE:g}, got {value!r}")
+        object.__setattr__(spec, name, float(value))

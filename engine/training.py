@@ -21,7 +21,7 @@ import numpy as np
 from jax import Array, lax
 from numpy.typing import ArrayLike
 
-from engine.analytic import Cancelled, analytic_kernels, check_points
+from engine.analytic import analytic_kernels, check_points
 from engine.architectures import Architecture
 from engine.conv import empirical as conv_empirical
 from engine.conv import networks as conv_networks
@@ -29,6 +29,7 @@ from engine.conv import training as conv_training
 from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.empirical import bias_signals, pair_gram, signals, structured_ntk
 from engine.networks import Params, Scales, check_network, ensemble_keys, forward, init_ensemble, scales
+from engine.tiling import Cancelled
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8

@@ -12,25 +12,20 @@ alpha or depth reuses the compiled code).
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
-from typing import Any, TypeVar
 
 import jax
 import numpy as np
 from numpy.typing import ArrayLike
 
-from engine.analytic import KERNELS, Cancelled, check_kernels
+from engine.analytic import KERNELS, check_kernels
 from engine.conv import tiles
 from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.conv.recursion import tile
+from engine.tiling import Cancelled, Progress, check_outputs, fill_tiles
 
 TILE_ENTRIES = tiles.TILE_ENTRIES  # pixel pairs per tile (tests lower it to cut many tiles)
 
-Progress = Callable[[int, int], None]
-T = TypeVar("T")
 
 __all__ = ["KERNELS", "TILE_ENTRIES", "Cancelled", "conv_kernels", "hyperparameters"]
 
@@ -74,7 +69,7 @@ def conv_kernels(
     symmetric = x2 is None
     xb = x1 if x2 is None else x2
     n1, n2 = x1.shape[0], xb.shape[0]
-    result = _outputs(out, kernels, (n1, n2))
+    result = check_outputs(out, kernels, (n1, n2))
     b1, b2 = tiles.tile_edges(n1, n2, tiles.pixel_pairs(arch.readout, x1.shape[1:-1]), symmetric, TILE_ENTRIES)
     blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
     hyper = hyperparameters(arch)
@@ -87,63 +82,6 @@ def conv_kernels(
             values = tile(_pad(xi, b1), _pad(xj, b2), *hyper, **static)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in values.items()}
 
-    workers = workers or os.cpu_count() or 1
-    todo = iter(blocks)
-    with ThreadPool(workers if len(blocks) > 1 else 1) as pool:
-        pending = deque(pool.submit(compute, block) for block in islice(todo, 2 * pool.workers))
-        done = 0
-        while pending:
-            (i, j), finished = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(pool.submit(compute, following))
-            for name, values in finished.items():
-                ni, nj = values.shape
-                if symmetric and i == j:  # mirror the upper triangle: exactly symmetric
-                    values = np.triu(values) + np.triu(values, 1).T
-                result[name][i:i + ni, j:j + nj] = values
-                if symmetric and i != j:
-                    result[name][j:j + nj, i:i + ni] = values.T
-            done += 1
-            if progress is not None:
-                progress(done, len(blocks))
-            if should_stop is not None and should_stop():
-                for future in pending:
-                    future.cancel()
-                raise Cancelled("conv_kernels was cancelled")
+    fill_tiles(blocks, compute, result, symmetric=symmetric, workers=workers or os.cpu_count() or 1,
+               progress=progress, should_stop=should_stop, what="conv_kernels")
     return result
-
-
-def _outputs(out: Mapping[str, np.ndarray] | None, kernels: tuple[str, ...],
-             shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    if out is None:
-        return {k: np.empty(shape) for k in kernels}
-    missing = [k for k in kernels if k not in out]
-    if missing:
-        raise ValueError(f"out is missing arrays for kernels {missing}")
-    for k in kernels:
-        if tuple(out[k].shape) != shape:
-            raise ValueError(f"out[{k!r}] must have shape {shape}, got {tuple(out[k].shape)}")
-    return {k: out[k] for k in kernels}
-
-
-class ThreadPool:
-    """A ThreadPoolExecutor, or (one worker) its submit run in the calling thread."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        if self._pool is not None:
-            return self._pool.submit(fn, *args)
-        future: Future[T] = Future()
-        future.set_result(fn(*args))
-        return future
-
-    def __enter__(self) -> ThreadPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)

@@ -15,14 +15,13 @@ The dict form (`to_dict` / `from_dict`) is the JSON contract of the service.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from engine.architectures import ACTIVATIONS, MAX_DEPTH, MAX_SCALE
+from engine.architectures import check_layers
 
 CONV_KINDS = ("conv-resnet", "cnn")
 READOUTS = ("pool", "flatten")
@@ -62,18 +61,7 @@ class ConvArchitecture:
     def __post_init__(self) -> None:
         if self.kind not in CONV_KINDS:
             raise ValueError(f"kind must be one of {CONV_KINDS}, got {self.kind!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= MAX_DEPTH:
-            raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH}], got {self.depth!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        for name, positive in (("sigma_w", True), ("sigma_v", True), ("alpha", False), ("sigma_b", False)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if value < 0 or (positive and value == 0) or value > MAX_SCALE:
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be {bound} and <= {MAX_SCALE:g}, got {value!r}")
-            object.__setattr__(self, name, float(value))
+        check_layers(self)
         size = self.filter_size
         if isinstance(size, (list, tuple)) and 1 <= len(size) <= 2 and all(
                 isinstance(q, int) and not isinstance(q, bool) and 1 <= q <= MAX_FILTER for q in size):
