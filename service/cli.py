@@ -158,16 +158,16 @@ class _Report:
 def _in_process(operation: str, body: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
     from pydantic import ValidationError
 
+    from service.http.bodies import validation_problem
     from service.jobs.ids import split_request
     from service.operations.registry import REQUESTS, RUNS
 
     try:
         request = REQUESTS[operation].model_validate(body)
     except ValidationError as exc:
-        errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"].removeprefix("Value error, ")}
-                  for e in exc.errors()]
-        raise SystemExit(f"reskernel {operation}: " + _problem_text({"status": 422, "title": "Invalid request",
-                                                                      "errors": errors})) from None
+        problem = validation_problem(exc)
+        raise SystemExit(f"reskernel {operation}: " + _problem_text({"status": problem.status, "title": problem.title,
+                                                                      "errors": problem.errors})) from None
     params, inputs = split_request(request)
     with tempfile.TemporaryDirectory() as folder:
         try:

@@ -27,7 +27,7 @@ class Limits:
     """Admission limits. Requests beyond them get 413 (size) or 422 (parameters)."""
 
     points: int = 20_000          # rows of all point arrays of one request together
-    quadrature_points: int = 1024  # the same for tanh, softplus, sigmoid on points of different norms
+    quadrature_points: int = 1024  # the same where tanh, softplus, sigmoid take the quadrature
     dimension: int = 4096         # input dimension d
     depth: int = 1000             # L
     width_depth: int = 200_000    # width x depth of finite networks

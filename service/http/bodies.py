@@ -274,11 +274,12 @@ def _parse(model: type[M], raw: bytes | bytearray, limits: Limits) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise validation_problem(exc) from None
 
 
-def _invalid(exc: ValidationError) -> InvalidRequest:
-    """The 422 of a validation error: its first RAW_ERRORS errors read, all of them counted."""
+def validation_problem(exc: ValidationError) -> InvalidRequest:
+    """The 422 of a validation error: its first RAW_ERRORS errors read, all of them counted (also
+    what the CLI prints for a request it validates in-process)."""
     errors = []
     for e in exc.errors(include_url=False, include_input=False, include_context=True)[:RAW_ERRORS]:
         where = (e.get("ctx") or {}).get("where", ())

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.architectures import QUADRATURE_ACTIVATIONS
 from service.errors import LimitExceeded
 from service.operations import experiment
-from service.operations.cost import Cost, one_norm_each
+from service.operations.cost import Cost, by_quadrature
 from service.operations.fields import Model
 from service.operations.registry import estimate
 from service.settings import Limits
@@ -54,11 +53,6 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
     check_sizes(lambda name: getattr(request, name, None), limits)
     points = sum(_rows(request, name) for name in POINT_ARRAYS)
     archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
-    slow = sorted({a.activation for a in archs if a is not None and a.activation in QUADRATURE_ACTIVATIONS})
-    if slow and points > limits.quadrature_points and not one_norm_each(request):
-        raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
-                            f"{', '.join(slow)} on points of different norms, whose kernels are then computed "
-                            "by quadrature (about 1000x slower than relu; points of one norm have no such limit)")
     width = getattr(request, "width", None) if hasattr(request, "n_init") else None  # finite networks only
     for i, arch in enumerate(a for a in archs if a is not None):
         where = "architecture" if hasattr(request, "architecture") else f"architectures.{i}"
@@ -70,6 +64,12 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
         value = getattr(request, name, None)
         if value is not None:
             _at_most(name, name, value if isinstance(value, int) else len(value), limit)
+    slow = sorted({a.activation for a in archs if a is not None and by_quadrature(a, request)})
+    if slow and points > limits.quadrature_points:
+        raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
+                            f"{', '.join(slow)} on these points, whose kernels then take the quadrature (about "
+                            "14,000x slower than relu: images and signals, or points of different norms whose "
+                            "variances outgrow Mehler's series; points of one norm have no such limit)")
     cost = estimate(request)
     check_budgets(cost, limits, cache_bytes)
     return cost

@@ -23,7 +23,7 @@ import numpy as np
 from engine.architectures import QUADRATURE_ACTIVATIONS, Architecture
 from engine.conv.tiles import TILE_ENTRIES as CONV_TILE_ENTRIES
 from engine.conv.tiles import pixel_pairs, tile_count, tile_edges
-from engine.dual_plan import layer_methods
+from engine.dual_plan import layer_methods, series_degree
 from engine.norms import one_norm
 from service.operations.fields import ArchitectureSpec, ConvArchitectureSpec, Model
 
@@ -53,6 +53,10 @@ CHEBYSHEV_128_FACTOR = {"tanh": 140.0, "softplus": 140.0, "sigmoid": 140.0}
 # + SERIES_STEP x chains x K / 2 (python bench/dual_paths.py --series)
 SERIES_CHAINS = {"tanh": 2, "softplus": 4, "sigmoid": 2}
 SERIES_FIXED, SERIES_STEP = 8.0, 0.02  # 2026-12-04, N = 512, L = 5: 5.8-15x measured, the model within 2x
+# What a call costs whatever its size: analytic_kernels' dispatch (ReLU, 16 points, depth 2-30: 0.6 ms of CPU),
+# and per series layer the per-point coefficients and the tails, outside the tiles (16 points: tanh 2.1 ms at
+# depth 2, 8.0 ms at depth 10; softplus 2.7 / 10 ms), 2026-12-05, OPENBLAS_NUM_THREADS=1
+KERNEL_CALL_S, SERIES_LAYER_S = 6e-4, 8e-4
 FALLBACK_FACTOR = {"tanh": 23_000.0, "softplus": 60_000.0, "sigmoid": 28_000.0}
 NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
                                       # time - P x SECONDS_PER_PARAMETER_STEP)
@@ -211,8 +215,11 @@ def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, 
     factor, words = layer_factors(arch, *q, q_max)
     quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None) and "series" not in words
     entries = tile_entries(n1, n2, quadrature)
-    seconds = entries * factor / KERNEL_ENTRY_LAYERS_PER_S
-    formula = f"{what}{entries} kernel entries x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second"
+    series_layers = arch.depth if "series" in words else 0
+    seconds = entries * factor / KERNEL_ENTRY_LAYERS_PER_S + KERNEL_CALL_S + series_layers * SERIES_LAYER_S
+    formula = (f"{what}{entries} kernel entries x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second"
+               f" + {KERNEL_CALL_S:g} s a call" + (f" + {series_layers} series layers x {SERIES_LAYER_S:g} s"
+                                                    if series_layers else ""))
     return Term(seconds, field, formula, f"{POINTS} or the depth, or use relu or erf (closed forms)")
 
 
@@ -238,6 +245,19 @@ def one_norm_each(request: Model) -> bool:
         if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
             return False
     return True
+
+
+def by_quadrature(arch: ArchitectureSpec | ConvArchitectureSpec, request: Model) -> bool:
+    """Whether `arch`'s kernels of the request's points take the quadrature, entry by entry: a quadrature
+    activation on signals or images (the conv kernels), or on points of several norms whose variances
+    outgrow Mehler's series (`engine.dual_plan.series_degree`)."""
+    if arch.activation not in QUADRATURE_ACTIVATIONS or one_norm_each(request):
+        return False
+    sets = [rows for name in ("x", "x2", "x_train", "x_test", "points")
+            if (rows := getattr(request, name, None)) is not None]
+    if isinstance(arch, ConvArchitectureSpec) or any(np.ndim(rows) != 2 for rows in sets):
+        return True
+    return bool(sets) and series_degree(Architecture.from_dict(arch.model_dump()), largest_q(*sets)) is None
 
 
 def kernel_tiles(archs: list[ArchitectureSpec]) -> Term:

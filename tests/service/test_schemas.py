@@ -79,7 +79,8 @@ def test_arrays_are_float64():
     ({"x": [[0.0, 1.0]] * 11, "architecture": ARCH}, 413, "points"),
     ({"x": [[0.0] * 9], "architecture": ARCH}, 413, "x"),
     ({"x": [[0.0, 1.0]], "architecture": {"kind": "mlp", "depth": 101}}, 422, "architecture.depth"),
-    ({"x": [[0.0, 1.0], [0.0, 2.0]] * 3, "architecture": {"kind": "mlp", "depth": 2, "activation": "tanh"}}, 413,
+    # of different norms, the variances beyond Mehler's series: the quadrature
+    ({"x": [[0.0, 1.0], [0.0, 30.0]] * 3, "architecture": {"kind": "mlp", "depth": 2, "activation": "tanh"}}, 413,
      "points"),
 ])
 def test_limits_name_the_limit(body, status, field):
@@ -89,12 +90,15 @@ def test_limits_name_the_limit(body, status, field):
     assert caught.value.status == status and caught.value.field == field
 
 
-def test_points_of_one_norm_have_no_quadrature_limit():
+def test_points_the_quadrature_does_not_compute_have_no_quadrature_limit():
     limits = Limits(points=10, quadrature_points=5, dimension=8, depth=100)
     for activation in ("tanh", "gelu"):  # on the circle, tanh is interpolated; gelu has a closed form
         body = {"x": [[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] * 3, "architecture": {"kind": "mlp", "depth": 2,
                                                                                 "activation": activation}}
         check_limits(KernelsRequest.model_validate(body), limits, 2**40)
+    # of different norms within the reach of Mehler's series
+    body = {"x": [[0.0, 1.0], [0.0, 2.0]] * 3, "architecture": {"kind": "mlp", "depth": 2, "activation": "tanh"}}
+    check_limits(KernelsRequest.model_validate(body), limits, 2**40)
 
 
 def test_network_limits():
