@@ -10,7 +10,7 @@ import numpy as np
 
 from service.errors import LimitExceeded
 from service.operations import experiment
-from service.operations.cost import Cost, by_quadrature
+from service.operations.cost import POINT_ARRAYS, Cost, quadrature_activations
 from service.operations.fields import Model
 from service.operations.registry import estimate
 from service.settings import Limits
@@ -19,9 +19,6 @@ from service.settings import Limits
 def _rows(request: Model, name: str) -> int:
     value = getattr(request, name, None)
     return len(value) if value is not None else 0
-
-
-POINT_ARRAYS = ("x", "x2", "x_train", "x_test", "points")
 
 
 def _length(value: Any) -> int:
@@ -64,7 +61,7 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
         value = getattr(request, name, None)
         if value is not None:
             _at_most(name, name, value if isinstance(value, int) else len(value), limit)
-    slow = sorted({a.activation for a in archs if a is not None and by_quadrature(a, request)})
+    slow = quadrature_activations([a for a in archs if a is not None], request)
     if slow and points > limits.quadrature_points:
         raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
                             f"{', '.join(slow)} on these points, whose kernels then take the quadrature (about "

@@ -14,6 +14,7 @@ array fields may be nested lists or numpy arrays.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,7 @@ CONV_QUADRATURE_TILE_BYTES = 80 * 2**20  # ... and, for a quadrature activation,
 RKHS_MIN_WEIGHT = 1e-12               # engine.smoothness.mu_rkhs's default cut-off weight
 F8 = 8                                # bytes of a float64
 CIRCLE_Q = 0.5                        # x.x/d of the unit circle's points (d = 2)
+POINT_ARRAYS = ("x", "x2", "x_train", "x_test", "points")  # the request fields that hold point sets
 
 
 @dataclass(frozen=True)
@@ -189,12 +191,13 @@ def series_factor(activation: str, degree: int) -> float:
 
 
 def layer_factors(arch: ArchitectureSpec, q1: float | None, q2: float | None,
-                  q_max: float | None = None) -> tuple[float, str]:
+                  q_max: float | None = None) -> tuple[float, str, Counter[str]]:
     """The cost of `arch`'s layers relative to a ReLU layer, summed over its depth, for point sets of
     x.x/d = q1 and q2 (None: several norms, the largest x.x/d being q_max), by the path each layer takes
-    (`engine.dual_plan`), and the paths in words."""
+    (`engine.dual_plan`), the paths in words, and how many layers take each path."""
     if arch.activation not in QUADRATURE_ACTIVATIONS:
-        return arch.depth * ACTIVATION_FACTOR[arch.activation], f"depth {arch.depth} x {arch.activation} cost"
+        return (arch.depth * ACTIVATION_FACTOR[arch.activation], f"depth {arch.depth} x {arch.activation} cost",
+                Counter(closed=arch.depth))
     layers = layer_methods(Architecture.from_dict(arch.model_dump()), q1, q2, q_max)
     sphere = q1 is not None and q2 is not None  # else every layer takes the series or the quadrature
     act = arch.activation
@@ -203,7 +206,7 @@ def layer_factors(arch: ArchitectureSpec, q1: float | None, q2: float | None,
     factor.update({path: series_factor(act, int(path.split()[1])) for path in layers if path.startswith("series ")})
     words = " + ".join(f"{n} {'layers' if n > 1 else 'layer'} {path} x {arch.activation} cost {factor[path]:g}"
                        for path, n in sorted(layers.items()))
-    return sum(n * factor[path] for path, n in layers.items()), words
+    return sum(n * factor[path] for path, n in layers.items()), words, layers
 
 
 def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, what: str = "",
@@ -212,10 +215,10 @@ def kernel_seconds(n1: int, n2: int | None, arch: ArchitectureSpec, field: str, 
     norm (default: the unit circle's), None for one of several norms, whose largest x.x/d is q_max. The path
     of each layer (closed form, Chebyshev interpolant, series, quadrature) is the engine's own decision
     (`engine.dual_plan`)."""
-    factor, words = layer_factors(arch, *q, q_max)
-    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None) and "series" not in words
+    factor, words, layers = layer_factors(arch, *q, q_max)
+    series_layers = sum(n for path, n in layers.items() if path.startswith("series "))
+    quadrature = arch.activation in QUADRATURE_ACTIVATIONS and (q[0] is None or q[1] is None) and not series_layers
     entries = tile_entries(n1, n2, quadrature)
-    series_layers = arch.depth if "series" in words else 0
     seconds = entries * factor / KERNEL_ENTRY_LAYERS_PER_S + KERNEL_CALL_S + series_layers * SERIES_LAYER_S
     formula = (f"{what}{entries} kernel entries x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers per second"
                f" + {KERNEL_CALL_S:g} s a call" + (f" + {series_layers} series layers x {SERIES_LAYER_S:g} s"
@@ -227,37 +230,42 @@ def profile_seconds(values: int, arch: ArchitectureSpec, field: str, what: str, 
     """Seconds of `engine.profile.correlation_profile` at `values` distinct correlations of points with x.x/d
     = q: one row of entries, padded to rows of PROFILE_ROW, through every layer's path (`engine.dual_plan`)."""
     entries = max(1, math.ceil(values / PROFILE_ROW)) * PROFILE_ROW
-    factor, words = layer_factors(arch, q, q)
+    factor, words, _ = layer_factors(arch, q, q)
     formula = (f"{what}{entries} distinct correlations x ({words}) / {KERNEL_ENTRY_LAYERS_PER_S:.3g} entry-layers "
                "per second")
     return Term(entries * factor / KERNEL_ENTRY_LAYERS_PER_S, field, formula, "lower it or the depth, or use relu "
                 "or erf (closed forms)")
 
 
+def point_sets(request: Model) -> list[Any]:
+    """The request's point sets (those of POINT_ARRAYS it has), as given."""
+    return [rows for name in POINT_ARRAYS if (rows := getattr(request, name, None)) is not None]
+
+
 def one_norm_each(request: Model) -> bool:
     """Whether each point set of the request lies on one sphere: then tanh, softplus and sigmoid
     are interpolated in the correlation and cost about what ReLU costs (the circle experiment's
     points are on the unit circle)."""
-    for name in ("x", "x2", "x_train", "x_test", "points"):
-        rows = getattr(request, name, None)
-        if rows is not None and np.ndim(rows) != 2:  # signals or images: the conv kernels take the quadrature
+    for rows in point_sets(request):
+        if np.ndim(rows) != 2:  # signals or images: the conv kernels take the quadrature
             return False
-        if rows is not None and not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
+        if not one_norm(np.einsum("ij,ij->i", np.asarray(rows), np.asarray(rows))):
             return False
     return True
 
 
-def by_quadrature(arch: ArchitectureSpec | ConvArchitectureSpec, request: Model) -> bool:
-    """Whether `arch`'s kernels of the request's points take the quadrature, entry by entry: a quadrature
-    activation on signals or images (the conv kernels), or on points of several norms whose variances
-    outgrow Mehler's series (`engine.dual_plan.series_degree`)."""
-    if arch.activation not in QUADRATURE_ACTIVATIONS or one_norm_each(request):
-        return False
-    sets = [rows for name in ("x", "x2", "x_train", "x_test", "points")
-            if (rows := getattr(request, name, None)) is not None]
-    if isinstance(arch, ConvArchitectureSpec) or any(np.ndim(rows) != 2 for rows in sets):
-        return True
-    return bool(sets) and series_degree(Architecture.from_dict(arch.model_dump()), largest_q(*sets)) is None
+def quadrature_activations(archs: list[ArchitectureSpec | ConvArchitectureSpec], request: Model) -> list[str]:
+    """The activations of `archs` whose kernels of the request's points take the quadrature, entry by
+    entry: a quadrature activation on signals or images (the conv kernels), or on points of several norms
+    whose variances outgrow Mehler's series (`engine.dual_plan.series_degree`)."""
+    slow = [a for a in archs if a.activation in QUADRATURE_ACTIVATIONS]
+    if not slow or one_norm_each(request):  # also when the request has no point sets
+        return []
+    sets = point_sets(request)
+    images = any(np.ndim(rows) != 2 for rows in sets)
+    q_max = None if images else largest_q(*sets)
+    return sorted({a.activation for a in slow if images or isinstance(a, ConvArchitectureSpec)
+                   or series_degree(Architecture.from_dict(a.model_dump()), q_max) is None})
 
 
 def kernel_tiles(archs: list[ArchitectureSpec]) -> Term:
