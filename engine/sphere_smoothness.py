@@ -16,7 +16,12 @@ the minimum-norm interpolant in H of the same data.
 Curvature: mu = ||Delta f|| / ||f|| on the evaluation set's harmonics, Delta the Laplace-Beltrami
 operator (eigenvalue -k (k + d - 2) on degree k): on the circle grid, eq. 22 itself (`mu_curvature`);
 on S^2, sqrt(sum_{l <= L} (l (l + 1))^2 E_l) / rms(f), E_l by the discrete transform on the Gauss
-product grid (`engine.sphere_sets`), rms by its quadrature. d > 3: not computed (ValueError).
+product grid (`engine.sphere_sets`), rms by its quadrature. d > 3 (no product grid): the same sum from
+the exact energies above, sqrt(sum_{k <= K} (k (k + d - 2))^2 E_k / sum_{k <= K} E_k)
+(`mu_curvature_spectral`), K = min(n_grid / 2 - 1, MAX_CURVATURE_DEGREE), stopped earlier where the
+eigenvalues' rule errors would move either sum by more than SUM_TOLERANCE. For the ReLU NTK
+(lambda_k ~ k^-d, the cusp at t = 1) the terms fall as k^(2 - d): the sum grows like K on the circle and
+log K on S^2, and converges for d >= 4 (docs/numerics.md).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from numpy.typing import ArrayLike
 from engine.architectures import Architecture
 from engine.regression import gram_regression, merge_coincident
 from engine.smoothness import _unit_peak, mu_curvature
-from engine.sphere import funk_hecke, gegenbauer, multiplicities, sphere_profile
+from engine.sphere import funk_hecke, funk_hecke_checked, gegenbauer, multiplicities, sphere_profile
 from engine.sphere_sets import grid_energies, sphere_grid
 
 UNIT_TOLERANCE = 1e-9  # | |x_i| - 1 | of the training points
 MIN_WEIGHT = 1e-12  # the automatic cut-off's smallest heat weight (as mu_rkhs's)
+MAX_CURVATURE_DEGREE = 511  # d > 3: the curvature's highest degree (the d = 4 ReLU sum within ~2e-3 of its limit)
+SUM_TOLERANCE = 1e-6  # d > 3: the relative error of the curvature's sums the eigenvalues' errors may cause
 
 
 class Expansion(NamedTuple):
@@ -82,14 +89,56 @@ def evaluate(expansion: Expansion, x: np.ndarray, *, arch: Architecture, kernel:
     return analytic_kernels(x, expansion.centres, arch=arch, kernels=(kernel,))[kernel] @ expansion.coef
 
 
+def addition_forms(expansion: Expansion, k_max: int) -> np.ndarray:
+    """(k_max + 1,) a^T P_{k,d}(X X^T) a, k = 0..k_max, of the expansion (centres X (u, d), coef a): the
+    Gegenbauer recurrence of `engine.sphere.gegenbauer`, two (u, u) matrices at a time."""
+    x, a = expansion
+    d, t = x.shape[1], np.clip(x @ x.T, -1.0, 1.0)
+    forms = np.empty(k_max + 1)
+    previous, current = np.ones_like(t), t
+    forms[0] = a.sum() ** 2
+    for k in range(1, k_max + 1):
+        forms[k] = a @ current @ a
+        previous, current = current, ((2 * k + d - 2) * t * current - k * previous) / (k + d - 2)
+    return forms
+
+
 def harmonic_energies(expansion: Expansion, coefficients: np.ndarray) -> np.ndarray:
     """(k_max + 1,) E_k = lambda_k^2 N(d, k) a^T P_{k,d}(X X^T) a of the expansion, for the kernel's
     Funk-Hecke eigenvalues `coefficients` lambda_0..lambda_k_max on S^(d-1) (module docstring)."""
-    x, a = expansion
     lam = np.asarray(coefficients, dtype=np.float64)
-    k_max, d = lam.size - 1, x.shape[1]
-    p = gegenbauer(k_max, d, np.clip(x @ x.T, -1.0, 1.0))  # (k, u, u)
-    return lam**2 * multiplicities(d, k_max) * np.einsum("i,kij,j->k", a, p, a)
+    k_max, d = lam.size - 1, expansion.centres.shape[1]
+    return lam**2 * multiplicities(d, k_max) * addition_forms(expansion, k_max)
+
+
+def mu_curvature_spectral(expansion: Expansion, coefficients: np.ndarray,
+                          errors: np.ndarray | None = None) -> tuple[float, int]:
+    """(mu, K): the curvature measure ||Delta f|| / ||f|| of the expansion from its exact harmonic
+    energies (module docstring), summed over degrees k <= K; for the kernel's Funk-Hecke eigenvalues
+    `coefficients` lambda_0..lambda_k_max on S^(d-1) and, optionally, their error estimates `errors`
+    (`engine.sphere.funk_hecke_checked`). K is k_max, or with errors the last degree before the
+    eigenvalues' errors would move either sum (from degree 1 on) by more than SUM_TOLERANCE (relative):
+    where lambda_k is below the rule's rounding, N(d, k) lambda_k^2 is noise that grows with N(d, k)."""
+    lam = np.asarray(coefficients, dtype=np.float64)
+    d, k_max = expansion.centres.shape[1], lam.size - 1
+    if k_max < 1:
+        raise ValueError("give the eigenvalues of degrees 0..k_max, k_max >= 1")
+    k = np.arange(k_max + 1, dtype=np.float64)
+    weights, forms, counts = (k * (k + d - 2)) ** 2, addition_forms(expansion, k_max), multiplicities(d, k_max)
+    energies = lam**2 * counts * forms
+    top = k_max
+    if errors is not None:
+        err = np.abs(np.asarray(errors, dtype=np.float64))
+        slack = (2 * np.abs(lam) * err + err * err) * counts * np.abs(forms)  # each E_k's error bound
+        within = ((np.cumsum(weights * slack) <= SUM_TOLERANCE * np.cumsum(weights * energies))
+                  & (np.cumsum(slack) <= SUM_TOLERANCE * np.cumsum(energies)))[1:]  # degree 0: no curvature
+        top = k_max if within.all() else int(np.argmin(within))
+        if top < 1:
+            raise ValueError("the kernel's eigenvalue of degree 1 is not resolved: the curvature is undefined")
+    norm = float(np.sum(energies[: top + 1]))
+    if not norm > 0:
+        raise ValueError("the interpolant is zero: mu is undefined for the zero function")
+    return math.sqrt(float(weights[: top + 1] @ energies[: top + 1]) / norm), top
 
 
 def heat_cutoff(d: int, bandwidth: float, limit: int, cutoff: int | None = None,
@@ -141,7 +190,8 @@ def mu_rkhs_sphere(expansion: Expansion, coefficients: np.ndarray, train_points:
 
 def mu_curvature_sphere(values: ArrayLike, d: int, n_grid: int) -> float:
     """mu = ||Delta f|| / ||f|| of f sampled on `sphere_grid(d, n_grid)` (module docstring): eq. 22 on the
-    circle (d = 2), the Gauss product grid's harmonics on S^2 (d = 3); ValueError for d > 3."""
+    circle (d = 2), the Gauss product grid's harmonics on S^2 (d = 3); ValueError for d > 3, whose set
+    resolves no harmonics (the interpolants' measure there is `mu_curvature_spectral`)."""
     grid = sphere_grid(d, n_grid)
     f = np.asarray(values, dtype=np.float64)
     if f.shape != (len(grid.points),):
@@ -149,8 +199,8 @@ def mu_curvature_sphere(values: ArrayLike, d: int, n_grid: int) -> float:
     if d == 2:
         return mu_curvature(f)
     if d != 3:
-        raise ValueError(f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not d = {d}; "
-                         "use the RKHS ratio")
+        raise ValueError(f"the curvature of samples is computed on S^1 and S^2 (d = 2, 3), not d = {d}: "
+                         "for an interpolant use mu_curvature_spectral")
     if not np.all(np.isfinite(f)):
         raise ValueError("values contains NaN or Inf")
     f = _unit_peak(f)
@@ -167,23 +217,28 @@ def sphere_interpolation(arch: Architecture, points: ArrayLike, targets: ArrayLi
     on `sphere_grid(d, n_grid)`, and measure it.
 
     Returns {"grid_points": (M, d), "interpolant": (M,), "train_points": (n, d), "train_values": (n,),
-    "grid_shape", "grid_degree", "mu": the curvature measure (None unless `curvature`), "rkhs": the dict of
-    `mu_rkhs_sphere` (None unless `rkhs`)}. The RKHS cut-off is at most n_grid / 2 - 1, as on the circle.
+    "grid_shape", "grid_degree", "mu": the curvature measure (None unless `curvature`), "degree": the highest
+    degree the curvature sums (the set's on S^1 and S^2, `mu_curvature_spectral`'s K for d > 3), "rkhs": the
+    dict of `mu_rkhs_sphere` (None unless `rkhs`)}. The RKHS cut-off is at most n_grid / 2 - 1, as on the
+    circle.
     """
     x = check_points(points)
     y = np.asarray(targets, dtype=np.float64)
     if y.shape != (x.shape[0],):
         raise ValueError(f"targets must have one value per point, ({x.shape[0]},), got {y.shape}")
     d = x.shape[1]
-    if curvature and d > 3:
-        raise ValueError(f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not d = {d}")
     grid = sphere_grid(d, n_grid)
     expansion = interpolant(x, y, arch=arch, kernel=kernel, ridge=ridge)
     values = evaluate(expansion, grid.points, arch=arch, kernel=kernel)
     out: dict[str, Any] = {"grid_points": grid.points, "interpolant": values, "train_points": x, "train_values": y,
-                           "grid_shape": list(grid.shape), "grid_degree": grid.degree, "mu": None, "rkhs": None}
-    if curvature:
-        out["mu"] = mu_curvature_sphere(values, d, n_grid)
+                           "grid_shape": list(grid.shape), "grid_degree": grid.degree, "mu": None, "degree": None,
+                           "rkhs": None}
+    if curvature and d <= 3:
+        out["mu"], out["degree"] = mu_curvature_sphere(values, d, n_grid), grid.degree
+    elif curvature:
+        lam, errors, _ = funk_hecke_checked(lambda t: sphere_profile(arch, d, t, kernel=kernel), d,
+                                            min(n_grid // 2 - 1, MAX_CURVATURE_DEGREE))
+        out["mu"], out["degree"] = mu_curvature_spectral(expansion, lam, errors)
     if rkhs:
         c = heat_cutoff(d, bandwidth, n_grid // 2 - 1, cutoff)
         lam = funk_hecke(lambda t: sphere_profile(arch, d, t, kernel=kernel), d, c)

@@ -43,7 +43,7 @@ BANDWIDTH = (1e-6, 7.0)  # the RKHS bandwidth's range (radians)
 MAX_CUTOFF, MAX_CUTOFF_BANDWIDTH = 10**6, 36.0  # exp(-36^2 / 2) ~ 1e-281: every weight kept is a normal float64
 MAX_SPHERE_DIM = 64  # d of the points' sphere S^(d-1), as /v1/spectrum's sphere_dim
 UNIT_TOLERANCE = 1e-9  # | |x| - 1 | of each of `points`' rows
-CURVATURE_DIMS = (2, 3)  # the curvature measure's spheres: S^1 (eq. 22) and S^2 (engine.sphere_smoothness)
+MAX_CURVATURE_DEGREE = 511  # d > 3: engine.sphere_smoothness's (mirrored without JAX; tests check)
 
 
 class SmoothnessRequest(Model):
@@ -65,7 +65,8 @@ class SmoothnessRequest(Model):
         "targets. The interpolants are evaluated on a set of the sphere sized by n_grid (answered as grid_points): "
         "d = 2 the uniform circle grid of n_grid angles; d = 3 a Gauss-Legendre x uniform product grid of "
         "n_lat = floor(sqrt(n_grid / 2)) latitudes and 2 n_lat longitudes; d > 3 n_grid uniform random points "
-        "(seed 0). The curvature measure is computed for d = 2 and 3 (d > 3: 422, use measure rkhs)."))
+        "(seed 0). The curvature measure: on the set's harmonics for d = 2 and 3; for d > 3 the exact harmonic sum "
+        "to degree min(n_grid / 2 - 1, 511) (answered as each result's degree)."))
     targets: Values | None = Field(None, description="Values at the training angles (null = 0.5 cos b + sin 4b), or "
                                    "at the points (required with points, one per row). Not all zero (mu is "
                                    "undefined for the zero function).")
@@ -73,9 +74,10 @@ class SmoothnessRequest(Model):
     ridge: Number = Field(1e-10, ge=0, description="Relative to the training Gram's mean diagonal (as for regression).")
     n_grid: int = Field(4096, ge=8, multiple_of=2, description=(
         "Uniform grid on which mu is measured (even); with points, the size of the set on the sphere (see points)."))
-    measure: Literal["curvature", "rkhs"] = Field("curvature", description=(
-        "mu of eq. 22 (on the sphere: ||Laplace-Beltrami f|| / ||f|| on the grid's harmonics), or the slides' RKHS "
-        "ratio (on the sphere: the heat kernel's, exp(-t k (k + d - 2)) with t = bandwidth^2 / 2)."))
+    measure: Literal["curvature", "rkhs", "both"] = Field("curvature", description=(
+        "mu of eq. 22 (on the sphere: ||Laplace-Beltrami f|| / ||f|| on the grid's harmonics), the slides' RKHS "
+        "ratio (on the sphere: the heat kernel's, exp(-t k (k + d - 2)) with t = bandwidth^2 / 2), or both: each "
+        "result answers mu_curvature and mu_rkhs, and mu is the measure asked for (null for both)."))
     bandwidth: Number = Field(0.5, ge=BANDWIDTH[0], le=BANDWIDTH[1], description=(
         "RKHS measure: Gaussian bandwidth (radians), in [1e-6, 7]: the automatic cutoff keeps the harmonics k whose "
         "weight exp(-(bandwidth k)^2 / 2) is at least 1e-12, and beyond 7 not even k = 1 is kept."))
@@ -106,13 +108,13 @@ class SmoothnessRequest(Model):
         n = self.n_train if self.train_angles is None else len(self.train_angles)
         if self.targets is not None and len(self.targets) != n:
             raise ValueError(f"targets has {len(self.targets)} values for {n} training angles")
-        if self.measure == "rkhs" and self.samples is not None and self.architectures == []:
+        if self.measure != "curvature" and self.samples is not None and self.architectures == []:
             raise ValueError("the rkhs measure of samples needs the training set: give architectures too")
         return self._canonical()
 
     def _canonical(self) -> SmoothnessRequest:
         d = 2 if self.points is None else self.points.shape[1]
-        if self.measure == "rkhs" and self.cutoff is not None:
+        if self.measure != "curvature" and self.cutoff is not None:
             c, b = self.cutoff, self.bandwidth  # the weight exp(-b^2 c (c + d - 2) / 2) must stay above 1e-281
             if c * b > MAX_CUTOFF_BANDWIDTH or b * b * c * (c + d - 2) > MAX_CUTOFF_BANDWIDTH**2:
                 raise field_error("cutoff", f"cutoff x bandwidth is {c * b:.3g} (d = {d}): the weight "
@@ -149,15 +151,15 @@ class SmoothnessRequest(Model):
             raise field_error("targets", "points need targets: one value per point")
         if len(self.targets) != n:
             raise field_error("targets", f"targets has {len(self.targets)} values for {n} points")
-        if self.measure == "curvature" and d not in CURVATURE_DIMS:
-            raise field_error("measure", f"the curvature measure is computed on S^1 and S^2 (d = 2, 3), not on "
-                              f"S^{d - 1} (d = {d}): ask measure 'rkhs' (any d)")
         return self._canonical()
 
 
 class MuResult(BaseModel):
     architecture: ArchitectureSpec | None = None
-    mu: float
+    mu: float | None = Field(description="The measure asked for (null for measure both).")
+    mu_curvature: float | None = Field(None, description="The curvature measure, when asked for.")
+    mu_rkhs: float | None = Field(None, description="The RKHS ratio, when asked for.")
+    degree: int | None = Field(None, description="The highest harmonic degree the curvature sums (with points).")
     norm_f: float | None = None
     norm_gauss: float | None = None
     bandwidth: float | None = None
@@ -219,8 +221,9 @@ def heat_degrees(r: SmoothnessRequest, d: int) -> int:
 
 def sphere_cost(r: SmoothnessRequest) -> Cost:
     """Training points on S^(d-1) (engine.sphere_smoothness): per architecture the training Gram, its
-    solve and the grid x train Gram; the curvature's harmonic transform on S^2, or the RKHS measure's
-    Funk-Hecke eigenvalues (the profile at the rule's nodes, P_k there), energies and heat Gram."""
+    solve and the grid x train Gram; the curvature's harmonic transform on S^2 or harmonic sum for d > 3,
+    and / or the RKHS measure's Funk-Hecke eigenvalues (the profile at the rule's nodes, P_k there), energies
+    and heat Gram."""
     assert r.points is not None
     (n, d), archs, g = r.points.shape, r.architectures, r.n_grid
     a, q = len(archs), 1.0 / d  # unit points: x.x/d = 1/d
@@ -238,12 +241,21 @@ def sphere_cost(r: SmoothnessRequest) -> Cost:
         compute += [kernel_seconds(n, None, arch, "points", f"architectures.{i}, training Gram: ", (q, q)),
                     kernel_seconds(m, n, arch, grid_field, f"architectures.{i}, grid-train Gram: ", (q, q)),
                     Term(n**3 * CHOLESKY_S_PER_N3, "points", f"Cholesky of {n} x {n}", "lower the number of points")]
-    if r.measure == "curvature" and n_lat is not None:
+    if r.measure != "rkhs" and n_lat is not None:
         table = n_lat**3
         phases.append([floats(table + 2 * m, "n_grid", f"the Legendre table {n_lat}^3", "lower n_grid")])
         compute.append(Term(a * (table + n_lat * n_lat * 100) * ELEMENTWISE_S, "n_grid",
                             f"{a} x the harmonic transform of {n_lat} latitudes", "lower n_grid"))
-    if r.measure == "rkhs":
+    if r.measure != "rkhs" and d > 3:
+        c = min(g // 2 - 1, MAX_CURVATURE_DEGREE)
+        nodes = 2 * nodes_for(c, d) + nodes_for(c, d) // 4  # the rule and its check (engine.sphere.check_rule)
+        phases.append([floats(2 * (c + 1) * nodes + 3 * n * n, "n_grid", f"P_k for k <= {c} at {nodes} nodes",
+                              "lower n_grid")])
+        for i, arch in enumerate(archs):
+            compute.append(kernel_seconds(1, nodes, arch, "n_grid", f"architectures.{i}, the profile: ", (q, q)))
+        compute.append(Term((3 * nodes * nodes + a * (c + 1) * (2 * nodes + 4 * n * n)) * ELEMENTWISE_S, "n_grid",
+                            f"the rules' nodes, {a} x the harmonic sum to degree {c} of {n} points", "lower n_grid"))
+    if r.measure != "curvature":
         c = heat_degrees(r, d)
         nodes = nodes_for(c, d)
         field, remedy = ("cutoff", "lower cutoff") if r.cutoff is not None else (
@@ -262,7 +274,7 @@ def sphere_cost(r: SmoothnessRequest) -> Cost:
 def cost(r: SmoothnessRequest) -> Cost:
     if r.points is not None:
         return sphere_cost(r)
-    archs, g, rkhs = r.architectures, r.n_grid, r.measure == "rkhs"
+    archs, g, rkhs = r.architectures, r.n_grid, r.measure != "curvature"
     n = 0 if not archs else (len(r.train_angles) if r.train_angles is not None else r.n_train or 0)
     n_field = "n_train" if r.train_angles is None else "train_angles"
     grid_field = "n_grid" if g >= n else n_field
@@ -294,19 +306,29 @@ def cost(r: SmoothnessRequest) -> Cost:
     return Cost(output, memory + (peak_phase(*phases) if phases else []), compute)
 
 
+def measures(measure: str, curvature: float | None, rkhs: dict[str, Any] | None) -> dict[str, Any]:
+    """A result's measures: mu_curvature and mu_rkhs (with the RKHS norms, bandwidth and cutoff) as computed,
+    and mu the one asked for (None for both)."""
+    out: dict[str, Any] = {"mu_curvature": curvature, "mu_rkhs": None}
+    if rkhs is not None:
+        out |= rkhs | {"mu_rkhs": rkhs["mu"]}
+    out["mu"] = None if measure == "both" else out["mu_curvature"] if measure == "curvature" else out["mu_rkhs"]
+    return out
+
+
 def run_sphere(params: dict[str, Any], inputs: Arrays, report: Progress) -> tuple[dict[str, Any], Arrays]:
     """The training set on S^(d-1): `engine.sphere_smoothness.sphere_interpolation` per architecture."""
     from engine import Architecture, sphere_interpolation
 
-    rkhs = params["measure"] == "rkhs"
+    measure = params["measure"]
     results, curves, fit = [], [], None
     specs = params["architectures"]
     for i, spec in enumerate(specs):
         fit = sphere_interpolation(Architecture.from_dict(spec), inputs["points"], inputs["targets"],
                                    kernel=params["kernel"], ridge=params["ridge"], n_grid=params["n_grid"],
-                                   curvature=not rkhs, rkhs=rkhs, bandwidth=params["bandwidth"],
-                                   cutoff=params["cutoff"])
-        results.append({"architecture": spec, **(fit["rkhs"] if rkhs else {"mu": fit["mu"]})})
+                                   curvature=measure != "rkhs", rkhs=measure != "curvature",
+                                   bandwidth=params["bandwidth"], cutoff=params["cutoff"])
+        results.append({"architecture": spec, **measures(measure, fit["mu"], fit["rkhs"]), "degree": fit["degree"]})
         curves.append(fit["interpolant"])
         report((i + 1) / len(specs), f"{i + 1}/{len(specs)} architectures")
     assert fit is not None  # the schema: points need architectures
@@ -322,16 +344,16 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
         return run_sphere(params, inputs, report)
 
     rkhs = {"bandwidth": params["bandwidth"], "cutoff": params["cutoff"]}
+    measure = params["measure"]
+    curvature, ratio = measure != "rkhs", measure != "curvature"
     results, curves, fit = [], [], None
     specs = params["architectures"]
     for i, spec in enumerate(specs):
         fit = circle_interpolation(Architecture.from_dict(spec), params["n_train"], kernel=params["kernel"],
                                    ridge=params["ridge"], n_grid=params["n_grid"], target=inputs.get("targets"),
                                    train_angles=inputs.get("train_angles"))
-        entry = {"architecture": spec, "mu": fit["mu"]}
-        if params["measure"] == "rkhs":
-            entry |= mu_rkhs(fit["interpolant"], fit["train_angles"], fit["train_values"], **rkhs)
-        results.append(entry)
+        by_rkhs = mu_rkhs(fit["interpolant"], fit["train_angles"], fit["train_values"], **rkhs) if ratio else None
+        results.append({"architecture": spec, **measures(measure, fit["mu"] if curvature else None, by_rkhs)})
         curves.append(fit["interpolant"])
         report((i + 1) / len(specs), f"{i + 1}/{len(specs)} architectures")
     meta: dict[str, Any] = {"results": results}
@@ -341,11 +363,11 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
                    "train_values": fit["train_values"]}
     samples = inputs.get("samples")
     if samples is not None:
-        if params["measure"] == "curvature":
-            meta["samples"] = {"mu": mu_curvature(samples)}
-        else:
+        by_rkhs = None
+        if ratio:
             assert fit is not None  # the schema: the rkhs measure of samples needs architectures
-            meta["samples"] = mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs)
+            by_rkhs = mu_rkhs(samples, fit["train_angles"], fit["train_values"], **rkhs)
+        meta["samples"] = measures(measure, mu_curvature(samples) if curvature else None, by_rkhs)
         if fit is None:
             arrays["angles"] = circle_grid(len(samples))
     return meta, arrays

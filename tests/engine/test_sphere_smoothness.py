@@ -22,9 +22,17 @@ from engine import (
     sphere_grid,
     sphere_interpolation,
 )
-from engine.sphere import sphere_profile
+from engine.sphere import funk_hecke_checked, sphere_profile
 from engine.sphere_sets import grid_energies, product_grid
-from engine.sphere_smoothness import Expansion, evaluate, harmonic_energies, heat_cutoff, interpolant
+from engine.sphere_smoothness import (
+    MAX_CURVATURE_DEGREE,
+    Expansion,
+    evaluate,
+    harmonic_energies,
+    heat_cutoff,
+    interpolant,
+    mu_curvature_spectral,
+)
 
 MLP = Architecture.from_dict({"kind": "mlp", "depth": 5})
 RESNET = Architecture.from_dict({"kind": "resnet", "depth": 3, "alpha": 0.5})
@@ -125,10 +133,8 @@ def test_curvature_closed_forms_on_s2():
 
 
 def test_curvature_refuses_what_it_does_not_compute():
-    with pytest.raises(ValueError, match="d = 4"):
+    with pytest.raises(ValueError, match="d = 4"):  # samples on S^3: no harmonic transform of the random set
         mu_curvature_sphere(np.ones(64), 4, 64)
-    with pytest.raises(ValueError, match="d = 4"):
-        sphere_interpolation(MLP, np.eye(4)[:2], [1.0, 2.0], n_grid=64)
     with pytest.raises(ValueError, match="one entry per point"):
         mu_curvature_sphere(np.ones(100), 3, 288)
     with pytest.raises(ValueError, match=r"points\[1\]"):
@@ -252,3 +258,125 @@ def test_the_circle_curvature_of_the_relu_ntk_grows_like_sqrt_n():
     b = paper_train_angles(6)
     mus = [circle_interpolation(MLP, train_angles=b, n_grid=n)["mu"] for n in (4096, 16384, 65536)]
     assert 1.8 < mus[1] / mus[0] < 2.1 and 1.9 < mus[2] / mus[1] < 2.05
+
+
+# --- the curvature beyond S^2: the exact harmonic sum ----------------------------------------------------
+
+LINEAR = Architecture.from_dict({"kind": "mlp", "depth": 3, "activation": "linear", "sigma_b": 0.5})
+
+
+def uniform(n, d, seed):
+    return unit(n, d, seed)
+
+
+def test_spectral_curvature_of_an_affine_interpolant_closed_form():
+    """A linear network's kernel is affine in t, so its interpolant is f(x) = b + w.x: E_0 = b^2 and
+    E_1 = |w|^2 / d (the normalised measure), Delta f = -(d - 1) w.x, so mu = (d - 1) sqrt(E_1 / (E_0 + E_1)).
+    b and w are read off the interpolant's values at +-e_i."""
+    for d in (4, 7):
+        x = unit(3, d, d)
+        out = sphere_interpolation(LINEAR, x, [1.0, -2.0, 0.5], n_grid=64)
+        expansion = interpolant(x, [1.0, -2.0, 0.5], arch=LINEAR)
+        plus, minus = (evaluate(expansion, s * np.eye(d), arch=LINEAR) for s in (1.0, -1.0))
+        b, w = float(np.mean(plus + minus) / 2), (plus - minus) / 2
+        expected = (d - 1) * math.sqrt((w @ w / d) / (b * b + w @ w / d))
+        assert out["mu"] == pytest.approx(expected, rel=1e-10)
+        assert out["degree"] == 31 and out["grid_degree"] is None  # n_grid / 2 - 1
+
+
+def zonal_laplacian_monte_carlo(centres, coef, profile, first, second, samples=400_000, seed=0):
+    """sqrt(mean (Delta f)^2 / mean f^2) over uniform points of S^(d-1), f = sum_i coef_i K(x . c_i), with
+    Delta K(x . c) = (1 - t^2) K''(t) - (d - 1) t K'(t) for a zonal function; and its standard error."""
+    d = centres.shape[1]
+    t = np.clip(uniform(samples, d, seed) @ centres.T, -1, 1)
+    f = profile(t) @ coef
+    lap = ((1 - t * t) * second(t) - (d - 1) * t * first(t)) @ coef
+    num, den = np.mean(lap**2), np.mean(f**2)
+    # delta method for sqrt(num / den): the ratio's relative error from the two means' covariance
+    c = np.cov(lap**2 / num - f**2 / den) / samples
+    return math.sqrt(num / den), math.sqrt(c) / 2 * math.sqrt(num / den)
+
+
+def test_spectral_curvature_against_monte_carlo_of_the_laplacian_on_s3():
+    """K(t) = exp(2 t) on S^3: Funk-Hecke eigenvalues, the addition theorem and the weights k (k + 2) against
+    the Laplace-Beltrami operator applied to the zonal functions directly, averaged over uniform points."""
+    centres, coef = unit(5, 4, 11), np.array([0.8, -1.1, 0.3, 1.7, -0.6])
+    lam, errors, _ = funk_hecke_checked(lambda t: np.exp(2 * t), 4, 40)
+    mu, degree = mu_curvature_spectral(Expansion(centres, coef), lam, errors)
+    assert degree == 40  # beyond k ~ 25 lambda_k is rounding, but N(d, k) lambda_k^2 of it stays negligible
+    mc, se = zonal_laplacian_monte_carlo(centres, coef, lambda t: np.exp(2 * t), lambda t: 2 * np.exp(2 * t),
+                                         lambda t: 4 * np.exp(2 * t))
+    assert abs(mu - mc) < 4 * se and se < 5e-3 * mu
+
+
+def test_spectral_curvature_of_an_erf_resnet_on_s3_against_monte_carlo():
+    """The engine's interpolant on S^3 (erf ResNet NTK), its profile's derivatives by central differences."""
+    x = unit(6, 4, 5)
+    y = x[:, 0] - np.sin(2 * x[:, 3])
+    out = sphere_interpolation(ERF, x, y, n_grid=512)
+    expansion = interpolant(x, y, arch=ERF)
+    h = 1e-4
+
+    def profile(t):
+        return sphere_profile(ERF, 4, t.reshape(-1)).reshape(t.shape)
+
+    mc, se = zonal_laplacian_monte_carlo(
+        expansion.centres, expansion.coef, profile, lambda t: (profile(t + h) - profile(t - h)) / (2 * h),
+        lambda t: (profile(t + h) - 2 * profile(t) + profile(t - h)) / (h * h), samples=100_000, seed=1)
+    assert abs(out["mu"] - mc) < 4 * se and se < 1e-2 * mc
+    assert out["degree"] == 255
+
+
+def test_spectral_curvature_agrees_with_the_product_grid_on_s2():
+    """d = 3 by both routes: the grid's harmonic transform of the sampled interpolant against the exact sum
+    to the same degree L = n_lat - 1. A smooth kernel: to rounding; the ReLU NTK: up to the grid's aliasing
+    (its degrees near 2 n_lat fold into the first ones), measured 2e-3 at n_lat 64."""
+    x = unit(12, 3, 7)
+    y = x[:, 2] + np.cos(2 * x[:, 0])
+    for arch, rel in ((ERF, 1e-9), (MLP, 5e-3)):
+        grid = sphere_interpolation(arch, x, y, n_grid=2 * 64 * 64)["mu"]
+        lam = funk_hecke(lambda t, a=arch: sphere_profile(a, 3, t), 3, 63)
+        assert mu_curvature_spectral(interpolant(x, y, arch=arch), lam)[0] == pytest.approx(grid, rel=rel)
+
+
+def test_spectral_curvature_reduces_to_eq22_on_the_circle():
+    """d = 2: sum k^4 E_k against eq. 22's second differences on the 4096-point grid, whose eigenvalue
+    (2 sin(k h / 2) / h)^2 is k^2 (1 - (k h)^2 / 12 + ...): for the erf kernel's fast-falling energies the
+    two agree to ~1e-7."""
+    b = np.array([-2.9, -1.3, -0.2, 0.8, 2.0])
+    y = np.cos(b) - np.sin(3 * b)
+    circle = circle_interpolation(ERF, train_angles=b, target=y, n_grid=4096)
+    lam = funk_hecke(lambda t: sphere_profile(ERF, 2, t), 2, 2047)
+    mu, _ = mu_curvature_spectral(interpolant(circle_points(b), y, arch=ERF), lam)
+    assert mu == pytest.approx(circle["mu"], rel=1e-6)
+
+
+def test_the_relu_ntk_curvature_converges_beyond_s2():
+    """The terms (k (k + d - 2))^2 E_k of the ReLU NTK fall as k^(2 - d): at d = 4 the tail beyond K is
+    ~1 / K (each 4x of K takes a quarter of the last step); at d = 6 the sum has settled by K = 63. The
+    default K (MAX_CURVATURE_DEGREE) leaves d = 4 within a few 1e-3 of its limit."""
+    for d, arch in ((4, MLP), (6, RESNET)):
+        x = unit(10, d, d)
+        y = x[:, 0] + np.sin(3 * x[:, 2])
+        lam, errors, _ = funk_hecke_checked(lambda t, a=arch, d=d: sphere_profile(a, d, t), d, 1023)
+        expansion = interpolant(x, y, arch=arch)
+        mus = [mu_curvature_spectral(expansion, lam[: k + 1], errors[: k + 1])[0] for k in (63, 255, 1023)]
+        if d == 4:
+            steps = np.diff(mus)
+            assert np.all(steps > 0) and 3 < steps[0] / steps[1] < 5.5
+            tail = steps[1] / 3  # the geometric tail beyond 1023 of steps falling 4x per 4x of K
+            limit = mus[2] + tail
+            at_default = mu_curvature_spectral(expansion, lam[: MAX_CURVATURE_DEGREE + 1])[0]
+            assert abs(at_default / limit - 1) < 3e-3  # measured 1.8e-3
+        else:
+            assert mus[0] == pytest.approx(mus[2], rel=1e-4)
+
+
+def test_spectral_curvature_stops_where_the_eigenvalues_are_not_resolved():
+    x, a = unit(4, 5, 3), np.array([1.0, -0.5, 0.25, 2.0])
+    lam = funk_hecke(lambda t: (1 + t) ** 6 / 64, 5, 20)
+    errors = np.where(np.arange(21) >= 8, 1.0, 1e-18)  # degrees from 8 on "unresolved"
+    mu, degree = mu_curvature_spectral(Expansion(x, a), lam, errors)
+    assert degree == 7 and mu == pytest.approx(mu_curvature_spectral(Expansion(x, a), lam[:8])[0], rel=1e-14)
+    with pytest.raises(ValueError, match="degree 1"):
+        mu_curvature_spectral(Expansion(x, a), lam, np.ones(21))

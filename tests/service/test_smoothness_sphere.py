@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from engine import Architecture, sphere_grid, sphere_interpolation
-from engine.sphere_smoothness import heat_cutoff
+from engine.sphere_smoothness import MAX_CURVATURE_DEGREE, heat_cutoff
 from service.client import Client, ProblemError
 from service.jobs.ids import job_id
+from service.operations import smoothness
 from service.operations.registry import OPERATIONS, estimate
 from service.operations.smoothness import SmoothnessRequest, heat_degrees, sphere_set
 
@@ -79,6 +80,52 @@ async def test_rkhs_in_five_dimensions(api):
     assert body["results"][0]["mu"] == pytest.approx(direct["rkhs"]["mu"], rel=1e-8)
 
 
+async def test_curvature_and_both_measures_in_five_dimensions(api):
+    """d > 3: the curvature is the exact harmonic sum (engine.sphere_smoothness.mu_curvature_spectral) to
+    degree n_grid / 2 - 1; measure both answers each measure as its own request does, and mu null."""
+    x = RNG.standard_normal((6, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    body = {"architectures": ARCHS[:2], "points": x.tolist(), "targets": (x[:, 0] - x[:, 3]).tolist(), "n_grid": 64}
+    answers = {}
+    for measure in ("curvature", "rkhs", "both"):
+        response = await api.post("/v1/smoothness", json=body | {"measure": measure})
+        assert response.status_code == 200, response.text
+        answers[measure] = response.json()["results"]
+    for arch, curvature, rkhs, both in zip(ARCHS[:2], *answers.values(), strict=True):
+        direct = sphere_interpolation(Architecture.from_dict(arch), x, x[:, 0] - x[:, 3], n_grid=64, rkhs=True)
+        assert curvature["mu"] == curvature["mu_curvature"] == pytest.approx(direct["mu"], rel=1e-8)
+        assert curvature["degree"] == direct["degree"] == 31 and curvature["mu_rkhs"] is None
+        assert rkhs["mu"] == rkhs["mu_rkhs"] == pytest.approx(direct["rkhs"]["mu"], rel=1e-8)
+        assert rkhs["mu_curvature"] is None
+        assert both["mu"] is None and both["degree"] == 31
+        assert both["mu_curvature"] == pytest.approx(curvature["mu"], rel=1e-12)
+        assert both["mu_rkhs"] == pytest.approx(rkhs["mu"], rel=1e-12)
+        assert (both["cutoff"], both["bandwidth"], both["norm_f"]) == (rkhs["cutoff"], 0.5,
+                                                                       pytest.approx(rkhs["norm_f"], rel=1e-12))
+
+
+async def test_both_measures_on_the_circle_with_samples(api):
+    b = [-2.0, -0.5, 1.0, 2.5]
+    samples = np.cos(3 * np.linspace(-np.pi, np.pi, 64, endpoint=False)).tolist()
+    body = {"architectures": ARCHS[:1], "train_angles": b, "n_grid": 256, "samples": samples}
+    one = {m: (await api.post("/v1/smoothness", json=body | {"measure": m})).json() for m in ("curvature", "rkhs")}
+    both = (await api.post("/v1/smoothness", json=body | {"measure": "both"})).json()
+    for key in ("results", "samples"):
+        entries = both[key] if key == "results" else [both[key]]
+        singles = [one[m][key] if key == "results" else [one[m][key]] for m in ("curvature", "rkhs")]
+        for entry, curvature, rkhs in zip(entries, *singles, strict=True):
+            assert entry["mu"] is None
+            assert entry["mu_curvature"] == pytest.approx(curvature["mu"], rel=1e-12)
+            assert entry["mu_rkhs"] == pytest.approx(rkhs["mu"], rel=1e-12)
+    assert both["samples"]["mu_curvature"] == pytest.approx(9.0, rel=1e-3)  # cos 3b: k^2 = 9 (eq. 22's grid)
+    response = await api.post("/v1/smoothness", json={"samples": samples, "measure": "both"})
+    assert response.status_code == 422 and "architectures" in response.text
+
+
+def test_the_curvature_degree_is_mirrored():
+    assert smoothness.MAX_CURVATURE_DEGREE == MAX_CURVATURE_DEGREE
+
+
 def test_the_client_returns_numpy(server):
     with Client(server) as rk:
         out = rk.smoothness(ARCHS[:1], points=POINTS, targets=TARGETS, n_grid=128, measure="rkhs")
@@ -135,6 +182,13 @@ def test_the_cost_grows_with_the_work():
     assert big.total("output") > 100 * small.total("output") and big.total("compute") > 10 * small.total("compute")
     # 32767 degrees at 65,536 nodes: P_k alone is 17 GB, charged to the bandwidth
     assert rkhs.total("memory") > 16e9 and rkhs.driver("memory").field == "bandwidth"
+    x = RNG.standard_normal((7, 6))
+    sphere6 = BODY | {"points": x / np.linalg.norm(x, axis=1, keepdims=True), "targets": TARGETS}
+    low = estimate(SmoothnessRequest.model_validate(sphere6 | {"n_grid": 64}))
+    high = estimate(SmoothnessRequest.model_validate(sphere6 | {"n_grid": 4096}))  # the harmonic sum to 511
+    assert high.total("compute") > 4 * low.total("compute")
+    both = estimate(SmoothnessRequest.model_validate(sphere6 | {"n_grid": 4096, "measure": "both"}))
+    assert both.total("compute") > high.total("compute")
     assert OPERATIONS["smoothness"].cost is not None
 
 
@@ -156,7 +210,6 @@ UNIT = POINTS.tolist()
     ({"train_angles": [0.0, 1.0]}, "train_angles"),
     ({"samples": [1.0, 2.0, 3.0, 4.0]}, "samples"),
     ({"architectures": []}, "architectures"),
-    ({"measure": "curvature", "points": np.eye(4)[:2].tolist(), "targets": [1.0, 2.0]}, "measure"),  # d = 4
     ({"measure": "rkhs", "bandwidth": 1.0, "cutoff": 40}, "cutoff"),         # 40 x 41 / 2 > 648: underflow
     ({"n_grid": 9}, "n_grid"),
 ])
