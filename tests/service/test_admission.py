@@ -143,6 +143,9 @@ ORDINARY = [
                "x_test": line(512), "steps": 1000, "optimizer": "adam", "lr": 1e-3, "track_ntk": True,
                "return_ntk": True, "jacobian_norms": True}),
     ("bounds", {"architecture": RESNET, "width": 46_340, "input_dim": 2}),
+    # a finite conv net takes no analytic kernel: tanh on more signals than the quadrature's points limit
+    ("train", {"architecture": {**CNN, "activation": "tanh"}, "width": 16, "x_train": np.zeros((1500, 3, 1)).tolist(),
+               "y_train": [0.0] * 1500, "steps": 100, "lr": 0.1}),
 ]
 
 
