@@ -6,7 +6,8 @@
 Measures, on this machine, with compilation excluded (a warm-up call first):
 analytic kernel entry-layers per second (ReLU, N = 2048, L = 15) and each activation's
 slowdown against ReLU (closed forms at N = 1024, L = 15; quadrature at N = 64, L = 5),
-a training chunk's effective flop rate and per-parameter step cost, the random
+a training chunk's effective flop rate and per-parameter step cost, a conv net's (the rate of
+its convolutions), the random
 initialisation's cost per parameter, and the dense linear algebra constants. Prints the
 constants to paste into `service/operations/cost.py`.
 
@@ -52,8 +53,9 @@ def main() -> None:
     import jax.numpy as jnp
 
     from engine import Architecture, analytic_kernels
+    from engine.conv.architecture import ConvArchitecture
     from engine.networks import init_ensemble
-    from engine.training import State, _chunk
+    from engine.training import State, _chunk, train
     from service.operations.cost import step_flops, tile_entries
 
     rng = np.random.default_rng(0)
@@ -104,6 +106,16 @@ def main() -> None:
         seconds = median_time(lambda: jax.block_until_ready(
             init_ensemble(arch, big, 2, jax.random.split(jax.random.PRNGKey(1), 2))), args.repeats)
         out["INIT_SECONDS_PER_PARAMETER"] = seconds / (2 * (2 * depth * big**2 + 3 * big))
+
+    # conv nets: 3 forward passes a step, each weight at P positions (engine.conv.networks' layout: a cnn of depth 2,
+    # filter 3, one input channel, the pool readout), at the rate of XLA's float64 convolutions
+    conv_width, positions, batch, conv_steps = 128, 8, 32, 100
+    conv = ConvArchitecture("cnn", 2, filter_size=(3,))
+    conv_params = 3 * conv_width + 3 * conv_width**2 + conv_width
+    xs, ys = rng.normal(size=(batch, positions, 1)), np.zeros(batch)
+    seconds = median_time(lambda: train(conv, xs, ys, width=conv_width, steps=conv_steps, lr=0.01), args.repeats)
+    out["CONV_FLOPS"] = conv_steps * 6 * batch * positions * conv_params / seconds
+    print(f"train cnn width {conv_width} P {positions} batch {batch}: {seconds / conv_steps * 1e3:.2f} ms/step")
 
     import scipy.linalg
     n = 2000

@@ -1,4 +1,5 @@
-"""Convolutional ResNets and CNNs as one frozen, hashable spec (plain Python: no JAX).
+"""Convolutional ResNets and CNNs as one frozen, hashable spec, and the checks of their inputs and
+finite networks (plain Python: no JAX, so the service validates requests with them).
 
 Layer by layer, as neural-tangents' stax builds them (NTK parametrisation, circular
 padding, stride 1, `q` the filter's window, channels last):
@@ -15,6 +16,7 @@ The dict form (`to_dict` / `from_dict`) is the JSON contract of the service.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
@@ -26,6 +28,8 @@ from engine.architectures import check_layers
 CONV_KINDS = ("conv-resnet", "cnn")
 READOUTS = ("pool", "flatten")
 MAX_FILTER = 64  # per spatial axis
+MAX_PARAMETERS = 2**31  # |window| x width^2 x depth beyond this is refused (tens of GB of float64)
+PARAMETRIZATIONS = ("ntk",)  # of the finite conv nets (engine.conv.networks)
 
 
 class ConvFamily(NamedTuple):
@@ -125,3 +129,22 @@ def check_conv_points(x: ArrayLike, arch: ConvArchitecture, name: str = "x") -> 
             raise ValueError(f"filter_size {list(arch.filter_size)} is larger than {name}'s spatial shape "
                              f"{x.shape[1:-1]}")
     return x
+
+
+def check_network(arch: ConvArchitecture, width: int, input_shape: tuple[int, ...], parametrization: str) -> None:
+    """ValueError naming the argument unless a network of `width` channels fits inputs of one
+    input's shape (*spatial, C)."""
+    if not isinstance(arch, ConvArchitecture):
+        raise ValueError(f"arch must be a ConvArchitecture, got {type(arch).__name__}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an integer >= 1 (channels), got {width!r}")
+    if len(input_shape) != arch.spatial_dims + 1 or min(input_shape, default=0) < 1:
+        raise ValueError(f"input shape must be (*spatial, C) with {arch.spatial_dims} spatial axes for filter_size "
+                         f"{list(arch.filter_size)}, got {input_shape}")
+    weights = math.prod(arch.filter_size) * width * width * 2 * arch.depth
+    if weights > MAX_PARAMETERS:
+        raise ValueError(f"|window| x width^2 x 2 depth = {weights:.3g} exceeds {MAX_PARAMETERS:.3g} weights; "
+                         "reduce width or depth")
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS} for conv networks, got "
+                         f"{parametrization!r}")

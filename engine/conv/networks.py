@@ -29,11 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from engine.conv.architecture import ConvArchitecture
+from engine.conv.architecture import ConvArchitecture, check_network
 from engine.dual import ACTIVATION_FUNCTIONS
-
-MAX_PARAMETERS = 2**31  # |window| x width^2 x depth beyond this is refused (tens of GB of float64)
-PARAMETRIZATIONS = ("ntk",)
 
 Params = dict[str, Array | np.ndarray]
 Scales = Mapping[str, float | Array]
@@ -71,25 +68,6 @@ def _layer_specs(arch: ConvArchitecture, width: int, input_shape: tuple[int, ...
     if arch.sigma_b > 0:
         specs |= {"b": ((depth, n), arch.sigma_b), "b_out": ((), arch.sigma_b)}
     return specs
-
-
-def check_network(arch: ConvArchitecture, width: int, input_shape: tuple[int, ...], parametrization: str) -> None:
-    """ValueError naming the argument unless a network of `width` channels fits inputs of one
-    input's shape (*spatial, C)."""
-    if not isinstance(arch, ConvArchitecture):
-        raise ValueError(f"arch must be a ConvArchitecture, got {type(arch).__name__}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an integer >= 1 (channels), got {width!r}")
-    if len(input_shape) != arch.spatial_dims + 1 or min(input_shape, default=0) < 1:
-        raise ValueError(f"input shape must be (*spatial, C) with {arch.spatial_dims} spatial axes for filter_size "
-                         f"{list(arch.filter_size)}, got {input_shape}")
-    weights = math.prod(arch.filter_size) * width * width * 2 * arch.depth
-    if weights > MAX_PARAMETERS:
-        raise ValueError(f"|window| x width^2 x 2 depth = {weights:.3g} exceeds {MAX_PARAMETERS:.3g} weights; "
-                         "reduce width or depth")
-    if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS} for conv networks, got "
-                         f"{parametrization!r}")
 
 
 def scales(arch: ConvArchitecture, width: int, input_shape: tuple[int, ...]) -> dict[str, float]:

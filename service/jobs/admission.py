@@ -11,7 +11,7 @@ import numpy as np
 from service.errors import LimitExceeded
 from service.operations import experiment
 from service.operations.cost import POINT_ARRAYS, Cost, quadrature_activations
-from service.operations.fields import Model
+from service.operations.fields import ConvArchitectureSpec, Model
 from service.operations.registry import estimate
 from service.settings import Limits
 
@@ -61,7 +61,9 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
         value = getattr(request, name, None)
         if value is not None:
             _at_most(name, name, value if isinstance(value, int) else len(value), limit)
-    slow = quadrature_activations([a for a in archs if a is not None], request)
+    # a finite conv net takes no analytic kernel (its lr bound is an empirical NTK): no quadrature
+    analytic = [a for a in archs if a is not None and not (width is not None and isinstance(a, ConvArchitectureSpec))]
+    slow = quadrature_activations(analytic, request)
     if slow and points > limits.quadrature_points:
         raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "
                             f"{', '.join(slow)} on these points, whose kernels then take the quadrature (about "

@@ -61,6 +61,10 @@ KERNEL_CALL_S, SERIES_LAYER_S = 6e-4, 8e-4
 FALLBACK_FACTOR = {"tanh": 23_000.0, "softplus": 60_000.0, "sigmoid": 28_000.0}
 NETWORK_FLOPS = 4.3e10                # a training chunk, ResNet width 512, depth 5, batch 256: step_flops / (step
                                       # time - P x SECONDS_PER_PARAMETER_STEP)
+CONV_FLOPS = 2.3e9                    # a conv net's forward and backward passes (XLA's float64 convolutions), the
+                                      # training of bench/cost.py: cnn width 128, depth 2, 32 signals P = 8, 100 GD
+                                      # steps, 7.6e9 flops in 3.3 s of CPU (widths 32-128, P 8-16, batch 8-32:
+                                      # 2.2-2.3e9; q = 1: 3.8e9), 2026-12-05, OPENBLAS_NUM_THREADS=1
 SECONDS_PER_PARAMETER_STEP = 7.3e-9   # the same chunk at batch 1 (weight traffic): 19.1 ms a step / P = 2.62 M
 INIT_SECONDS_PER_PARAMETER = 3.7e-8   # init_ensemble, width 2000, depth 5, 2 networks: 2.96 s / 80 M weights
 MATMUL_FLOPS = 4.7e10                 # numpy float64 matmul, n = 2000
@@ -137,22 +141,48 @@ def tile_entries(n1: int, n2: int | None, quadrature: bool) -> int:
     return entries
 
 
-def parameters(arch: ArchitectureSpec, width: int, input_dim: int) -> int:
-    """Weights of one finite network (engine.networks' layout)."""
+def parameters(arch: ArchitectureSpec | ConvArchitectureSpec, width: int, input_shape: tuple[int, ...]) -> int:
+    """Weights of one finite network (engine.networks' layout, or engine.conv.networks' for a conv
+    kind); input_shape: one input's, (d,) or (*S, C)."""
     n, depth = width, arch.depth
-    matrices = 2 * depth if arch.kind == "resnet" else depth - 1
     biases = depth * n + 1 if arch.sigma_b > 0 else 0
-    return n * input_dim + matrices * n * n + n + biases
+    if isinstance(arch, ConvArchitectureSpec):
+        window, channels = math.prod(arch.filter_size), input_shape[-1]
+        convs = 2 * depth if arch.kind == "conv-resnet" else depth - 1
+        readout = n if arch.readout == "pool" else n * positions(input_shape)
+        return window * channels * n + convs * window * n * n + readout + biases
+    matrices = 2 * depth if arch.kind == "resnet" else depth - 1
+    return n * input_shape[0] + matrices * n * n + n + biases
 
 
-def signal_layers(arch: ArchitectureSpec) -> int:
-    """Width-n signals per point in a forward pass (inputs of each hidden matrix and the readout)."""
-    return 2 * arch.depth + 1 if arch.kind == "resnet" else arch.depth
+def positions(input_shape: tuple[int, ...]) -> int:
+    """Where each weight of a layer is applied, per input: P = prod(S) for signals and images
+    (*S, C); 1 for points (d,)."""
+    return math.prod(input_shape[:-1])
 
 
-def step_flops(arch: ArchitectureSpec, width: int, batch: int, p: int) -> float:
-    """One gradient step of one network on `batch` points: forward and backward (6 B P) and the
-    gradient norm's per-layer Grams (two B x B Grams of 2 B^2 width flops per hidden matrix)."""
+def signal_layers(arch: ArchitectureSpec | ConvArchitectureSpec) -> int:
+    """Width-n signals per point (per position, for a conv kind) in a forward pass (inputs of each
+    hidden matrix or conv and the readout)."""
+    return 2 * arch.depth + 1 if arch.kind in ("resnet", "conv-resnet") else arch.depth
+
+
+def forward_flops(arch: ArchitectureSpec | ConvArchitectureSpec, p: int, where: int) -> float:
+    """One input's forward pass through one network of p weights, in flops at NETWORK_FLOPS' rate:
+    2 p; for a conv kind, 2 P p (each weight at P = `where` positions) at the convolutions' slower
+    rate (CONV_FLOPS), so counted NETWORK_FLOPS / CONV_FLOPS times."""
+    if isinstance(arch, ConvArchitectureSpec):
+        return 2 * where * p * NETWORK_FLOPS / CONV_FLOPS
+    return 2 * p
+
+
+def step_flops(arch: ArchitectureSpec | ConvArchitectureSpec, width: int, batch: int, p: int, where: int = 1
+               ) -> float:
+    """One gradient step of one network on `batch` points: forward and backward (3 forward passes,
+    `forward_flops`), and for a dense kind the gradient norm's per-layer Grams (two B x B Grams of
+    2 B^2 width flops per hidden matrix; a conv net's gradient is autodiff's)."""
+    if isinstance(arch, ConvArchitectureSpec):
+        return 3 * batch * forward_flops(arch, p, where)
     return 6 * batch * p + 4 * signal_layers(arch) * batch * batch * width
 
 
@@ -292,14 +322,38 @@ def peak_phase(*phases: list[Term]) -> list[Term]:
     return max(phases, key=lambda terms: sum(t.amount for t in terms))
 
 
-def ntk_pass(arch: ArchitectureSpec, width: int, p: int, n1: int, n2: int, field: str,
-             remedy: str = f"{POINTS} or the width") -> tuple[list[Term], float]:
-    """One structured empirical NTK (n1 x n2; n2 = 0: symmetric): its transient memory and its flops."""
+def ntk_pass(arch: ArchitectureSpec | ConvArchitectureSpec, width: int, p: int, n1: int, n2: int, field: str,
+             remedy: str = f"{POINTS} or the width", input_shape: tuple[int, ...] = (1,)) -> tuple[list[Term], float]:
+    """One structured empirical NTK (n1 x n2; n2 = 0: symmetric): its transient memory and its flops.
+    input_shape: one input's ((*S, C) for a conv kind: `conv_ntk_pass`)."""
+    if isinstance(arch, ConvArchitectureSpec):
+        return conv_ntk_pass(arch, width, p, n1, n2, input_shape, field, remedy)
     layers, depth, cols = signal_layers(arch), arch.depth, n2 or n1
     memory = [floats(6 * layers * (n1 + n2) * width, field, f"signals 6 x {layers} layers x {n1 + n2} points "
                      f"x width {width}", remedy),
               floats(3 * depth * n1 * cols, field, f"per-layer Grams 3 x depth {depth} x {n1} x {cols}", remedy)]
     return memory, 6 * (n1 + n2) * p + 4 * layers * n1 * cols * width
+
+
+def conv_ntk_pass(arch: ConvArchitectureSpec, width: int, p: int, n1: int, n2: int, input_shape: tuple[int, ...],
+                  field: str, remedy: str) -> tuple[list[Term], float]:
+    """`engine.conv.empirical.structured_ntk` (n1 x n2 inputs of shape (*S, C), n2 = 0: x1 twice): a
+    forward and backward pass (each weight at P positions), then per conv layer the position-pair
+    Grams of its back-propagated signals (width numbers a position) and of its input windows (|window|
+    width), N1 N2 P^2 of each, every layer's held at once (measured peaks: 2.7 of them a layer). Its
+    transient memory and its flops (at NETWORK_FLOPS' rate, `forward_flops`)."""
+    where, window, cols = positions(input_shape), math.prod(arch.filter_size), n2 or n1
+    layers, convs = signal_layers(arch), (2 * arch.depth + 1 if arch.kind == "conv-resnet" else arch.depth)
+    pairs = n1 * cols * where * where
+    remedy = f"{remedy}, the image size, or the filter size"
+    memory = [floats(6 * layers * (n1 + n2) * where * width, field, f"signals 6 x {layers} layers x {n1 + n2} "
+                     f"inputs x {where} positions x width {width}", remedy),
+              floats(2 * (n1 + cols) * where * window * width, field, f"one layer's windows 2 x {n1 + cols} inputs "
+                     f"x {where} positions x {window} x width {width}", remedy),
+              # the layers' loop is unrolled under jit: peak RSS of N = 32-64 images 8 x 8, widths 64, 2026-12-05
+              floats(3 * convs * pairs, field, f"position-pair Grams 3 x {convs} convs x {n1} x {cols} x {where}^2",
+                     remedy)]
+    return memory, 3 * (n1 + n2) * forward_flops(arch, p, where) + 2 * convs * pairs * (window + 1) * width
 
 
 def conv_kernel_seconds(n1: int, n2: int | None, arch: ConvArchitectureSpec, spatial: tuple[int, ...],

@@ -107,7 +107,7 @@ def _lowest_loss_extra(p: dict[str, Any]) -> list[Term]:
     """keep_best: each step, every network's loss on the whole training set (a forward pass)."""
     nets = p["n_init"] * (len(p["alphas"]) + 1)
     work = 2.0 * p["steps"] * nets * p["n_train"] * parameters(
-        archs(p["depth"], [1.0])[1], p["width"], 2 if p["input"] == "circle" else 1)
+        archs(p["depth"], [1.0])[1], p["width"], (2 if p["input"] == "circle" else 1,))
     return [flops(work, "parameters.steps", f"the lowest-loss check: {p['steps']} steps x {nets} networks x "
                   f"{p['n_train']} points forward", "lower steps, n_init, the width or n_train")]
 

@@ -26,7 +26,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.architectures import ACTIVATIONS, KINDS, MAX_DEPTH, MAX_SCALE, Architecture
-from engine.conv.architecture import CONV_KINDS, MAX_FILTER, READOUTS, ConvArchitecture
+from engine.conv.architecture import (
+    CONV_KINDS,
+    MAX_FILTER,
+    PARAMETRIZATIONS,
+    READOUTS,
+    ConvArchitecture,
+    check_conv_points,
+    check_network,
+)
 from engine.kernel_scale import LARGEST, out_of_range_depth
 
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -172,6 +180,9 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, arbitrary_types_allowed=True)
 
 
+CONV_OPERATIONS = ("POST /v1/kernels", "POST /v1/empirical-kernels", "POST /v1/train")  # those that take conv kinds
+
+
 class ArchitectureSpec(Model):
     """A ResNet (paper eq. 6) or MLP (eq. 1); exactly the engine's `Architecture` keys."""
 
@@ -191,8 +202,8 @@ class ArchitectureSpec(Model):
     @classmethod
     def _dense_only(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("kind") in CONV_KINDS:
-            raise field_error("kind", f"kind {data['kind']!r} (a convolutional network) is accepted by POST "
-                              f"/v1/kernels only; this operation takes the kinds {list(KINDS)}")
+            raise field_error("kind", f"kind {data['kind']!r} (a convolutional network) is accepted by "
+                              f"{', '.join(CONV_OPERATIONS)} only; this operation takes the kinds {list(KINDS)}")
         return data
 
     @model_validator(mode="after")
@@ -291,6 +302,34 @@ def check_scale(arch: ArchitectureSpec | ConvArchitectureSpec, *arrays: tuple[st
                               f"{crossed[0]}, beyond float64's range [1e-300, 1e300]: scale the points down")
 
 
+def check_inputs(arch: ArchitectureSpec | ConvArchitectureSpec, *arrays: tuple[str, np.ndarray | None]) -> None:
+    """The input sets of a request for `arch`, as (field name, array or None): points (N, d) of one
+    dimension d for a dense kind; for a conv kind, signals (N, P, C) or images (N, H, W, C) of the rank
+    its filter_size asks, no filter larger than an input, each set shaped as the first but for N
+    (`engine.conv.architecture.check_conv_points`); then their scale (`check_scale`). 422s naming the
+    field (points of different dimensions: the body)."""
+    present = [(name, x) for name, x in arrays if x is not None]
+    if isinstance(arch, ConvArchitectureSpec):
+        conv = ConvArchitecture.from_dict(arch.model_dump())
+        for name, x in present:
+            try:
+                check_conv_points(x, conv, name)
+            except ValueError as exc:
+                raise field_error(name, str(exc)) from None
+        (first, a), *others = present
+        for name, x in others:
+            if x.shape[1:] != a.shape[1:]:
+                raise field_error(name, f"{name} must have {first}'s shape but for N: got {first} {list(a.shape)}, "
+                                  f"{name} {list(x.shape)}")
+    else:
+        for name, x in present:
+            if x.ndim != 2:
+                raise field_error(name, f"{name} must be points (N, d) for kind {arch.kind!r}, got an array of "
+                                  f"rank {x.ndim}; signals and images take the kinds 'conv-resnet' and 'cnn'")
+        same_dimension(*arrays)
+    check_scale(arch, *arrays)
+
+
 def same_dimension(*pairs: tuple[str, np.ndarray | None]) -> None:
     present = [(name, x.shape[1]) for name, x in pairs if x is not None]
     if len({d for _, d in present}) > 1:
@@ -301,14 +340,36 @@ CIRCLE = [[1.0, 0.0], [0.5, 0.8660254037844386], [-0.5, 0.8660254037844386], [-1
 
 
 class NetworkFields(Model):
-    architecture: ArchitectureSpec
-    width: int = Field(ge=1, description="Hidden width n.")
+    """What finite networks take: the architecture (a dense kind on points, or a conv kind on
+    signals or images, its width the channels of every hidden layer) and their initialisation."""
+
+    architecture: AnyArchitecture
+    width: int = Field(ge=1, description="Hidden width n (channels, for the conv kinds).")
     n_init: int = Field(1, ge=1, description="Independent initialisations.")
     seed: Seed = 0
     parametrization: Parametrization = Field("ntk", description=(
         "Initialisation: 'ntk' (N(0, 1), scaled by sigma / sqrt(fan_in)), 'standard' (LeCun, std sigma / "
         "sqrt(fan_in)), 'xavier' (Glorot Gaussian, std sigma sqrt(2 / (fan_in + fan_out)), the paper's Figs. 3-4), "
-        "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5)."))
+        "'pytorch' (torch.nn.Linear's uniform, a bias in every layer, the paper's Fig. 5). The conv kinds take 'ntk' "
+        "only."))
+
+    def check_conv_network(self, name: str, x: np.ndarray, jacobian_norms: bool) -> None:
+        """For a conv kind, after `check_inputs`: what the engine's finite conv nets support
+        (`engine.conv.architecture.check_network`) for inputs shaped as `x` (the field `name`),
+        and no Jacobian norms (the engine has none for conv nets). 422s naming the field."""
+        if not isinstance(self.architecture, ConvArchitectureSpec):
+            return
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise field_error("parametrization", f"parametrization {self.parametrization!r} is not available for "
+                              f"the conv kinds, which take {list(PARAMETRIZATIONS)}")
+        if jacobian_norms:
+            raise field_error("jacobian_norms", "jacobian_norms is not available for the conv kinds (the engine "
+                              "has no input Jacobians of conv nets): set it to false")
+        try:  # the input shape and the parametrization are valid by now: what is left is the width
+            check_network(ConvArchitecture.from_dict(self.architecture.model_dump()), self.width, x.shape[1:],
+                          self.parametrization)
+        except ValueError as exc:
+            raise field_error("width", f"{exc} ({name} {list(x.shape)})") from None
 
 
 # read as numpy

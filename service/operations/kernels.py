@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.conv.architecture import CONV_KINDS, ConvArchitecture, check_conv_points
+from engine.conv.architecture import CONV_KINDS, ConvArchitecture
 from service.operations.cost import (
     POINTS,
     Cost,
@@ -33,9 +33,7 @@ from service.operations.fields import (
     Matrix,
     Model,
     Progress,
-    check_scale,
-    field_error,
-    same_dimension,
+    check_inputs,
 )
 from service.store.files import open_memmaps
 
@@ -60,25 +58,7 @@ class KernelsRequest(Model):
 
     @model_validator(mode="after")
     def _dimensions(self) -> KernelsRequest:
-        arch, pairs = self.architecture, (("x", self.x), ("x2", self.x2))
-        if isinstance(arch, ConvArchitectureSpec):
-            conv = ConvArchitecture.from_dict(arch.model_dump())
-            for name, x in pairs:
-                if x is not None:
-                    try:
-                        check_conv_points(x, conv, name)
-                    except ValueError as exc:
-                        raise field_error(name, str(exc)) from None
-            if self.x2 is not None and self.x2.shape[1:] != self.x.shape[1:]:
-                raise field_error("x2", f"x2 must have x's shape but for N: got x {list(self.x.shape)}, x2 "
-                                  f"{list(self.x2.shape)}")
-        else:
-            for name, x in pairs:
-                if x is not None and x.ndim != 2:
-                    raise field_error(name, f"{name} must be points (N, d) for kind {arch.kind!r}, got an array of "
-                                      f"rank {x.ndim}; signals and images take the kinds 'conv-resnet' and 'cnn'")
-            same_dimension(*pairs)
-        check_scale(arch, *pairs)
+        check_inputs(self.architecture, ("x", self.x), ("x2", self.x2))
         return self
 
 

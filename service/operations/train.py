@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, Strict, model_validator
 
+from engine.conv.architecture import CONV_KINDS, ConvArchitecture
 from engine.kernel_scale import out_of_range_depth
 from service.operations.cost import (
     EIGVALSH_S_PER_N3,
@@ -20,6 +21,7 @@ from service.operations.cost import (
     count_rows,
     floats,
     flops,
+    forward_flops,
     input_numbers,
     kernel_seconds,
     kernel_tiles,
@@ -28,50 +30,58 @@ from service.operations.cost import (
     ntk_pass,
     parameters,
     peak_phase,
+    positions,
     signal_layers,
     step_flops,
     worker_base,
 )
 from service.operations.fields import (
+    DENSE_KIND,
     POINT_SCALE,
     Arrays,
+    ConvArchitectureSpec,
+    Inputs,
     Matrix,
     NetworkFields,
-    Points,
     Progress,
     Values,
-    check_scale,
+    check_inputs,
     field_error,
     largest_scale,
-    same_dimension,
 )
 
 
 class TrainRequest(NetworkFields):
     """Train networks by GD / SGD / Adam; loss curves, predictions, weight movement, NTK drift."""
 
-    x_train: Points = Field(description="Training points (n, d)." + POINT_SCALE + " With lr 'auto', not all so "
-                            "small (or zero) that the NTK on them underflows: the step bound would be infinite.")
+    x_train: Inputs = Field(description="Training points (n, d) for kinds resnet and mlp; signals (n, P, C) or "
+                            "images (n, H, W, C), channels last, for conv-resnet and cnn (rank = len(filter_size) + "
+                            "2)." + POINT_SCALE + " With lr 'auto', not all so small (or zero) that the NTK on them "
+                            "underflows: the step bound would be infinite.")
     y_train: Values
-    x_test: Points | None = Field(None, description="Test points (m, d)." + POINT_SCALE)
+    x_test: Inputs | None = Field(None, description="Test inputs (m, ...), shaped as x_train but for n."
+                                  + POINT_SCALE)
     optimizer: Literal["gd", "sgd", "adam"] = "gd"
     lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = Field(
-        "auto", description="Step size, or 'auto' (half the NTK's GD bound; NTK parametrisation only).")
+        "auto", description="Step size, or 'auto' (half the GD bound 2 / (lambda_min + lambda_max) of the NTK on "
+        "x_train: the analytic NTK for the dense kinds, the first network's empirical NTK at initialisation for the "
+        "conv kinds; NTK parametrisation only).")
     steps: int = Field(1000, ge=1)
     batch_size: int | None = Field(None, ge=1, description="null = full batch (SGD: 1).")
     record_every: int | None = Field(None, ge=1, description="Steps between records (default steps / 20).")
     track_ntk: bool = Field(False, description="Record the NTK drift on x_train.")
     return_ntk: bool = Field(False, description="Return the empirical NTK on x_train at init and after training.")
-    jacobian_norms: bool = Field(False, description="||df/dx|| after training, at x_test (or x_train).")
+    jacobian_norms: bool = Field(False, description="||df/dx|| after training, at x_test (or x_train); dense "
+                                 "kinds only.")
 
     @model_validator(mode="after")
     def _shapes(self) -> TrainRequest:
-        same_dimension(("x_train", self.x_train), ("x_test", self.x_test))
-        check_scale(self.architecture, ("x_train", self.x_train), ("x_test", self.x_test))
+        check_inputs(self.architecture, ("x_train", self.x_train), ("x_test", self.x_test))
+        self.check_conv_network("x_train", self.x_train, self.jacobian_norms)
         if self.lr == "auto":
             arch, q = self.architecture, largest_scale(self.x_train)
-            crossed = out_of_range_depth(arch.kind, arch.depth, arch.activation, arch.sigma_w, arch.sigma_v,
-                                         arch.alpha, arch.sigma_b, q)
+            crossed = out_of_range_depth(DENSE_KIND.get(arch.kind, arch.kind), arch.depth, arch.activation,
+                                         arch.sigma_w, arch.sigma_v, arch.alpha, arch.sigma_b, q)
             if crossed is not None and crossed[1] < 1:  # underflow: the NTK on x_train is (about) zero
                 raise field_error("x_train", f"lr 'auto' is half the step bound 2 / (lambda_min + lambda_max) of the "
                                   f"NTK on x_train, which underflows at layer {crossed[0]} (x.x/d at most {q:.3g}): "
@@ -108,8 +118,10 @@ class TrainResult(BaseModel):
 
 def cost(r: TrainRequest) -> Cost:
     arch, width, nets, steps = r.architecture, r.width, r.n_init, r.steps
-    n, m, d = len(r.x_train), count_rows(r.x_test), len(r.x_train[0])
-    p = parameters(arch, width, d)
+    conv = isinstance(arch, ConvArchitectureSpec)
+    shape = tuple(np.shape(r.x_train)[1:])  # one input's: (d,), or (*S, C) for a conv kind
+    n, m, where = len(r.x_train), count_rows(r.x_test), positions(shape)
+    p = parameters(arch, width, shape)
     every = r.record_every or max(1, steps // 20)
     records = math.ceil(steps / every) + 1
     batch = r.batch_size or (1 if r.optimizer == "sgd" else n)
@@ -137,33 +149,47 @@ def cost(r: TrainRequest) -> Cost:
         held.append(floats(3 * nets * n * n, "track_ntk", f"track_ntk: 3 x n_init {nets} x {n} x {n} NTKs",
                            "lower the number of training points (x_train) or n_init, or drop track_ntk"))
     layers = signal_layers(arch)
+    at = f" x {where} positions" if conv else ""
     # inside a chunk: the scan's carry in and out (2 x state), the gradient, Adam's new moments, the update
     step = [floats((4 + 2 * state) * p, "width", f"one step's carry, gradient and update {4 + 2 * state} x {p} "
                    "weights", "lower the width or depth"),
-            floats(6 * layers * batch * width, "x_train",
-                   f"signals 6 x {layers} layers x batch {batch} x width {width}",
-                   "lower the batch size (or the training points) or the width"),
-            floats(4 * arch.depth * batch * batch, "x_train", f"gradient-norm Grams 4 x depth {arch.depth} x batch "
-                   f"{batch}^2", "lower the batch size (batch_size) or the training points")]
-    record = [floats(3 * layers * (n + m) * width, "x_train", f"forward 3 x {layers} x {n + m} points x {width}")]
+            floats(6 * layers * batch * where * width, "x_train",
+                   f"signals 6 x {layers} layers x batch {batch}{at} x width {width}",
+                   "lower the batch size (or the training points) or the width")]
+    if not conv:  # a conv net's gradient is autodiff's, without the per-layer Grams
+        step.append(floats(4 * arch.depth * batch * batch, "x_train", f"gradient-norm Grams 4 x depth {arch.depth} x "
+                           f"batch {batch}^2", "lower the batch size (batch_size) or the training points"))
+    record = [floats(3 * layers * (n + m) * where * width, "x_train",
+                     f"forward 3 x {layers} x {n + m} points{at} x {width}")]
     ntk_memory, ntk_flops = ntk_pass(arch, width, p, n, 0, "track_ntk", "lower the number of training points "
-                                     "(x_train) or the width, or drop track_ntk")
+                                     "(x_train) or the width, or drop track_ntk", shape)
     if r.track_ntk:
         record += ntk_memory
-    lr_bound = [kernel_tiles([arch]), floats(3 * n * n, "x_train", f"lr bound: 3 x the {n} x {n} analytic NTK")]
     final = []
     if r.return_ntk:
         final = [floats(nets * p, "return_ntk", f"return_ntk: n_init {nets} x {p} initial weights",
                         "lower the width or n_init, or drop return_ntk"),
                  *ntk_pass(arch, width, p, n, 0, "return_ntk", "lower the number of training points (x_train) "
-                           "or the width, or drop return_ntk")[0]]
-    memory = [worker_base(), input_numbers((n + m) * d + n), weights, *held, *peak_phase(step, record, lr_bound, final)]
-
+                           "or the width, or drop return_ntk", shape)[0]]
+    bound_field, bound = "x_train", [floats(3 * n * n, "x_train", f"lr bound: 3 x the {n} x {n} NTK")]
     remedy = "lower steps, n_init, the width, the depth or the batch size"
-    per_step = step_flops(arch, width, batch, p)
-    record_flops = 2 * (n + m) * p + (ntk_flops if r.track_ntk else 0)
-    compute = [kernel_seconds(n, None, arch, "x_train", "lr bound: ", (norm_q(r.x_train),) * 2,
-                              largest_q(r.x_train)),
+    if isinstance(arch, ConvArchitectureSpec):  # the first network's empirical NTK on x_train
+        bound_memory, bound_flops = ntk_pass(arch, width, p, n, 0, bound_field, "lower the number of training "
+                                             "points (x_train) or the width", shape)
+        bound += [floats(p, "width", f"lr bound: one network's {p} weights", remedy), *bound_memory]
+        bound_compute = [Term(p * INIT_SECONDS_PER_PARAMETER, "width", f"lr bound: drawing {p} weights", remedy),
+                         flops(bound_flops, bound_field, f"lr bound: an empirical NTK, {bound_flops:.3g} flops",
+                               POINTS)]
+    else:
+        bound.append(kernel_tiles([arch]))
+        bound_compute = [kernel_seconds(n, None, arch, bound_field, "lr bound: ", (norm_q(r.x_train),) * 2,
+                                        largest_q(r.x_train))]
+    inputs = int(np.size(r.x_train)) + (0 if r.x_test is None else int(np.size(r.x_test))) + n
+    memory = [worker_base(), input_numbers(inputs), weights, *held, *peak_phase(step, record, bound, final)]
+
+    per_step = step_flops(arch, width, batch, p, where)
+    record_flops = (n + m) * forward_flops(arch, p, where) + (ntk_flops if r.track_ntk else 0)
+    compute = [*bound_compute,
                Term(n**3 * EIGVALSH_S_PER_N3, "x_train", f"lr bound: eigenvalues of {n} x {n}", POINTS),
                Term(nets * p * INIT_SECONDS_PER_PARAMETER * (2 if r.return_ntk else 1), "width",
                     f"drawing n_init {nets} x {p} weights", remedy),
@@ -183,8 +209,9 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
     from engine import Architecture, empirical_ntk, ensemble_member, init_params, input_jacobian_norms
     from engine import train as train_networks
 
-    arch, x = Architecture.from_dict(params["architecture"]), inputs["x_train"]
-    how = {"parametrization": params["parametrization"]}
+    conv = params["architecture"]["kind"] in CONV_KINDS
+    arch = (ConvArchitecture if conv else Architecture).from_dict(params["architecture"])
+    x, how = inputs["x_train"], {"parametrization": params["parametrization"]}
     run = train_networks(
         arch, x, inputs["y_train"], width=params["width"], seed=params["seed"], n_init=params["n_init"],
         optimizer=params["optimizer"], lr=params["lr"], steps=params["steps"], batch_size=params["batch_size"],
@@ -194,6 +221,14 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
     names = ("steps", "loss", "predictions", "mean_prediction", "weight_movement", "ntk_drift")
     arrays = {name: run[name] for name in names if run[name] is not None}
     final = run["params"]
+    if isinstance(arch, ConvArchitecture):  # no Jacobian norms (refused at validation)
+        if params["return_ntk"]:
+            from engine.conv.empirical import empirical_ntks
+            from engine.conv.networks import init_params as conv_init
+
+            initial = conv_init(arch, params["width"], x.shape[1:], params["seed"], n_init=params["n_init"])
+            arrays |= {"ntk_initial": empirical_ntks(arch, initial, x), "ntk_final": empirical_ntks(arch, final, x)}
+        return {"lr": run["lr"], "lr_bound": run["lr_bound"]}, arrays
     if params["return_ntk"]:
         initial = init_params(arch, params["width"], x.shape[1], params["seed"], n_init=params["n_init"], **how)
         for name, ensemble in (("ntk_initial", initial), ("ntk_final", final)):

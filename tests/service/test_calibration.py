@@ -39,6 +39,12 @@ def cloud(n: int, d: int = 3, seed: int = 0) -> list[list[float]]:
     return np.random.default_rng(seed).normal(size=(n, d)).tolist()
 
 
+def images(n: int, shape: tuple[int, ...], seed: int = 0) -> list:
+    """n signals (P, C) or images (H, W, C) of standard normal pixels."""
+    return np.random.default_rng(seed).normal(size=(n, *shape)).tolist()
+
+
+CONV_RESNET = {"kind": "conv-resnet", "depth": 2, "alpha": 0.5, "filter_size": [3, 3]}
 CASES = [
     ("kernels", {"x": cloud(1024), "architecture": {**RESNET, "depth": 15}, "kernels": ["ntk"]}),
     ("kernels", {"x": circle(512), "architecture": {**RESNET, "depth": 2, "activation": "tanh"}}),
@@ -53,6 +59,13 @@ CASES = [
     ("train", {"architecture": {**RESNET, "depth": 2}, "width": 128, "n_init": 2, "x_train": circle(64),
                "y_train": [0.0] * 64, "steps": 50, "lr": 1e-3, "optimizer": "adam", "batch_size": 16}),
     ("empirical-kernels", {"architecture": {**RESNET, "depth": 3}, "width": 256, "n_init": 2, "x": circle(64)}),
+    # conv nets: the convolutions' rate (CONV_FLOPS) and the NTK's position pairs
+    ("empirical-kernels", {"architecture": CONV_RESNET, "width": 128, "n_init": 2, "x": images(16, (6, 6, 1)),
+                           "kernels": ["ntk", "nngp"]}),
+    ("train", {"architecture": {"kind": "cnn", "depth": 2, "filter_size": [3]}, "width": 128,
+               "x_train": images(32, (8, 1)), "y_train": [0.0] * 32, "steps": 50, "lr": 0.01}),
+    ("train", {"architecture": CONV_RESNET, "width": 64, "x_train": images(16, (6, 6, 1)), "y_train": [0.0] * 16,
+               "steps": 20, "optimizer": "adam", "lr": 1e-3, "batch_size": 8, "track_ntk": True}),
     # an experiment: its empirical NTKs, two trainings and regressions, and its figure
     ("experiment", {"name": "finite-vs-infinite", "scale": "quick", "parameters": {
         "width": 128, "n_init": 2, "steps": 200, "n_grid": 256, "n_angles": 31}}),

@@ -9,6 +9,7 @@ import pytest
 
 from engine.conv.tiles import pixel_pairs, tile_count, tile_edges
 from service.client import Client
+from service.operations.fields import CONV_OPERATIONS
 from service.operations.kernels import KernelsRequest, cost
 
 pytestmark = pytest.mark.anyio
@@ -97,12 +98,14 @@ async def test_bad_conv_requests_name_the_field(api, body, field):
     ("spectrum", {"architecture": CONV}),
     ("smoothness", {"architectures": [CONV]}),
     ("regression", {"x_train": [[1.0]], "y_train": [1.0], "x_test": [[1.0]], "architecture": CONV}),
-    ("empirical-kernels", {"architecture": CONV, "width": 8, "x": [[1.0]]}),
+    ("bounds", {"architecture": CONV, "width": 8, "input_dim": 2}),
 ])
 async def test_other_operations_refuse_conv_kinds_clearly(api, operation, body):
+    """The dense-only operations name those that take the conv kinds (kernels, empirical-kernels, train:
+    tests/service/test_conv_networks_api.py)."""
     response = await api.post(f"/v1/{operation}", json=body)
     assert response.status_code == 422, response.text
-    assert "/v1/kernels only" in response.text
+    assert all(name in response.text for name in CONV_OPERATIONS), response.text
 
 
 def test_cost_counts_the_pixel_pairs():
