@@ -61,8 +61,10 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
         value = getattr(request, name, None)
         if value is not None:
             _at_most(name, name, value if isinstance(value, int) else len(value), limit)
-    # a finite conv net takes no analytic kernel (its lr bound is an empirical NTK): no quadrature
-    analytic = [a for a in archs if a is not None and not (width is not None and isinstance(a, ConvArchitectureSpec))]
+    # finite networks take no analytic kernel, except a dense net's lr "auto" (a conv net's is an empirical NTK)
+    dense_bound = getattr(request, "lr", None) == "auto"
+    analytic = [a for a in archs if a is not None
+                and (width is None or (dense_bound and not isinstance(a, ConvArchitectureSpec)))]
     slow = quadrature_activations(analytic, request)
     if slow and points > limits.quadrature_points:
         raise LimitExceeded(413, "points", f"{points} points exceed the limit of {limits.quadrature_points} for "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -34,10 +34,15 @@ from service.operations.fields import (
     Number,
     Points,
     Progress,
+    Seed,
     Targets,
     check_scale,
+    field_error,
     same_dimension,
 )
+
+# the Nystrom fields' defaults
+NYSTROM_FIELDS: dict[str, Any] = {"centers": 4096, "seed": 0, "tolerance": 1e-10, "max_iterations": 200}
 
 
 class RegressionRequest(Model):
@@ -52,7 +57,35 @@ class RegressionRequest(Model):
         "Relative: ridge x mean(diag K_train) is added to the training Gram's diagonal (the GP's noise variance). "
         "Coincident training points are merged; with different targets they are a 422 naming them."))
     t: Number | None = Field(None, ge=0, description="GD training time; null = infinity (the interpolant).")
-    return_variance: bool = Field(False, description="NNGP posterior variance (needs kernel 'nngp').")
+    return_variance: bool = Field(False, description="NNGP posterior variance (needs kernel 'nngp'); with solver "
+                                  "nystrom the DTC approximation (docs/numerics.md).")
+    solver: Literal["exact", "nystrom"] = Field("exact", description=(
+        "'exact': Cholesky of the training Gram. 'nystrom': M centres drawn uniformly (seeded) from the training "
+        "points and Falkon's preconditioned conjugate gradient (Rudi et al. 2017); K_nM is held in memory (n M "
+        "floats); with M = n it is the exact solve."))
+    centers: int | None = Field(None, ge=1, description="nystrom: M, the number of centres (null = 4096; at most "
+                                "the distinct training points).")
+    seed: Seed | None = Field(None, description="nystrom: the centres' seed (null = 0).")
+    tolerance: float | None = Field(None, gt=0, lt=1, description=(
+        "nystrom: the conjugate gradient stops when each column's residual is below tolerance x its right-hand "
+        "side (null = 1e-10)."))
+    max_iterations: int | None = Field(None, ge=1, le=10_000, description="nystrom: conjugate gradient steps at "
+                                       "most (null = 200); the answer reports the steps taken and the residual.")
+
+    @model_validator(mode="after")
+    def _solver(self) -> RegressionRequest:
+        """The Nystrom fields go with solver nystrom only; there, null means the default (one job id)."""
+        for name, default in NYSTROM_FIELDS.items():
+            if self.solver == "exact" and getattr(self, name) is not None:
+                raise field_error(name, f"{name} applies to solver 'nystrom' only: leave it out, or ask "
+                                  "solver 'nystrom'")
+            if self.solver == "nystrom" and getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.solver == "nystrom" and self.t is not None:
+            raise field_error("t", "the GD time t needs the exact solver (an eigendecomposition of the whole Gram)")
+        if self.solver == "nystrom" and self.ridge == 0:
+            raise field_error("ridge", "the Nystrom solver needs ridge > 0 (its system is singular without one)")
+        return self
 
     @model_validator(mode="after")
     def _shapes(self) -> RegressionRequest:
@@ -68,9 +101,43 @@ class RegressionRequest(Model):
 class RegressionResult(BaseModel):
     mean: list[float] | Matrix
     variance: list[float] | None = None
+    centers: int | None = Field(None, description="nystrom: the centres M used.")
+    iterations: int | None = Field(None, description="nystrom: conjugate gradient steps taken.")
+    residual: float | None = Field(None, description="nystrom: the largest relative residual at the end (above "
+                                   "tolerance when max_iterations stopped it).")
+
+
+def nystrom_cost(r: RegressionRequest) -> Cost:
+    """K_MM, K_nM and K_test (M columns), two M x M Cholesky factors, max_iterations CG steps of 4 n M k
+    flops; the DTC variance adds K_Mn K_nM (2 n M^2) and its factor."""
+    n, m, d, k, arch = len(r.x_train), len(r.x_test), len(r.x_train[0]), y_columns(r.y_train), r.architecture
+    c, steps = min(r.centers or NYSTROM_FIELDS["centers"], n), r.max_iterations or NYSTROM_FIELDS["max_iterations"]
+    out_field = "y_train" if k > m else "x_test"
+    output = [floats(m * k, out_field, f"{m} test points x {k} columns of y_train",
+                     "lower the number of test points (x_test) or of columns of y_train")]
+    if r.return_variance:
+        output.append(floats(m, "x_test", f"variance of {m} test points"))
+    remedy = "lower the number of training points (x_train) or centers"
+    memory = [worker_base(), input_numbers((n + m) * d + n * k), kernel_tiles([arch]),
+              floats(n * c + 6 * c * c + 4 * c * k + n * k, "x_train", f"K_nM {n} x {c} and 6 x {c}^2", remedy),
+              floats(m * c, "x_test", f"K_test {m} x {c}", "lower the number of test points or centers")]
+    train_q, test_q, q_max = norm_q(r.x_train), norm_q(r.x_test), largest_q(r.x_train, r.x_test)
+    compute = [kernel_seconds(c, None, arch, "centers", "K_MM: ", (train_q, train_q), q_max),
+               kernel_seconds(n, c, arch, "x_train", "K_nM: ", (train_q, train_q), q_max),
+               kernel_seconds(m, c, arch, "x_test", "K_test: ", (test_q, train_q), q_max),
+               Term(2 * c**3 * CHOLESKY_S_PER_N3, "centers", f"2 Cholesky of {c} x {c}", "lower centers"),
+               flops(steps * (4 * n * c * k + 4 * c * c * k), "max_iterations", f"{steps} steps x 4 x {n} x {c} x {k}",
+                     "lower max_iterations, the training points or centers", MATMUL_FLOPS)]
+    if r.return_variance:
+        compute += [flops(2 * n * c * c + 2 * m * c * c, "centers", f"K_Mn K_nM: 2 x {n} x {c}^2", remedy,
+                          MATMUL_FLOPS), Term(c**3 * CHOLESKY_S_PER_N3, "centers", f"Cholesky of {c} x {c}",
+                                              "lower centers")]
+    return Cost(output, memory, compute)
 
 
 def cost(r: RegressionRequest) -> Cost:
+    if r.solver == "nystrom":
+        return nystrom_cost(r)
     n, m, d, k, arch = len(r.x_train), len(r.x_test), len(r.x_train[0]), y_columns(r.y_train), r.architecture
     out_field = "y_train" if k > m else "x_test"
     mean = floats(m * k, out_field, f"{m} test points x {k} columns of y_train",
@@ -97,8 +164,19 @@ def cost(r: RegressionRequest) -> Cost:
 
 
 def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
-    from engine import Architecture, kernel_regression
+    from engine import Architecture, kernel_regression, nystrom_regression
 
+    if params["solver"] == "nystrom":
+        nystrom = nystrom_regression(inputs["x_train"], inputs["y_train"], inputs["x_test"],
+                                     arch=Architecture.from_dict(params["architecture"]), kernel=params["kernel"],
+                                     ridge=params["ridge"], centres=params["centers"], seed=params["seed"],
+                                     tolerance=params["tolerance"], max_iterations=params["max_iterations"],
+                                     return_variance=params["return_variance"], report=report,
+                                     should_stop=report.should_stop)
+        pred = nystrom.prediction
+        arrays = {"mean": pred.mean} | ({"variance": pred.variance} if pred.variance is not None else {})
+        return {"centers": len(nystrom.centres), "iterations": nystrom.iterations,
+                "residual": nystrom.residual}, arrays
     fit = kernel_regression(inputs["x_train"], inputs["y_train"], inputs["x_test"],
                             arch=Architecture.from_dict(params["architecture"]), kernel=params["kernel"],
                             ridge=params["ridge"], t=params["t"], return_variance=params["return_variance"])

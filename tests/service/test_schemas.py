@@ -12,6 +12,7 @@ from engine.architectures import ACTIVATIONS, KINDS, Architecture
 from service.errors import LimitExceeded
 from service.jobs.admission import check_limits
 from service.jobs.ids import job_id, split_request
+from service.operations.empirical_kernels import EmpiricalKernelsRequest
 from service.operations.fields import ArchitectureSpec
 from service.operations.kernels import KernelsRequest
 from service.operations.train import TrainRequest
@@ -99,6 +100,19 @@ def test_points_the_quadrature_does_not_compute_have_no_quadrature_limit():
     # of different norms within the reach of Mehler's series
     body = {"x": [[0.0, 1.0], [0.0, 2.0]] * 3, "architecture": {"kind": "mlp", "depth": 2, "activation": "tanh"}}
     check_limits(KernelsRequest.model_validate(body), limits, 2**40)
+
+
+def test_finite_networks_have_no_quadrature_limit_unless_lr_auto_takes_the_analytic_ntk():
+    limits = Limits(points=10, quadrature_points=5, dimension=8, depth=100)
+    tanh = {"kind": "mlp", "depth": 2, "activation": "tanh"}
+    x = [[0.0, 1.0], [0.0, 30.0]] * 3  # beyond Mehler's series: the analytic kernel would take the quadrature
+    network = {"architecture": tanh, "width": 8}
+    check_limits(EmpiricalKernelsRequest.model_validate(network | {"x": x}), limits, 2**40)
+    train = network | {"x_train": x, "y_train": [1.0] * 6, "steps": 5}
+    check_limits(TrainRequest.model_validate(train | {"lr": 0.1}), limits, 2**40)
+    with pytest.raises(LimitExceeded) as caught:  # lr "auto": the analytic NTK's step bound on x_train
+        check_limits(TrainRequest.model_validate(train), limits, 2**40)
+    assert caught.value.field == "points"
 
 
 def test_network_limits():
