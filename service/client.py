@@ -130,6 +130,16 @@ class Client:
                 values |= {name: arrays[name] for name in arrays.files}
         return values
 
+    def block(self, job_id: str, array: str, rows: tuple[int, int] | None = None,
+              cols: tuple[int, int] | None = None) -> np.ndarray:
+        """Rows [a, b) and columns [c, d) of one array of a finished job's result (.npy, read on the
+        server from the stored file: a block of a Gram matrix too large to download whole)."""
+        query = {"array": array} | ({"rows": f"{rows[0]}:{rows[1]}"} if rows else {}) | (
+            {"cols": f"{cols[0]}:{cols[1]}"} if cols else {})
+        response = self._check(self.http.get(f"/v1/jobs/{job_id}/result", params=query,
+                                             headers={"Accept": "application/x-npy"}))
+        return np.load(io.BytesIO(response.content))
+
     def run(self, operation: str, body: dict[str, Any], *, progress: Progress | None = None,
             timeout: float | None = None) -> dict[str, Any]:
         """Submit, wait (reporting progress), and return the result."""

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.errors import Conflict, ServiceError
 from service.http.documents import Problem
-from service.http.results import manifest, respond
+from service.http.results import Window, manifest, respond
 from service.jobs.lifecycle import Jobs
 from service.logs import bind_job
 from service.settings import Settings
@@ -47,10 +47,11 @@ def pending(job: Job, cache: str = "miss") -> JSONResponse:
 
 
 def outcome(job: Job, jobs: Jobs, settings: Settings, request: Request, *, hit: bool,
-            array: str | None = None) -> Response:
-    """The answer for a job in any state: its result, its failure, or a 202."""
+            array: str | None = None, window: Window = (None, None)) -> Response:
+    """The answer for a job in any state: its result (or a block of one array), its failure, or a 202."""
     if job.status == "succeeded":
-        return respond(jobs.store, job, request, hit=hit, json_limit=settings.limits.json_elements, array=array)
+        return respond(jobs.store, job, request, hit=hit, json_limit=settings.limits.json_elements, array=array,
+                       window=window)
     if job.status == "failed":
         error = job.error or {"status": 500, "title": "Job failed", "detail": "unknown failure"}
         retry = {"Retry-After": "60"} if error["status"] == 507 else None  # as a 507 answered at once

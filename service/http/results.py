@@ -75,14 +75,49 @@ def _links(job: Job, names: Iterable[str]) -> dict[str, str]:
     return {name: f"/v1/jobs/{job.id}/result?array={name}" for name in names}
 
 
+Window = tuple[str | None, str | None]  # the `rows` and `cols` query parameters, "a:b"
+
+
+def _bounds(text: str, length: int, field: str) -> slice:
+    """The half-open range "a:b" (either end may be left out) of an axis of `length`; a 422 naming `field`."""
+    start, colon, stop = text.partition(":")
+    try:
+        a, b = int(start) if start.strip() else 0, int(stop) if stop.strip() else length
+    except ValueError:
+        a = b = -1
+    if not colon or not 0 <= a < b <= length:
+        raise ServiceError(f"{field} {text!r} must be a range a:b of whole numbers with 0 <= a < b <= {length} "
+                           "(the axis' length); either end may be left out", status=422, field=field)
+    return slice(a, b)
+
+
+def _window(window: Window, array: str | None, spec: dict[str, Any]) -> tuple[slice, ...]:
+    """The block `rows` (first axis) x `cols` (second axis) of one array."""
+    rows, cols = window
+    if array is None:
+        raise ServiceError("rows and cols read a block of one array: name it with ?array=NAME", status=422,
+                           field="rows" if rows is not None else "cols")
+    shape = spec["shape"]
+    if cols is not None and len(shape) < 2:
+        raise ServiceError(f"the array {array!r} has one axis (shape {shape}): it has no cols", status=422,
+                           field="cols")
+    block = [_bounds(rows, shape[0], "rows") if rows is not None else slice(0, shape[0])]
+    if len(shape) >= 2:
+        block.append(_bounds(cols, shape[1], "cols") if cols is not None else slice(0, shape[1]))
+    return tuple(block)
+
+
 def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: int,
-            array: str | None = None) -> Response:
-    """200 with the result in the negotiated form, or 304 when the client's ETag matches."""
+            array: str | None = None, window: Window = (None, None)) -> Response:
+    """200 with the result in the negotiated form, or 304 when the client's ETag matches; with a
+    `window` (rows, cols), the block of one array (JSON or .npy)."""
     kind = negotiate(request.headers.get("accept"))
     meta = _meta(store, job)
     arrays = meta["arrays"]
     suffix = {JSON: "json", NPY: "npy", NPZ: "npz"}[kind]
     tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{suffix}-{array or ""}"'
+    if window != (None, None):
+        return _block(store, job, request, kind, array, window, meta, json_limit, hit=hit)
     headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000",
                "Vary": "Accept"}  # one URL, a representation per Accept
     if array is not None and array not in arrays:
@@ -123,6 +158,54 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
     if isinstance(rendered, bytes):
         return Response(rendered, media_type=JSON, headers=headers)
     return Download(rendered, media_type=JSON, headers=headers)
+
+
+def _block(store: Store, job: Job, request: Request, kind: str, array: str | None, window: Window,
+           meta: dict[str, Any], json_limit: int, *, hit: bool) -> Response:
+    """A block of one array, read from its memory-mapped file: JSON, or .npy streamed a few MiB of rows
+    at a time (memory bounded whatever the array's size)."""
+    if array is not None and array not in meta["arrays"]:
+        raise ServiceError(f"the result has no array {array!r}; it has {sorted(meta['arrays'])}", status=404,
+                           title="No such array", field="array")
+    block = _window(window, array, meta["arrays"].get(array, {}))
+    assert array is not None  # _window: a window needs an array
+    if kind == NPZ:
+        raise NotAcceptable(f"a block (rows, cols) is answered as {JSON} or {NPY}, not {NPZ}")
+    spans = ":".join(f"{s.start}-{s.stop}" for s in block)
+    tag = f'"{job.id}-{"npy" if kind == NPY else "json"}-{array}-{spans}"'
+    headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000",
+               "Vary": "Accept"}
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    store.touch(job.id)
+    path = store.result_dir(job.id) / f"{array}.npy"
+    try:
+        source = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise ServiceError(f"the result files of job {job.id} are missing; submit the request again", status=410,
+                           title="Result gone") from None
+    view = source[block]
+    if kind == JSON:
+        if view.size > json_limit:
+            raise NotAcceptable(f"the block holds {view.size} numbers, over the JSON limit of {json_limit}: ask for "
+                                f"it as {NPY}, or for fewer rows", extra={"job": job.id})
+        return Response(orjson.dumps(serializable(np.array(view)), option=orjson.OPT_SERIALIZE_NUMPY),
+                        media_type=JSON, headers=headers)
+    name = f"{job.operation}-{array}-{spans.replace(':', '_')}.npy"
+    return StreamingResponse(_npy(view), media_type=NPY, headers=headers | {
+        "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _npy(view: np.ndarray) -> Iterator[bytes]:
+    """An .npy of a (memory-mapped) array view, its rows read Download.chunk_size bytes at a time."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(header, {"descr": np.lib.format.dtype_to_descr(view.dtype),
+                                                  "fortran_order": False, "shape": view.shape})
+    yield header.getvalue()
+    row = max(1, view[0].nbytes if view.ndim else view.nbytes)
+    step = max(1, Download.chunk_size // row)
+    for start in range(0, len(view), step):
+        yield np.ascontiguousarray(view[start:start + step]).tobytes()
 
 
 class Download(FileResponse):

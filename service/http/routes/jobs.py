@@ -73,8 +73,13 @@ def get_job(job_id: JobId, jobs: Annotated[Jobs, Depends(get_jobs)]) -> dict[str
 def get_result(job_id: JobId, request: Request, jobs: Annotated[Jobs, Depends(get_jobs)],
                settings: Annotated[Settings, Depends(get_settings)],
                array: Annotated[str | None, Query(description="One array of the result, by name.")] = None,
+               rows: Annotated[str | None, Query(description=(
+                   "With array: the rows a:b (half-open, 0-based; either end may be left out) of its first axis, "
+                   "read from the stored file with bounded memory."), examples=["0:100"])] = None,
+               cols: Annotated[str | None, Query(description="With array: the columns c:d of its second axis.",
+                                                 examples=["0:100"])] = None,
                ) -> Response:
-    return outcome(jobs.get(job_id), jobs, settings, request, hit=True, array=array)
+    return outcome(jobs.get(job_id), jobs, settings, request, hit=True, array=array, window=(rows, cols))
 
 
 @router.get("/{job_id:job_id}/figure.{kind}", summary="An experiment job's figure (PNG or SVG)",
