@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names' real types for the type checker; at run time they load on first use
     from engine.analytic import KERNELS as KERNELS
+    from engine.analytic import GramPlan as GramPlan
     from engine.analytic import analytic_diagonal as analytic_diagonal
     from engine.analytic import analytic_kernels as analytic_kernels
     from engine.architectures import ACTIVATIONS as ACTIVATIONS
@@ -51,6 +52,7 @@ _EXPORTS = {
     "Architecture": "architectures",
     "ACTIVATIONS": "architectures",
     "KERNELS": "analytic",
+    "GramPlan": "analytic",
     "Cancelled": "tiling",
     "analytic_kernels": "analytic",
     "analytic_diagonal": "analytic",

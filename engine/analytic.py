@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -25,7 +26,7 @@ from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussia
 from engine.dual_plan import series_degree
 from engine.mehler import diagonal_dual, series_dual
 from engine.norms import one_norm
-from engine.tiling import Progress, check_outputs, fill_tiles
+from engine.tiling import Block, Progress, check_outputs, fill_tiles
 
 KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form and interpolated activations (a power of two); the quadrature
@@ -289,44 +290,117 @@ def analytic_kernels(
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles
     and, when true, stops the work with `Cancelled`. workers: threads (default: all cores).
     """
-    x1, x2 = check_pair(x1, x2)
-    check_architecture(arch)
-    kernels, dt = check_kernels(kernels), _check_dtype(dtype)
-    symmetric = x2 is None
-    xb = x1 if x2 is None else x2
-    n1, n2, d = x1.shape[0], xb.shape[0], x1.shape[1]
-    result = check_outputs(out, kernels, (n1, n2), dt)
+    plan = GramPlan.of(x1, x2, arch=arch, kernels=kernels, dtype=dtype)
+    result = check_outputs(out, plan.kernels, plan.shape, plan.dtype)
+    plan.fill(result, plan.blocks(), progress=progress, should_stop=should_stop, workers=workers)
+    if plan.symmetric:
+        idx = np.arange(plan.shape[0])
+        for name, values in plan.diagonal().items():
+            result[name][idx, idx] = values
+    return result
 
-    q1 = np.einsum("ij,ij->i", x1, x1) / d
-    q2 = q1 if symmetric else np.einsum("ij,ij->i", xb, xb) / d
-    method = resolve(method_for(arch.activation, q1, q2), arch, float(max(q1.max(), q2.max())))
-    tile = QUADRATURE_TILE if method == "quadrature" else TILE
-    # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
-    # they grow long, so a 4096 x 6 matrix is one call, not eight
-    b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))
-    b2 = _bucket(n2, max(tile, tile * tile // b1))
-    static = {"family": arch.family, "method": method, "kernels": kernels}
-    blocks = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not symmetric or j >= i]
 
-    def compute(block: tuple[int, int]) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
+@dataclass(frozen=True)
+class GramPlan:
+    """How `analytic_kernels` computes the (n1, n2) Gram matrices of x1 and x2: tiles of b1 x b2
+    entries (their first rows and columns: `blocks`), by one method chosen from all the points'
+    norms. Any region made of its tiles (`region`) is computed with the same numbers as the
+    whole matrix, so a matrix can be filled region by region, on different machines."""
+
+    x1: np.ndarray  # (n1, d)
+    xb: np.ndarray  # (n2, d): x2, or x1 when symmetric
+    arch: Architecture
+    kernels: tuple[str, ...]
+    dtype: np.dtype
+    symmetric: bool
+    method: str
+    b1: int  # tile rows
+    b2: int  # tile columns
+    q1: np.ndarray  # (n1,) x1's x.x/d
+    q2: np.ndarray  # (n2,) xb's
+
+    @classmethod
+    def of(cls, x1: ArrayLike, x2: ArrayLike | None = None, *, arch: Architecture,
+           kernels: Sequence[str] = KERNELS, dtype: str = "float64") -> GramPlan:
+        x1, x2 = check_pair(x1, x2)
+        check_architecture(arch)
+        kernels, dt = check_kernels(kernels), _check_dtype(dtype)
+        xb = x1 if x2 is None else x2
+        n1, n2 = x1.shape[0], xb.shape[0]
+        q1, q2 = _norms(x1), _norms(xb)
+        method = resolve(method_for(arch.activation, q1, q2), arch, float(max(q1.max(), q2.max())))
+        tile = QUADRATURE_TILE if method == "quadrature" else TILE
+        # tiles of at most tile^2 entries; against a few points (a regression's test x train matrix)
+        # they grow long, so a 4096 x 6 matrix is one call, not eight
+        b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))
+        b2 = _bucket(n2, max(tile, tile * tile // b1))
+        return cls(x1, xb, arch, kernels, dt, x2 is None, method, b1, b2, q1, q2)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x1.shape[0], self.xb.shape[0]
+
+    def blocks(self, rows: slice = slice(None), cols: slice = slice(None)) -> list[Block]:
+        """The tiles whose first row and column fall in `rows` x `cols` (symmetric: on or above
+        the diagonal only)."""
+        (n1, n2), (r0, r1, _), (c0, c1, _) = self.shape, rows.indices(self.shape[0]), cols.indices(self.shape[1])
+        return [(i, j) for i in range(0, n1, self.b1) for j in range(0, n2, self.b2)
+                if r0 <= i < r1 and c0 <= j < c1 and (not self.symmetric or j >= i)]
+
+    def compute(self, block: Block) -> tuple[Block, dict[str, np.ndarray]]:
+        """One tile: {name: (<= b1, <= b2)} at `block` (its first row and column)."""
         i, j = block
-        xi, xj = x1[i:i + b1], xb[j:j + b2]
-        q12 = _pad(xi @ xj.T / d, b1, 0.0)
-        q12 = np.pad(q12, ((0, 0), (0, b2 - q12.shape[1]))) if q12.shape[1] < b2 else q12
-        with jax.enable_x64(dt == np.float64):
-            if method == "chebyshev":  # one norm per side: pass it as a scalar
-                qi, qj = np.asarray(q1[0], dt), np.asarray(q2[0], dt)
+        xi, xj, d = self.x1[i:i + self.b1], self.xb[j:j + self.b2], self.x1.shape[1]
+        q12 = _pad(xi @ xj.T / d, self.b1, 0.0)
+        q12 = np.pad(q12, ((0, 0), (0, self.b2 - q12.shape[1]))) if q12.shape[1] < self.b2 else q12
+        with jax.enable_x64(self.dtype == np.float64):
+            if self.method == "chebyshev":  # one norm per side: pass it as a scalar
+                qi, qj = np.asarray(self.q1[0], self.dtype), np.asarray(self.q2[0], self.dtype)
             else:
-                qi, qj = _pad(q1[i:i + b1], b1, 1.0).astype(dt), _pad(q2[j:j + b2], b2, 1.0).astype(dt)
-            tiles = _tile(q12.astype(dt), qi, qj, *hyper, **static)
+                qi = _pad(self.q1[i:i + self.b1], self.b1, 1.0).astype(self.dtype)
+                qj = _pad(self.q2[j:j + self.b2], self.b2, 1.0).astype(self.dtype)
+            tiles = _tile(q12.astype(self.dtype), qi, qj, *hyperparameters(self.arch, self.dtype),
+                          family=self.arch.family, method=self.method, kernels=self.kernels)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
-    hyper = hyperparameters(arch, dt)
-    fill_tiles(blocks, compute, result, symmetric=symmetric, workers=workers or os.cpu_count() or 1,
-               progress=progress, should_stop=should_stop, what="analytic_kernels")
-    if symmetric:
-        diagonal = analytic_diagonal(x1, arch=arch, kernels=kernels, dtype=str(dt))
-        for name in kernels:
-            idx = np.arange(n1)
-            result[name][idx, idx] = diagonal[name]
-    return result
+    def fill(self, out: Mapping[str, np.ndarray], blocks: Sequence[Block], *, origin: Block = (0, 0),
+             progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+             workers: int | None = None) -> None:
+        """Write `blocks`' tiles into `out` ({name: array}), whose entry [0, 0] is the matrix's `origin`
+        (symmetric: a tile on the diagonal is mirrored within itself, others are not mirrored)."""
+        def compute(block: Block) -> tuple[Block, dict[str, np.ndarray]]:
+            (i, j), tiles = self.compute(block)
+            return (i - origin[0], j - origin[1]), tiles
+
+        fill_tiles(blocks, compute, out, symmetric=self.symmetric and origin[0] == origin[1],
+                   workers=workers or os.cpu_count() or 1, progress=progress, should_stop=should_stop,
+                   what="analytic_kernels")
+
+    def diagonal(self) -> dict[str, np.ndarray]:
+        """K(x_i, x_i) of a symmetric plan: {name: (n1,)} (`analytic_diagonal`)."""
+        return analytic_diagonal(self.x1, arch=self.arch, kernels=self.kernels, dtype=str(self.dtype))
+
+    def region(self, rows: slice, cols: slice, *, workers: int | None = None) -> dict[str, np.ndarray]:
+        """The matrix's entries [rows, cols] as the whole matrix has them: {name: (rows, cols)}.
+        The region's edges fall on tile edges (multiples of b1, b2, or the matrix's end); in a
+        symmetric plan it lies on or above the diagonal (rows == cols, or rows end before cols start)."""
+        (r0, r1, _), (c0, c1, _) = rows.indices(self.shape[0]), cols.indices(self.shape[1])
+        if r0 % self.b1 or c0 % self.b2 or (r1 % self.b1 and r1 != self.shape[0]) or \
+                (c1 % self.b2 and c1 != self.shape[1]):
+            raise ValueError(f"the region [{r0}:{r1}, {c0}:{c1}] does not fall on the tiles' edges "
+                             f"({self.b1} x {self.b2})")
+        if self.symmetric and (r0, r1) != (c0, c1) and r1 > c0:
+            raise ValueError(f"the region [{r0}:{r1}, {c0}:{c1}] of a symmetric matrix must lie on or above "
+                             "its diagonal")
+        out = {name: np.empty((r1 - r0, c1 - c0), self.dtype) for name in self.kernels}
+        self.fill(out, self.blocks(slice(r0, r1), slice(c0, c1)), origin=(r0, c0), workers=workers)
+        if self.symmetric and (r0, r1) == (c0, c1):
+            idx = np.arange(r1 - r0)
+            for name, values in self.diagonal().items():
+                out[name][idx, idx] = values[r0:r1]
+        return out
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    """q = x.x/d of each point: (n, d) -> (n,)."""
+    return np.einsum("ij,ij->i", x, x) / x.shape[1]

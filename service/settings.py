@@ -7,6 +7,7 @@ directory; redis://host:port/db: a Redis store shared by API replicas), RESKERNE
 RESKERNEL_LEASE_S, RESKERNEL_TRUSTED_HOSTS (comma-separated; "*" allows any Host), RESKERNEL_WARM_UP
 (0 turns the workers' warm-up off), RESKERNEL_API_TOKEN (bearer-token auth), RESKERNEL_CORS_ORIGINS
 (comma-separated), RESKERNEL_LOG_FORMAT (json or text), RESKERNEL_HEADER_TIMEOUT_S, RESKERNEL_ALLOW_OPEN,
+RESKERNEL_DISTRIBUTE_ENTRIES and RESKERNEL_TILE_EDGE (one Gram matrix across the workers),
 the limits RESKERNEL_MAX_<NAME> for each field of `Limits` (e.g. RESKERNEL_MAX_POINTS=50000), and
 RESKERNEL_STORE_PASSWORD (the Redis store's password); RESKERNEL_API_TOKEN, RESKERNEL_STORE_URL and
 RESKERNEL_STORE_PASSWORD may instead be read from the file RESKERNEL_<NAME>_FILE names (a secret).
@@ -116,6 +117,8 @@ class Settings:
     log_format: str = "json"          # `reskernel serve`'s log lines: "json" (one object per line) or "text"
     header_timeout_s: float = 10.0    # a connection whose request line and headers take longer is closed (408)
     allow_open: bool = False          # `reskernel serve` on a non-loopback address without a token: refused unless set
+    distribute_entries: int = 16_777_216  # a Gram matrix of this many entries or more: split across the workers
+    tile_edge: int = 2048             # the rows and columns of one tile task (and Zarr chunk) of a split matrix
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -128,7 +131,8 @@ class Settings:
                 "cache_bytes": int, "max_attempts": int, "cancel_grace_s": float, "event_stream_s": float,
                 "dashboard_address": str, "trusted_hosts": _names, "warm_up": _flag,
                 "store_prefix": str, "lease_s": float, "cors_origins": _names,
-                "log_format": _log_format, "header_timeout_s": float, "allow_open": _flag}
+                "log_format": _log_format, "header_timeout_s": float, "allow_open": _flag,
+                "distribute_entries": int, "tile_edge": int}
         values = {name: kind(env[f"RESKERNEL_{name.upper()}"]) for name, kind in read.items()
                   if env.get(f"RESKERNEL_{name.upper()}")}
         for name in ("api_token", "store_url"):

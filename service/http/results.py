@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from service.errors import NotAcceptable, ServiceError
-from service.store.files import RESULT_JSON, render_json, serializable
+from service.store.files import RESULT_JSON, open_array, render_json, serializable
 from service.store.job import Job
 from service.store.protocol import Store
 
@@ -134,6 +134,9 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
                                 extra={"job": job.id, "arrays": _links(job, arrays)},
                                 headers={"Location": f"/v1/jobs/{job.id}"})
         name = array or next(iter(arrays))
+        if (folder / f"{name}.zarr").is_dir():  # filled across the workers: streamed from its chunks
+            return StreamingResponse(_npy(_opened(store, job, name)), media_type=NPY, headers=headers | {
+                "Content-Disposition": f'attachment; filename="{job.operation}-{name}.npy"'})
         return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
     if kind == NPZ:
         names = [array] if array else sorted(arrays)
@@ -146,11 +149,11 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
                             extra={"job": job.id, "arrays": _links(job, arrays), "values": meta["values"]},
                             headers={"Location": f"/v1/jobs/{job.id}"})
     if array is not None:
-        return Response(orjson.dumps(serializable(np.load(folder / f"{array}.npy")),
+        return Response(orjson.dumps(serializable(_opened(store, job, array)[...]),
                                      option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON, headers=headers)
 
     def render(f: BinaryIO) -> None:
-        f.write(render_json(meta["values"], {name: np.load(folder / f"{name}.npy") for name in arrays}))
+        f.write(render_json(meta["values"], {name: _opened(store, job, name)[...] for name in arrays}))
 
     rendered = _rendered(store, job, RESULT_JSON, render)
     if isinstance(rendered, Path) and rendered.stat().st_size <= INLINE_BYTES:
@@ -178,34 +181,42 @@ def _block(store: Store, job: Job, request: Request, kind: str, array: str | Non
     if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     store.touch(job.id)
-    path = store.result_dir(job.id) / f"{array}.npy"
-    try:
-        source = np.load(path, mmap_mode="r")
-    except FileNotFoundError:
-        raise ServiceError(f"the result files of job {job.id} are missing; submit the request again", status=410,
-                           title="Result gone") from None
-    view = source[block]
+    source = _opened(store, job, array)
     if kind == JSON:
-        if view.size > json_limit:
-            raise NotAcceptable(f"the block holds {view.size} numbers, over the JSON limit of {json_limit}: ask for "
+        size = math.prod(s.stop - s.start for s in block)
+        if size > json_limit:
+            raise NotAcceptable(f"the block holds {size} numbers, over the JSON limit of {json_limit}: ask for "
                                 f"it as {NPY}, or for fewer rows", extra={"job": job.id})
-        return Response(orjson.dumps(serializable(np.array(view)), option=orjson.OPT_SERIALIZE_NUMPY),
+        return Response(orjson.dumps(serializable(np.asarray(source[block])), option=orjson.OPT_SERIALIZE_NUMPY),
                         media_type=JSON, headers=headers)
     name = f"{job.operation}-{array}-{spans.replace(':', '_')}.npy"
-    return StreamingResponse(_npy(view), media_type=NPY, headers=headers | {
+    return StreamingResponse(_npy(source, block), media_type=NPY, headers=headers | {
         "Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _npy(view: np.ndarray) -> Iterator[bytes]:
-    """An .npy of a (memory-mapped) array view, its rows read Download.chunk_size bytes at a time."""
+def _opened(store: Store, job: Job, name: str) -> Any:
+    """One result array, opened for reading (`service.store.files.open_array`); 410 when its files are gone."""
+    try:
+        return open_array(store.result_dir(job.id), name)
+    except FileNotFoundError:
+        raise ServiceError(f"the result files of job {job.id} are missing; submit the request again", status=410,
+                           title="Result gone") from None
+
+
+def _npy(source: Any, block: tuple[slice, ...] | None = None) -> Iterator[bytes]:
+    """An .npy of `source` (a memory map or a Zarr array), or of its `block`, read Download.chunk_size
+    bytes of rows at a time: memory bounded by a slab, whatever the array's size."""
+    block = block or tuple(slice(0, n) for n in source.shape)
+    shape = tuple(s.stop - s.start for s in block)
     header = io.BytesIO()
-    np.lib.format.write_array_header_2_0(header, {"descr": np.lib.format.dtype_to_descr(view.dtype),
-                                                  "fortran_order": False, "shape": view.shape})
+    np.lib.format.write_array_header_2_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(source.dtype)),
+                                                  "fortran_order": False, "shape": shape})
     yield header.getvalue()
-    row = max(1, view[0].nbytes if view.ndim else view.nbytes)
+    row = max(1, math.prod(shape[1:]) * np.dtype(source.dtype).itemsize)
     step = max(1, Download.chunk_size // row)
-    for start in range(0, len(view), step):
-        yield np.ascontiguousarray(view[start:start + step]).tobytes()
+    rows, rest = block[0], block[1:]
+    for start in range(rows.start, rows.stop, step):
+        yield np.ascontiguousarray(source[(slice(start, min(start + step, rows.stop)), *rest)]).tobytes()
 
 
 class Download(FileResponse):
@@ -253,34 +264,47 @@ class _Chunks(io.RawIOBase):
         return data
 
 
-def _open_members(folder: Path, names: list[str]) -> list[tuple[str, BinaryIO]]:
+def _open_members(folder: Path, names: list[str]) -> list[tuple[str, Any]]:
     """Every member's file, opened before the answer starts: a result evicted (its folder deleted)
-    while it is sent stays readable through these handles, so the download is never cut short."""
-    opened: list[tuple[str, BinaryIO]] = []
+    while it is sent stays readable through these handles, so the download is never cut short. A
+    Zarr array (filled across the workers) is opened as such: its chunks are read as it is sent."""
+    opened: list[tuple[str, Any]] = []
     try:
         for name in names:
-            opened.append((name, open(folder / f"{name}.npy", "rb")))  # noqa: SIM115  # closed by _npz
+            opened.append((name, open_array(folder, name) if (folder / f"{name}.zarr").is_dir()
+                           else open(folder / f"{name}.npy", "rb")))  # noqa: SIM115  # closed by _npz
     except FileNotFoundError:
-        for _, source in opened:
-            source.close()
+        _close(opened)
         raise ServiceError(f"the result files in {folder.name!r} are missing; submit the request again",
                            status=410, title="Result gone") from None
     return opened
 
 
-def _npz(members: list[tuple[str, BinaryIO]]) -> Iterator[bytes]:
+def _close(members: list[tuple[str, Any]]) -> None:
+    for _, source in members:
+        if isinstance(source, io.IOBase):
+            source.close()
+
+
+def _read(source: BinaryIO) -> Iterator[bytes]:
+    while chunk := source.read(Download.chunk_size):
+        yield chunk
+
+
+def _npz(members: list[tuple[str, Any]]) -> Iterator[bytes]:
     """An .npz (a zip of .npy members, as numpy writes it) streamed from the result's open files:
     memory stays at one chunk whatever the result's size."""
     sink = _Chunks()
     try:
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, source in members:
-                size = os.fstat(source.fileno()).st_size
+                is_file = isinstance(source, io.IOBase)
+                size = os.fstat(source.fileno()).st_size if is_file else source.nbytes
+                chunks = _read(source) if is_file else _npy(source)
                 with archive.open(f"{name}.npy", "w", force_zip64=size >= 2**31) as member:
-                    while chunk := source.read(Download.chunk_size):
+                    for chunk in chunks:
                         member.write(chunk)
                         yield sink.take()
         yield sink.take()
     finally:
-        for _, source in members:
-            source.close()
+        _close(members)

@@ -43,11 +43,12 @@ def _run_job(*args: Any) -> str:
 
 
 def _run_jobs(jobs: list[Dispatch], *args: Any) -> list[str]:
-    """Several jobs in one task; `args`: run_job's settings, then the compute budget."""
+    """Several jobs in one task; `args`: run_job's settings, then the compute budget and the tiling."""
     from service.jobs.worker import run_job
 
-    *common, budget_s = args
-    return [run_job(job_id, operation, params, *common, ticket, budget_s) for job_id, operation, params, ticket in jobs]
+    *common, budget_s, tiling = args
+    return [run_job(job_id, operation, params, *common, ticket, budget_s, tiling)
+            for job_id, operation, params, ticket in jobs]
 
 
 @dataclass
@@ -187,13 +188,14 @@ class Executor:
         args = (str(settings.data_dir), settings.max_attempts, settings.cancel_grace_s, settings.store_url,
                 settings.store_prefix, settings.lease_s)
         budget = float(settings.limits.compute_seconds)  # the worker stops a job that computes longer
+        tiling = (settings.distribute_entries, settings.tile_edge)
         future: Future[Any]
         if batch:
-            future = self._started().submit(_run_jobs, jobs, *args, budget, key=key, pure=False)
+            future = self._started().submit(_run_jobs, jobs, *args, budget, tiling, key=key, pure=False)
         else:
             job_id, operation, params, ticket = jobs[0]
-            future = self._started().submit(_run_job, job_id, operation, params, *args, ticket, budget, key=key,
-                                            pure=False)
+            future = self._started().submit(_run_job, job_id, operation, params, *args, ticket, budget, tiling,
+                                            key=key, pure=False)
         for job_id, *_ in jobs:
             self._futures[job_id] = future
 

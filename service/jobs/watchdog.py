@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.logs import job_context
+from service.operations.tiles import Tiling
 from service.store.protocol import Store, StoreUnavailable
 
 log = logging.getLogger("reskernel.worker")
@@ -29,8 +30,9 @@ class Reporter:
     commit sets progress 1); best effort: a store that does not answer skips it. should_stop()
     reads the watchdog's flag (no store access)."""
 
-    def __init__(self, store: Store, job_id: str, interval: float = 0.2):
+    def __init__(self, store: Store, job_id: str, interval: float = 0.2, tiling: Tiling | None = None):
         self.store, self.job_id, self.interval = store, job_id, interval
+        self.tiling = tiling  # how a large Gram matrix is split across the workers
         self._written = time.monotonic()  # the claim wrote progress 0 just now; the commit writes 1
         self.stop = threading.Event()
 

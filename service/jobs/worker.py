@@ -26,7 +26,8 @@ from service.jobs.watchdog import Reporter, Watched, over_budget, watchdog
 from service.logs import names_job
 from service.operations.fields import Arrays
 from service.operations.registry import RUNS
-from service.store.files import RESULT_JSON, render_json, save_npy
+from service.operations.tiles import Tiling
+from service.store.files import RESULT_JSON, open_array, render_json, save_npy
 from service.store.open import open_store
 from service.store.protocol import Store, StoreUnavailable
 from service.store.sqlite import SQLiteStore
@@ -128,10 +129,11 @@ def _finish(folder: Path, meta: dict[str, Any], arrays: Arrays) -> dict[str, Any
         if not np.isfinite(array).all():
             raise ArithmeticError(f"'{name}' overflowed float64 (non-finite values): reduce depth or the sigmas")
         checked[name] = array
-    for path in folder.glob("*.npy"):  # the arrays an operation wrote to files itself (memmaps)
-        array = np.load(path, mmap_mode="r")
-        flat, step = array.reshape(-1), 2**24  # checked 16 M numbers at a time: bounded memory for huge results
-        if not all(np.isfinite(flat[i:i + step]).all() for i in range(0, flat.size, step)):
+    # the arrays an operation wrote to files itself: memmaps, and Zarr arrays filled across the workers
+    for path in [*folder.glob("*.npy"), *folder.glob("*.zarr")]:
+        array = open_array(folder, path.stem)
+        rows = max(1, 2**24 // max(1, math.prod(array.shape[1:])))  # 16 M numbers at a time: bounded memory
+        if not all(np.isfinite(array[i:i + rows]).all() for i in range(0, array.shape[0], rows)):
             raise ArithmeticError(f"'{path.stem}' overflowed float64 (non-finite values): reduce depth or the sigmas")
         listing[path.stem] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     bad = _non_finite(meta)
@@ -150,19 +152,20 @@ def _finish(folder: Path, meta: dict[str, Any], arrays: Arrays) -> dict[str, Any
 @names_job
 def run_job(job_id: str, operation: str, params: dict[str, Any], data_dir: str, max_attempts: int,
             cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
-            lease_s: float = 30.0, ticket: str = "", budget_s: float | None = None) -> str:
+            lease_s: float = 30.0, ticket: str = "", budget_s: float | None = None,
+            tiling: tuple[int, int] | None = None) -> str:
     """Run one job to its end under its dispatch `ticket`; returns the final status. Never
     raises for the job's own errors. A job still running `budget_s` seconds after its start (the
     admission's compute budget) is stopped and fails, naming the budget (`watchdog.over_budget`).
     The job's input arrays are read from the store (they never travel through Dask). While the
     store does not answer nothing can be recorded: the job is left to its lease (it lapses, and
-    the job is re-queued)."""
+    the job is re-queued). `tiling`: (entries, edge) of `service.operations.tiles.Tiling`."""
     compilation_cache(data_dir)
     store = worker_store(data_dir, store_url, store_prefix)
     try:
         if store.claim(job_id, max_attempts, ticket, lease_s) is None:
             return "skipped"
-        report = Reporter(store, job_id)
+        report = Reporter(store, job_id, tiling=None if tiling is None else Tiling(*tiling))
         with watchdog().watching(store, job_id, report, cancel_grace_s, ticket, lease_s, budget_s) as watched:
             return _run(store, job_id, operation, params, report, watched)
     except StoreUnavailable:

@@ -35,6 +35,7 @@ from service.operations.fields import (
     Progress,
     check_inputs,
 )
+from service.operations.tiles import Tiling, cluster_workers, distributed_kernels
 from service.store.files import open_memmaps
 
 SMALL_RESULT_BYTES = 8 * 2**20  # kernels up to this size are computed in memory, larger ones into memmaps
@@ -66,6 +67,9 @@ class KernelsResult(BaseModel):
     nngp: Matrix | None = None
     ntk: Matrix | None = None
     shape: list[int]
+    tiles: int | None = Field(None, description="A matrix filled across the workers: its tile tasks (their "
+                              "regions, tile_shape, are the chunks of its Zarr arrays)")
+    tile_shape: list[int] | None = None
 
 
 def cost(r: KernelsRequest) -> Cost:
@@ -104,6 +108,9 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
         return _run_conv(params, inputs, folder, report)
     x, x2 = inputs["x"], inputs.get("x2")
     shape = (len(x), len(x if x2 is None else x2))
+    tiling: Tiling | None = getattr(report, "tiling", None)  # a job's reporter carries the service's setting
+    if tiling is not None and tiling.splits(shape, cluster_workers()):
+        return distributed_kernels(params, inputs, folder, report, tiling.edge), {}
     small = 8 * shape[0] * shape[1] <= SMALL_RESULT_BYTES  # in memory, saved by _finish: no file to map
     out = ({name: np.empty(shape) for name in params["kernels"]} if small
            else open_memmaps(folder, params["kernels"], shape))

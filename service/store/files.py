@@ -1,6 +1,7 @@
 """The files half of a job store (either store): a job's input arrays and its result under
 data_dir/jobs/<id[:2]>/<id>/: input-<name>.npy (the request's arrays, kept so queued jobs survive a
-restart), staging-*/ while a run writes, and result/ (meta.json, one <name>.npy per array,
+restart), staging-*/ while a run writes, and result/ (meta.json, one <name>.npy per array (or a Zarr
+<name>.zarr/ for a Gram matrix filled across the workers),
 result.json once rendered: `render_json`). The data directory is shared by the API processes and the workers.
 """
 
@@ -95,6 +96,27 @@ def open_memmaps(folder: Path, names: Iterable[str], shape: tuple[int, ...]) -> 
         with open(path, "r+b") as f:
             os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     return arrays
+
+
+def create_chunked(folder: Path, names: Iterable[str], shape: tuple[int, int], chunks: tuple[int, int]) -> None:
+    """<name>.zarr: a Zarr v3 array per name, float64, uncompressed, chunk = one tile task's region.
+    Unwritten chunks read NaN, so a tile that never landed fails the worker's finite check."""
+    import zarr
+
+    for name in names:
+        zarr.create_array(store=folder / f"{name}.zarr", shape=shape, chunks=chunks, dtype="float64",
+                          compressors=None, fill_value=np.nan, zarr_format=3)
+
+
+def open_array(folder: Path, name: str) -> Any:
+    """A result array for reading, without loading it: the memory map of <name>.npy, or the Zarr
+    array <name>.zarr (a Gram matrix filled across the workers); either slices to a numpy array.
+    FileNotFoundError when neither exists."""
+    if (folder / f"{name}.zarr").is_dir():
+        import zarr
+
+        return zarr.open_array(folder / f"{name}.zarr", mode="r")
+    return np.load(folder / f"{name}.npy", mmap_mode="r")
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

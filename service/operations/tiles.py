@@ -1,0 +1,110 @@
+"""One Gram matrix across the Dask cluster: a kernels job of at least `Tiling.entries` entries,
+on a cluster of two workers or more, is split into tile tasks, one per chunk of a Zarr array in
+the job's staging folder (chunk = tile, `edge` x `edge` entries rounded to the engine's tiles).
+
+The job's own task (on one worker) submits the tasks and waits, seceded, so its thread computes
+tiles too; every worker computes part of the matrix. A symmetric request computes the tiles on and
+above the diagonal and writes each off-diagonal one twice (itself and its transpose). A tile
+writes whole chunks, so a tile computed again (its worker died: Dask runs it elsewhere) writes
+the same bytes again and nothing is counted twice. Progress is tiles done / tiles; a stop asked
+cancels the pending tiles and waits for the running ones before the folder goes.
+Each tile task recomputes the plan (`engine.GramPlan`, from the points' norms, O(N d)) from the
+points saved in the folder: the same tiles, the same numbers, as the one-process matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.operations.fields import Progress
+from service.store.files import create_chunked
+
+POINTS_FILES = {"x": "tiles-x.npy", "x2": "tiles-x2.npy"}  # the points the tile tasks read, removed at the end
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """When and how a kernels job is split across the workers (RESKERNEL_DISTRIBUTE_ENTRIES,
+    RESKERNEL_TILE_EDGE)."""
+
+    entries: int = 16_777_216  # N1 x N2 from which a Gram matrix is split (4096^2); 0: never
+    edge: int = 2048  # a tile task's rows and columns (rounded up to the engine's tiles)
+
+    def splits(self, shape: tuple[int, int], workers: int) -> bool:
+        """Whether a (N1, N2) matrix is split: large enough, and more than one worker to share it (one
+        worker computes it faster in one process, on all its cores)."""
+        return 0 < self.entries <= shape[0] * shape[1] and workers > 1
+
+
+def cluster_workers() -> int:
+    """The workers of the Dask cluster this task runs in (0: not in a Dask worker)."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return 0
+    return len(worker.client.nthreads())
+
+
+def regions(n1: int, n2: int, rows: int, cols: int, symmetric: bool) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The tile tasks' regions ((a, b), (c, d)) of an (n1, n2) matrix; symmetric: on or above the diagonal."""
+    return [((a, min(a + rows, n1)), (c, min(c + cols, n2))) for a in range(0, n1, rows) for c in range(0, n2, cols)
+            if not symmetric or c >= a]
+
+
+def distributed_kernels(params: dict[str, Any], inputs: dict[str, np.ndarray], folder: Path, report: Progress,
+                        edge: int) -> dict[str, Any]:
+    """Fill <kernel>.zarr in `folder` with tile tasks on the cluster this task runs in; the result's values."""
+    from distributed import as_completed, wait, worker_client
+
+    from engine import Architecture, Cancelled, GramPlan
+
+    x, x2 = inputs["x"], inputs.get("x2")
+    plan = GramPlan.of(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"])
+    rows = -(-max(edge, plan.b1) // plan.b1) * plan.b1  # a whole number of the engine's tiles
+    cols = rows if plan.symmetric else -(-max(edge, plan.b2) // plan.b2) * plan.b2
+    create_chunked(folder, plan.kernels, plan.shape, (rows, cols))
+    for name, array in (("x", x), ("x2", x2)):
+        if array is not None:
+            np.save(folder / POINTS_FILES[name], array)
+    todo = regions(*plan.shape, rows, cols, plan.symmetric)
+    try:
+        with worker_client(separate_thread=True) as client:
+            futures = [client.submit(fill_region, str(folder), params, a, c, key=f"tile-{folder.name}-{a}-{c}",
+                                     pure=False) for a, c in todo]
+            for done, _ in enumerate(as_completed(futures), start=1):
+                report(done / len(todo), f"{done}/{len(todo)} tiles")
+                if report.should_stop():
+                    client.cancel(futures)
+                    wait(futures)  # the running tiles end before the folder is removed
+                    raise Cancelled("kernels was cancelled")
+            client.gather(futures)  # a tile that failed (its error) fails the job
+    finally:
+        for name in POINTS_FILES.values():
+            (folder / name).unlink(missing_ok=True)
+    return {"shape": list(plan.shape), "tiles": len(todo), "tile_shape": [rows, cols]}
+
+
+def fill_region(folder: str, params: dict[str, Any], rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    """A tile task: entries [rows, cols] of each kernel into its Zarr array (and, below the
+    diagonal of a symmetric matrix, their transpose)."""
+    import zarr
+
+    from engine import Architecture, GramPlan
+
+    where = Path(folder)
+    x = np.load(where / POINTS_FILES["x"], mmap_mode="r")
+    x2 = np.load(where / POINTS_FILES["x2"], mmap_mode="r") if (where / POINTS_FILES["x2"]).exists() else None
+    plan = GramPlan.of(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"])
+    (a, b), (c, d) = rows, cols
+    for name, values in plan.region(slice(a, b), slice(c, d), workers=1).items():
+        # written whole, unchecked (zarr's default compares each chunk with the fill value first: 3x the write)
+        array = zarr.open_array(where / f"{name}.zarr", mode="r+", config={"write_empty_chunks": True})
+        array[a:b, c:d] = values
+        if plan.symmetric and (a, b) != (c, d):
+            array[c:d, a:b] = np.ascontiguousarray(values.T)
