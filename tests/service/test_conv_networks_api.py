@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import pytest
+from test_conv_api import assert_problem
 
 from engine.conv.architecture import PARAMETRIZATIONS
 from service.operations.empirical_kernels import EmpiricalKernelsRequest
@@ -25,7 +26,6 @@ from service.operations.train import TrainRequest
 from service.operations.train import cost as train_cost
 
 pytestmark = pytest.mark.anyio
-PROBLEM = "application/problem+json"
 N_INIT, TOL = 8, 0.15
 IMAGE_RESNET = {"kind": "conv-resnet", "depth": 2, "alpha": 0.5, "filter_size": [3, 3], "readout": "pool"}
 SIGNAL_CNN = {"kind": "cnn", "depth": 2, "filter_size": [3], "readout": "flatten", "sigma_b": 0.3}
@@ -35,14 +35,6 @@ MC_CASES = {"image-conv-resnet": (IMAGE_RESNET, (3, 4, 4, 1), 256), "signal-cnn"
 
 def inputs(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
-
-
-def assert_problem(response, status, field):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert field in [e["field"] for e in body["errors"]], body
-    return body
 
 
 async def analytic_ntk(api, x, architecture):
