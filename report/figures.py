@@ -276,12 +276,38 @@ def learning_curves(data: Data) -> Figure:
     return fig
 
 
+def nngp_vs_ntk(data: Data) -> Figure:
+    """One row per domain (the circle per m, each sphere): mu (eq. 22) and the RKHS ratio of the NTK
+    (solid) and NNGP (dashed) interpolants against the network, one colour per depth."""
+    labels = data["labels"]
+    domains, depths, curves, kernels = labels["domains"], labels["depths"], labels["curves"], labels["kernels"]
+    fig, axes = _grid(len(domains), 2, "NNGP against NTK interpolants: mu (eq. 22, smaller = smoother) and the "
+                      "RKHS ratio (larger = smoother)", data)
+    x = np.arange(len(curves))
+    names = [c.replace("ResNet ", "") for c in curves]
+    for i, domain in enumerate(domains):
+        curvature = "mu (eq. 22)" if domain.startswith("circle") else "mu = ||Delta f|| / ||f||"
+        for m, (what, key) in enumerate(((curvature, "mu_curvature"), ("RKHS ratio", "mu_rkhs"))):
+            ax = axes[i, m]
+            for j, depth in enumerate(depths):
+                for k, kernel in enumerate(kernels):
+                    ax.semilogy(x, data[key][i, j, :, k], "-o" if kernel == "ntk" else "--s", ms=4, color=f"C{j}",
+                                label=f"{kernel.upper()}, L = {depth}")
+            ax.set_xticks(x, names, fontsize=7)
+            ax.set(title=f"{domain}: {what}", ylabel=what)
+            if i == 0 and m == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
            "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
            "spiky-or-stable": spiky_or_stable,
            "learning-curves": learning_curves,
-           "conv-spectra": conv_spectra}
+           "conv-spectra": conv_spectra,
+           "nngp-vs-ntk": nngp_vs_ntk}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

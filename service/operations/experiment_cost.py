@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.experiments import EXPERIMENTS
+from engine.experiments.nngp_vs_ntk import KERNELS, grid_of
 from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
 from service.operations.cost import MATMUL_FLOPS, Cost, Term, floats, flops, parameters, worker_base
 from service.operations.fields import ArchitectureSpec, Model
@@ -210,17 +211,47 @@ def _conv_spectra_memory(p: dict[str, Any]) -> list[Term]:
             floats(4 * n * n, "parameters.n_images", f"two {n} x {n} Gram matrices and their eigen work")]
 
 
+def _nngp_vs_ntk(p: dict[str, Any]) -> Plan:
+    """Per depth and kernel: /v1/smoothness with measure both on the circle (each m) and with points on
+    each sphere (n_points of S^(d-1), its n_grid as the experiment sets it)."""
+    plan: Plan = []
+    for depth in p["depths"]:
+        nets = archs(depth, p["alphas"])
+        for kernel in KERNELS:
+            plan += [(1, smoothness.SmoothnessRequest.model_construct(
+                architectures=nets, n_train=m, n_grid=p["n_grid"], kernel=kernel, ridge=p["ridge"], measure="both",
+                bandwidth=p["bandwidth"], cutoff=None)) for m in p["n_trains"]]
+            plan += [(1, smoothness.SmoothnessRequest.model_construct(
+                architectures=nets, points=_sphere(p["n_points"], d), targets=np.ones(p["n_points"]),
+                n_grid=grid_of(d, p["sphere_grid"]), kernel=kernel, ridge=p["ridge"], measure="both",
+                bandwidth=p["sphere_bandwidth"], cutoff=None)) for d in p["sphere_dims"]]
+    return plan
+
+
+def _nngp_vs_ntk_fields(request: Model) -> dict[str, tuple[str, ...]]:
+    """A sphere request's grid, points and bandwidth are the experiment's sphere_grid (S^2; beyond, the grid
+    is fixed and the harmonic sum's work grows with n_points), n_points and sphere_bandwidth; a circle
+    request's bandwidth is its bandwidth."""
+    points = getattr(request, "points", None)
+    if points is not None:
+        return {"n_grid": ("sphere_grid",) if points.shape[1] == 3 else ("n_points",), "points": ("n_points",),
+                "targets": ("n_points",), "bandwidth": ("sphere_bandwidth",)}
+    return {"bandwidth": ("bandwidth",)}
+
+
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "kernel-shapes": _kernel_shapes, "interpolation": _interpolation, "finite-vs-infinite": _finite_vs_infinite,
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
     "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
     "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves,
-    "conv-spectra": lambda _: []}
+    "conv-spectra": lambda _: [], "nngp-vs-ntk": _nngp_vs_ntk}
 EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
                                                             "scalar-angle": _lowest_loss_extra,
                                                             "learning-curves": _learning_curves_extra,
                                                             "conv-spectra": _conv_spectra_compute}
 MEMORY: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"conv-spectra": _conv_spectra_memory}
+# per experiment, where FIELDS would name the wrong parameter: a request -> its own field -> parameter map
+REQUEST_FIELDS: dict[str, Callable[[Model], dict[str, tuple[str, ...]]]] = {"nngp-vs-ntk": _nngp_vs_ntk_fields}
 # an operation's field -> the experiment parameter that sets it (the first that the experiment has)
 FIELDS = {"width": ("width",), "n_init": ("n_init",), "steps": ("steps",), "record_every": ("steps",),
           "track_ntk": ("n_trains",), "x_train": ("n_trains", "n_train", "n_points"),
@@ -236,15 +267,16 @@ def plan(name: str, params: dict[str, Any]) -> Plan:
 
 def cost(name: str, params: dict[str, Any]) -> Cost:
     """The experiment's cost: its operations' own costs, summed (module docstring)."""
-    def field(term: Term) -> str:
-        for key in FIELDS.get(term.field, ()):
+    def field(term: Term, own: dict[str, tuple[str, ...]]) -> str:
+        for key in own.get(term.field, FIELDS.get(term.field, ())):
             if key in params:
                 return f"parameters.{key}"
         return "parameters"
 
-    def renamed(term: Term, times: int = 1, what: str = "") -> Term:
+    def renamed(term: Term, times: int = 1, what: str = "", own: dict[str, tuple[str, ...]] | None = None) -> Term:
         prefix = f"{times} x " if times > 1 else ""
-        return replace(term, amount=term.amount * times, field=field(term), formula=f"{prefix}{what}{term.formula}")
+        return replace(term, amount=term.amount * times, field=field(term, own or {}),
+                       formula=f"{prefix}{what}{term.formula}")
 
     compute: list[Term] = [Term(FIGURE_SECONDS, "parameters", "the figure (PNG and SVG)", ""),
                            *(renamed(t) for t in EXTRA.get(name, lambda _: [])(params))]
@@ -252,9 +284,10 @@ def cost(name: str, params: dict[str, Any]) -> Cost:
     for times, request in plan(name, params):
         each = request_cost(request)
         what = f"{type(request).__name__.removesuffix('Request').lower()}: "
-        compute += [renamed(t, times, what) for t in each.compute if t.amount > 0]
+        fields = REQUEST_FIELDS[name](request) if name in REQUEST_FIELDS else {}
+        compute += [renamed(t, times, what, fields) for t in each.compute if t.amount > 0]
         if each.total("memory") > heaviest[0]:
-            heaviest = (each.total("memory"), [renamed(t, 1, what) for t in each.memory])
+            heaviest = (each.total("memory"), [renamed(t, 1, what, fields) for t in each.memory])
     own = MEMORY.get(name, lambda _: [])(params)  # memory of work that no operation's cost covers
     if sum(t.amount for t in own) > heaviest[0]:
         heaviest = (sum(t.amount for t in own), own)

@@ -37,6 +37,8 @@ TINY = {
                         [3]),
     "conv-spectra": ({"depths": [1, 2], "alphas": [1.0], "n_images": 10, "filter_size": 3, "readouts": ["flatten"],
                       "kernels": ["ntk", "nngp"], "fit_ranks": [2, 7], "center": True, "seed": 0}, [2, 2]),
+    "nngp-vs-ntk": ({"depths": [2], "alphas": [0.1], "n_trains": [6], "n_grid": 256, "sphere_dims": [3, 5],
+                     "n_points": 10, "sphere_grid": 128, "sphere_bandwidth": 0.4}, [2]),
 }
 
 

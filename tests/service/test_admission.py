@@ -357,3 +357,23 @@ def test_an_experiment_costs_at_least_the_operations_it_runs():
     assert total.total("memory") >= max(estimate(p).total("memory") for p in parts)
     for name, exp in EXPERIMENTS.items():
         check_experiment(name, exp.parameters("quick"), Limits(), 8 * GiB)
+
+
+def test_nngp_vs_ntk_costs_name_its_sphere_parameters():
+    """The sphere requests of nngp-vs-ntk charge /v1/smoothness's own cost, and their terms name the
+    experiment's sphere parameters (not the circle's n_grid and bandwidth)."""
+    from engine.experiments import EXPERIMENTS
+    from service.operations import experiment_cost
+
+    def heaviest(overrides: dict) -> tuple[str, str]:
+        params = EXPERIMENTS["nngp-vs-ntk"].parameters("quick", overrides)
+        total = experiment_cost.cost("nngp-vs-ntk", params)
+        return (max(total.memory, key=lambda t: t.amount).field, max(total.compute, key=lambda t: t.amount).field)
+
+    assert heaviest({"sphere_grid": 131072, "sphere_dims": [3]})[1] == "parameters.sphere_grid"
+    assert heaviest({"n_points": 4096, "sphere_bandwidth": 0.05, "sphere_dims": [10]}) == (
+        "parameters.sphere_bandwidth", "parameters.n_points")
+    quick = EXPERIMENTS["nngp-vs-ntk"].parameters("quick")
+    smoothness = [r for _, r in experiment_cost.plan("nngp-vs-ntk", quick)]
+    assert len(smoothness) == 2 * 2 * (2 + 2)  # depths x kernels x (circle m's + spheres)
+    assert all(r.measure == "both" for r in smoothness)

@@ -132,3 +132,24 @@ async def test_conv_spectra_over_http(api):
     assert body["tables"]["flatten_ntk_condition"] == direct["tables"]["flatten_ntk_condition"]
     refused = await api.post("/v1/experiments/conv-spectra", json={"parameters": {**tiny, "fit_ranks": [2, 9]}})
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "parameters.fit_ranks", refused.text
+
+
+async def test_nngp_vs_ntk_over_http(api):
+    """NNGP against NTK through the API equals the engine's run; a heat bandwidth that leaves too few
+    harmonics for the samples, and a sphere without x_3, are a 422 naming the parameter."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [2], "alphas": [0.1], "n_trains": [6], "n_grid": 256, "sphere_dims": [3], "n_points": 10,
+            "sphere_grid": 128, "sphere_bandwidth": 0.4}
+    response = await api.post("/v1/experiments/nngp-vs-ntk", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("nngp-vs-ntk", "quick", tiny)
+    for key in ("mu_curvature", "mu_rkhs", "degree"):
+        np.testing.assert_allclose(body[key], direct[key], rtol=1e-12)
+    assert body["tables"]["mu"] == direct["tables"]["mu"]
+    for parameters, field in (({**tiny, "n_points": 400}, "parameters.sphere_bandwidth"),
+                              ({"sphere_dims": [2]}, "parameters.sphere_dims")):
+        refused = await api.post("/v1/experiments/nngp-vs-ntk", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text

@@ -12,7 +12,9 @@ def test_client_runs_the_new_experiments(server):
                                   "kernels": ["nngp"]}, "half_width_nngp"),
              "learning-curves": ({"n_trains": [4, 8], "depth": 1, "alphas": [], "kernels": ["nngp"],
                                   "sphere_dims": [3], "target_degrees": [1], "target_powers": [1.0], "draws": 1,
-                                  "n_test": 10, "k_max": 8}, "theory_nngp")}
+                                  "n_test": 10, "k_max": 8}, "theory_nngp"),
+             "nngp-vs-ntk": ({"depths": [1], "alphas": [], "n_trains": [6], "n_grid": 64, "sphere_dims": [3],
+                              "n_points": 8, "sphere_grid": 64, "sphere_bandwidth": 0.4}, "mu_rkhs")}
     with Client(server) as rk:
         for name, (parameters, array) in cases.items():
             result = rk.run(f"experiments/{name}", {"parameters": parameters})
