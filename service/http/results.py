@@ -26,6 +26,7 @@ from service.store.protocol import Store
 
 NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
 INLINE_BYTES = 2**20  # rendered JSON up to this size is read and sent in one piece, larger files streamed
+ZARR_SLAB_BYTES = 64 * 2**20  # rows of a Zarr array read at once when it is streamed
 
 
 def negotiate(accept: str | None) -> str:
@@ -214,6 +215,8 @@ def _npy(source: Any, block: tuple[slice, ...] | None = None) -> Iterator[bytes]
     yield header.getvalue()
     row = max(1, math.prod(shape[1:]) * np.dtype(source.dtype).itemsize)
     step = max(1, Download.chunk_size // row)
+    if hasattr(source, "chunks"):  # Zarr: every slab reads whole chunks; larger slabs read each chunk fewer times
+        step = max(1, min(source.chunks[0], ZARR_SLAB_BYTES // row))
     rows, rest = block[0], block[1:]
     for start in range(rows.start, rows.stop, step):
         yield np.ascontiguousarray(source[(slice(start, min(start + step, rows.stop)), *rest)]).tobytes()
