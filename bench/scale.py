@@ -1,7 +1,7 @@
 """One Gram matrix across the Dask workers (service.operations.tiles): strong scaling and the
 service's end-to-end time.
 
-    .venv/bin/python -m bench.scale [--n 16384] [--depth 15] [--service-n 20000]
+    .venv/bin/python -m bench.scale [--n 16384] [--depth 15] [--service-n 20000] [--nystrom-n 100000]
 
 (as a module: run as a file, bench/service.py would hide the service package from the workers)
 
@@ -11,6 +11,9 @@ service's end-to-end time.
    engine in this process (all cores, into a .npy memory map: the service's path for one worker).
 2. End to end: POST /v1/kernels of `--service-n` points (NTK only) to an in-process service with 2
    workers, from the request to the result committed (the body's parse and the admission included).
+3. With --nystrom-n: POST /v1/regression, solver nystrom, M = 4096 (bench/nystrom.py's problem: S^9,
+   ResNet depth 5, alpha 0.5, NTK, ridge 1e-4), its K_nM filled by tile tasks on the 2 workers; the test
+   RMS error against the noiseless target at 1000 test points.
 Each cluster is warmed by a small job first (JAX compilation excluded); times are wall seconds.
 The peak memory of a tile task is one region of each kernel (edge^2 x 8 bytes, 32 MiB at edge 2048)
 plus the engine's tiles in flight, whatever N.
@@ -73,7 +76,12 @@ def one_process_seconds(params: dict[str, Any], x: np.ndarray) -> float:
         return time.perf_counter() - start
 
 
-def service_seconds(n: int, depth: int) -> float:
+def target(x: np.ndarray, seed: int) -> np.ndarray:
+    """bench/nystrom.py's: sin(2 x_0) + x_1 x_2 + 0.1 noise."""
+    return np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.1 * np.random.default_rng(seed).standard_normal(len(x))
+
+
+def service_seconds(n: int, depth: int, nystrom_n: int = 0) -> tuple[float, float | None, float | None]:
     import anyio
     import httpx
 
@@ -90,15 +98,29 @@ def service_seconds(n: int, depth: int) -> float:
         assert response.status_code == 200 and response.json()["status"] == "succeeded", response.text
         return time.perf_counter() - start
 
-    async def run(app: Any) -> float:
+    async def regression(api: httpx.AsyncClient) -> tuple[float, float]:
+        x, x_test = points(nystrom_n, seed=3), points(1000, seed=4)
+        body = {"x_train": x.tolist(), "y_train": target(x, 5).tolist(), "x_test": x_test.tolist(), "kernel": "ntk",
+                "architecture": {"kind": "resnet", "depth": 5, "alpha": 0.5}, "ridge": 1e-4, "solver": "nystrom",
+                "centers": 4096}
+        start = time.perf_counter()
+        response = await api.post("/v1/regression", json=body, headers={"Prefer": "wait=600"})
+        seconds = time.perf_counter() - start
+        assert response.status_code == 200, response.text
+        truth = np.sin(2 * x_test[:, 0]) + x_test[:, 1] * x_test[:, 2]
+        return seconds, float(np.sqrt(np.mean((np.asarray(response.json()["mean"]) - truth) ** 2)))
+
+    async def run(app: Any) -> tuple[float, float | None, float | None]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reskernel",
-                                     timeout=600) as api:
+                                     timeout=900) as api:
             await post(api, points(4096, seed=1))  # warm: split too (4096^2 entries)
-            return await post(api, points(n, seed=2))
+            kernels = await post(api, points(n, seed=2)) if n else 0.0
+            return (kernels, *(await regression(api))) if nystrom_n else (kernels, None, None)
 
     with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(data_dir=Path(folder), workers=2, trusted_hosts=("reskernel",), max_wait_s=600,
-                            limits=Limits(points=max(n, 20_000), body_bytes=2**30))
+        settings = Settings(data_dir=Path(folder), workers=2, trusted_hosts=("reskernel",), max_wait_s=900,
+                            limits=Limits(points=max(n, nystrom_n + 1000, 20_000), body_bytes=2**30,
+                                          memory_bytes=16 * 2**30))
         jobs = Jobs(settings, SQLiteStore(settings.data_dir), Executor(settings))
         jobs.start()
         try:
@@ -113,18 +135,26 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=15)
     parser.add_argument("--edge", type=int, default=2048)
     parser.add_argument("--service-n", type=int, default=20_000)
+    parser.add_argument("--nystrom-n", type=int, default=0, help="also POST /v1/regression, solver nystrom (100000)")
+    parser.add_argument("--skip-scaling", action="store_true")
     args = parser.parse_args()
     params = {"architecture": {"kind": "resnet", "depth": args.depth, "alpha": 0.1}, "kernels": ["ntk"]}
-    x = points(args.n)
-    one = one_process_seconds(params, x)
-    print(f"N = {args.n}, depth {args.depth}, NTK: one process (all cores, .npy memmap) {one:.1f} s")
-    seconds = {workers: cluster_seconds(workers, params, x, args.edge) for workers in (1, 2)}
-    for workers, value in seconds.items():
-        print(f"  tiles on {workers} worker(s): {value:.1f} s ({value / one:.2f}x one process)")
-    print(f"  strong scaling: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
-    if args.service_n:
-        print(f"N = {args.service_n}, depth {args.depth}, NTK through the service, 2 workers: "
-              f"{service_seconds(args.service_n, args.depth):.1f} s end to end")
+    if not args.skip_scaling:
+        x = points(args.n)
+        one = one_process_seconds(params, x)
+        print(f"N = {args.n}, depth {args.depth}, NTK: one process (all cores, .npy memmap) {one:.1f} s")
+        seconds = {workers: cluster_seconds(workers, params, x, args.edge) for workers in (1, 2)}
+        for workers, value in seconds.items():
+            print(f"  tiles on {workers} worker(s): {value:.1f} s ({value / one:.2f}x one process)")
+        print(f"  strong scaling: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
+    if args.service_n or args.nystrom_n:
+        kernels, regression, error = service_seconds(args.service_n, args.depth, args.nystrom_n)
+        if args.service_n:
+            print(f"N = {args.service_n}, depth {args.depth}, NTK through the service, 2 workers: {kernels:.1f} s "
+                  "end to end")
+        if args.nystrom_n:
+            print(f"Nystrom regression through the service, 2 workers, N = {args.nystrom_n}, M = 4096, depth 5: "
+                  f"{regression:.1f} s end to end, test RMS error {error:.4f}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from engine.tiling import Cancelled
 JITTER = 1e-13  # added to the scaled K_MM's diagonal, times M, so that its Cholesky exists (Falkon's eps M)
 
 Report = Callable[[float, str], None]  # (fraction done, message)
+Gram = Callable[[np.ndarray, np.ndarray, Callable[[int, int], None]], np.ndarray]  # (points, centres, progress) -> K
 
 
 class NystromFit(NamedTuple):
@@ -55,6 +56,7 @@ def nystrom_regression(
     x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, *, arch: Architecture, kernel: str = "ntk",
     ridge: float = 1e-6, centres: int = 4096, seed: int = 0, tolerance: float = 1e-10, max_iterations: int = 200,
     return_variance: bool = False, report: Report | None = None, should_stop: Callable[[], bool] | None = None,
+    gram: Gram | None = None,
 ) -> NystromFit:
     """Nystrom kernel regression with `arch`'s analytic `kernel` (module docstring).
 
@@ -62,7 +64,9 @@ def nystrom_regression(
     mean diagonal (> 0: the Nystrom system needs it). centres: M (at most the distinct training
     points). tolerance: CG stops when every column's residual norm is below tolerance x its right-hand
     side's. report(fraction, message) is told of the kernels and of each CG step; should_stop() is
-    polled between steps (then `Cancelled`).
+    polled between steps (then `Cancelled`). gram(points, centres, progress): K(points, centres) of
+    `kernel`, (len(points), M), unscaled; default `analytic_kernels` in this process (a caller may
+    spread it over machines: it must return the same numbers).
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -90,6 +94,8 @@ def nystrom_regression(
         def progress(done: int, total: int) -> None:
             tell(start + span * done / total, f"{what}: {done}/{total} tiles")
 
+        if gram is not None:
+            return gram(points, x[pick], progress) / scale
         return analytic_kernels(points, x[pick], arch=arch, kernels=(kernel,), progress=progress,
                                 should_stop=should_stop)[kernel] / scale
 

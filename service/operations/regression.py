@@ -40,6 +40,7 @@ from service.operations.fields import (
     field_error,
     same_dimension,
 )
+from service.operations.tiles import spread_gram
 
 # the Nystrom fields' defaults
 NYSTROM_FIELDS: dict[str, Any] = {"centers": 4096, "seed": 0, "tolerance": 1e-10, "max_iterations": 200}
@@ -172,7 +173,9 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
                                      ridge=params["ridge"], centres=params["centers"], seed=params["seed"],
                                      tolerance=params["tolerance"], max_iterations=params["max_iterations"],
                                      return_variance=params["return_variance"], report=report,
-                                     should_stop=report.should_stop)
+                                     should_stop=report.should_stop,
+                                     gram=spread_gram(folder, getattr(report, "tiling", None), params["architecture"],
+                                                      params["kernel"], report.should_stop))
         pred = nystrom.prediction
         arrays = {"mean": pred.mean} | ({"variance": pred.variance} if pred.variance is not None else {})
         return {"centers": len(nystrom.centres), "iterations": nystrom.iterations,

@@ -14,6 +14,9 @@ points saved in the folder: the same tiles, the same numbers, as the one-process
 
 from __future__ import annotations
 
+import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from service.operations.fields import Progress
-from service.store.files import create_chunked
+from service.store.files import create_chunked, open_array
 
 POINTS_FILES = {"x": "tiles-x.npy", "x2": "tiles-x2.npy"}  # the points the tile tasks read, removed at the end
 
@@ -59,13 +62,25 @@ def regions(n1: int, n2: int, rows: int, cols: int, symmetric: bool) -> list[tup
 
 def distributed_kernels(params: dict[str, Any], inputs: dict[str, np.ndarray], folder: Path, report: Progress,
                         edge: int) -> dict[str, Any]:
-    """Fill <kernel>.zarr in `folder` with tile tasks on the cluster this task runs in; the result's values."""
+    """A kernels job's matrices as <kernel>.zarr in `folder`, filled across the cluster; the result's values."""
+    def progress(done: int, total: int) -> None:
+        report(done / total, f"{done}/{total} tiles")
+
+    return distributed_gram(folder, inputs["x"], inputs.get("x2"), params["architecture"], params["kernels"], edge,
+                            progress, report.should_stop)
+
+
+def distributed_gram(folder: Path, x: np.ndarray, x2: np.ndarray | None, architecture: dict[str, Any],
+                     kernels: list[str], edge: int, progress: Callable[[int, int], None],
+                     should_stop: Callable[[], bool]) -> dict[str, Any]:
+    """Fill <kernel>.zarr in `folder` with K(x, x2) by tile tasks on the cluster this task runs in:
+    {"shape", "tiles", "tile_shape"}. progress(done, total) after each tile; should_stop() polled
+    then (true: the pending tiles are cancelled, the running ones awaited, `engine.Cancelled` raised)."""
     from distributed import as_completed, wait, worker_client
 
     from engine import Architecture, Cancelled, GramPlan
 
-    x, x2 = inputs["x"], inputs.get("x2")
-    plan = GramPlan.of(x, x2, arch=Architecture.from_dict(params["architecture"]), kernels=params["kernels"])
+    plan = GramPlan.of(x, x2, arch=Architecture.from_dict(architecture), kernels=kernels)
     rows = -(-max(edge, plan.b1) // plan.b1) * plan.b1  # a whole number of the engine's tiles
     cols = rows if plan.symmetric else -(-max(edge, plan.b2) // plan.b2) * plan.b2
     create_chunked(folder, plan.kernels, plan.shape, (rows, cols))
@@ -73,21 +88,49 @@ def distributed_kernels(params: dict[str, Any], inputs: dict[str, np.ndarray], f
         if array is not None:
             np.save(folder / POINTS_FILES[name], array)
     todo = regions(*plan.shape, rows, cols, plan.symmetric)
+    params = {"architecture": architecture, "kernels": list(plan.kernels)}
+    call = uuid.uuid4().hex[:12]  # the tasks' keys: unique to this matrix across the cluster
     try:
         with worker_client(separate_thread=True) as client:
-            futures = [client.submit(fill_region, str(folder), params, a, c, key=f"tile-{folder.name}-{a}-{c}",
+            futures = [client.submit(fill_region, str(folder), params, a, c, key=f"tile-{call}-{a[0]}-{c[0]}",
                                      pure=False) for a, c in todo]
             for done, _ in enumerate(as_completed(futures), start=1):
-                report(done / len(todo), f"{done}/{len(todo)} tiles")
-                if report.should_stop():
+                progress(done, len(todo))
+                if should_stop():
                     client.cancel(futures)
                     wait(futures)  # the running tiles end before the folder is removed
-                    raise Cancelled("kernels was cancelled")
+                    raise Cancelled("the tiles were cancelled")
             client.gather(futures)  # a tile that failed (its error) fails the job
     finally:
         for name in POINTS_FILES.values():
             (folder / name).unlink(missing_ok=True)
     return {"shape": list(plan.shape), "tiles": len(todo), "tile_shape": [rows, cols]}
+
+
+def spread_gram(folder: Path, tiling: Tiling | None, architecture: dict[str, Any], kernel: str,
+                should_stop: Callable[[], bool]) -> Callable[..., np.ndarray] | None:
+    """engine.nystrom_regression's `gram` on a cluster of two workers or more: K(points, centres) of
+    `kernel` in memory, filled by tile tasks (in a folder of its own under `folder`, removed after) when
+    the matrix splits, else computed here; None where nothing would split."""
+    workers = cluster_workers() if tiling is not None else 0
+    if tiling is None or workers < 2:
+        return None
+
+    def gram(points: np.ndarray, centres: np.ndarray, progress: Callable[[int, int], None]) -> np.ndarray:
+        from engine import Architecture, analytic_kernels
+
+        if not tiling.splits((len(points), len(centres)), workers):
+            return analytic_kernels(points, centres, arch=Architecture.from_dict(architecture), kernels=(kernel,),
+                                    progress=progress, should_stop=should_stop)[kernel]
+        part = folder / f"gram-{uuid.uuid4().hex[:8]}"
+        part.mkdir()
+        try:
+            distributed_gram(part, points, centres, architecture, [kernel], tiling.edge, progress, should_stop)
+            return np.asarray(open_array(part, kernel)[...])
+        finally:
+            shutil.rmtree(part, ignore_errors=True)
+
+    return gram
 
 
 def fill_region(folder: str, params: dict[str, Any], rows: tuple[int, int], cols: tuple[int, int]) -> None:

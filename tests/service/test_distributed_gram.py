@@ -1,7 +1,8 @@
 """One Gram matrix across the workers (issue 21, section 1), with real processes on loopback:
 `dask scheduler`, two `dask worker` and `reskernel serve` splitting every kernels job of 10,000
 entries or more into tile tasks. The matrix equals the engine's one-process matrix bit for bit;
-blocks, the whole .npy and the .npz read the Zarr chunks; a worker killed mid-job leaves the job
+blocks, the whole .npy and the .npz read the Zarr chunks; a Nystrom regression's K_nM is filled the
+same way; a worker killed mid-job leaves the job
 to finish with the same numbers; a cancel stops the pending tiles."""
 
 import io
@@ -15,11 +16,11 @@ from types import SimpleNamespace
 import httpx
 import numpy as np
 import pytest
-from distributed import Client
+from distributed import Client, get_task_stream
 from test_replicas import kill, ready, start
 from test_server import free_port, wait_until
 
-from engine import Architecture, analytic_kernels
+from engine import Architecture, analytic_kernels, nystrom_regression
 
 BIN = Path(sys.executable).parent
 NPY, NPZ = "application/x-npy", "application/x-npz"
@@ -102,6 +103,29 @@ def test_the_matrix_across_the_workers_equals_the_one_process_matrix(cluster, sy
     np.testing.assert_array_equal(archive["ntk"], expected["ntk"])
     folder = next(cluster.data.glob(f"jobs/*/{job}/result"))
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "nngp.zarr", "ntk.zarr"]  # no points left
+
+
+def test_nystrom_computes_its_k_nm_across_the_workers(cluster):
+    x_train, x_test = points(1200), points(50)
+    y = np.sin(x_train[:, 0]) + x_train[:, 1] * x_train[:, 2]
+    arch = {"kind": "resnet", "depth": 4, "alpha": 0.3}
+    body = {"x_train": x_train.tolist(), "y_train": y.tolist(), "x_test": x_test.tolist(), "architecture": arch,
+            "kernel": "ntk", "ridge": 1e-3, "solver": "nystrom", "centers": 600, "seed": 3}
+    with get_task_stream(client=cluster.dask) as stream:
+        response = cluster.http.post("/v1/regression", json=body, headers={"Prefer": "wait=120"})
+    assert response.status_code == 200, response.text
+    tiles = [t for t in stream.data if str(t["key"]).startswith("tile-")]
+    matrices = {}  # a matrix's tile tasks share a key's second part
+    for key in {str(t["key"]) for t in tiles}:
+        matrices.setdefault(key.split("-")[1], []).append(key)
+    # K_nM 1200 x 600 in 512 x 512 regions: 3 x 2 tile tasks; K_test 50 x 600 (30,000 entries): one
+    assert sorted(map(len, matrices.values())) == [1, 6], matrices
+    assert len({t["worker"] for t in tiles}) == 2  # on both workers
+    fit = nystrom_regression(x_train, y, x_test, arch=Architecture.from_dict(arch), kernel="ntk", ridge=1e-3,
+                             centres=600, seed=3)
+    # the same K_nM; CG (tolerance 1e-10) on BLAS of other thread counts: agreement to ~1e-9, a wrong tile is O(1)
+    np.testing.assert_allclose(response.json()["mean"], fit.prediction.mean, rtol=1e-8, atol=1e-10)
+    assert response.json()["iterations"] == fit.iterations
 
 
 def tiles_in_cluster(cluster) -> list[str]:
