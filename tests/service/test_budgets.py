@@ -65,8 +65,9 @@ def test_every_task_carries_the_compute_budget(executor):
     executor.submit("alone", "kernels", {}, lambda *_: None, seconds=10.0)
     executor.submit("batched", "kernels", {}, lambda *_: None, seconds=0.001)
     (_, alone), (_, batched) = executor.client.tasks
-    assert alone[-1] == 77.0 and alone[-2] == "" and alone[0] == "alone"  # ..., ticket, budget
-    assert batched[-1] == 77.0 and batched[0][0][0] == "batched"
+    tiling = (Settings().distribute_entries, Settings().tile_edge)
+    assert alone[-2:] == (77.0, tiling) and alone[-3] == "" and alone[0] == "alone"  # ..., ticket, budget, tiling
+    assert batched[-2:] == (77.0, tiling) and batched[0][0][0] == "batched"
 
 
 def _claimable(tmp_path: Path, operation: str) -> SQLiteStore:
