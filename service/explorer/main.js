@@ -5,6 +5,7 @@ import { ArchitectureEditor } from "./architectures.js";
 import { FiniteView } from "./finite.js";
 import { interpolationView } from "./interpolation.js";
 import { JobsView } from "./jobs.js";
+import { QuestionsView, fillQuestions } from "./questionview.js";
 import { shapesView } from "./shapes.js";
 import { spectraView } from "./spectra.js";
 import { sphereView } from "./sphereview.js";
@@ -12,6 +13,7 @@ import { checkArchs, coerce, load, save } from "./state.js";
 import { debounce, element, showProblem } from "./ui.js";
 
 const tabs = [...document.querySelectorAll('[role="tab"]')];
+fillQuestions(document.getElementById("question-name"));
 const choices = { view: tabs.map((tab) => tab.dataset.view) };  // what a link may choose: the tabs, the fixed selects
 for (const select of document.querySelectorAll("select[data-key]")) {
   if (select.options.length) choices[select.dataset.key] = [...select.options].map((option) => option.value);
@@ -22,6 +24,7 @@ const editor = new ArchitectureEditor(document.getElementById("arch-list"), docu
   document.getElementById("arch-reset"), (archs) => change({ archs }));
 const finite = new FiniteView(section("finite"), editor, () => state);
 const jobs = new JobsView(section("jobs"), () => state);
+const questions = new QuestionsView(section("questions"));
 const computed = {
   shapes: shapesView(section("shapes"), editor),
   interpolation: interpolationView(section("interpolation"), editor),
@@ -52,6 +55,7 @@ function change(patch) {
   sync();
   if ("archs" in patch) finite.render(state);
   if ("experiment" in patch || "scale" in patch) jobs.render(state);
+  if ("question" in patch) questions.render(state);
   for (const name of Object.keys(computed)) stale.add(name);
   refreshSoon();
 }
@@ -65,7 +69,7 @@ function show(view) {
     tab.tabIndex = selected ? 0 : -1;
     section(tab.dataset.view).hidden = !selected;
   }
-  document.body.classList.toggle("wide-view", view === "jobs");
+  document.body.classList.toggle("wide-view", view === "jobs" || view === "questions");
   refresh();
 }
 
@@ -132,6 +136,8 @@ async function start() {
   finite.render(state);
   sync();
   jobs.load().then(() => jobs.render(state), (error) => showProblem(section("jobs"), error));
+  questions.render(state);
+  questions.load().catch((error) => showProblem(section("questions"), error));
   performance.mark("explorer-interactive");
   document.body.dataset.ready = "interactive";
   show(state.view);

@@ -16,6 +16,7 @@ const DEFAULTS = {
   sdim: 3, kmax: 64, skernel: "ntk",                  // spectra on the sphere
   width: 256, ninit: 4, steps: 1000, optimizer: "gd", parametrization: "ntk", lr: "auto", tarch: 2,  // training
   experiment: "", scale: "quick", overrides: "{}",    // experiments
+  question: "learning-curves",                        // questions
 };
 
 /** A value of the link as the notice quotes it: JSON, cut short. */
