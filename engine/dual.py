@@ -31,11 +31,18 @@ _ASIN_P = (
 )
 
 
+def _sqrt0(u: Array) -> Array:
+    """sqrt(u) for u >= 0, with the derivative 0 instead of NaN where u = 0 (rho snapped to +-1, the
+    kernels' own diagonal): the same values, and finite input derivatives (`engine.jacobians`)."""
+    positive = u > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, u, 1.0)), 0.0)
+
+
 def acos(rho: Array) -> Array:
     """arccos for rho in [-1, 1], elementwise; exact 0 at rho = 1 and pi at rho = -1."""
     a = jnp.abs(rho)
     big = a > 0.5
-    t = jnp.where(big, jnp.sqrt(0.5 * (1.0 - a)), a)
+    t = jnp.where(big, _sqrt0(0.5 * (1.0 - a)), a)
     u = t * t
     p = jnp.full_like(u, _ASIN_P[-1])
     for c in _ASIN_P[-2::-1]:
@@ -67,7 +74,7 @@ def relu_dual(s11: Array, s12: Array, s22: Array) -> tuple[Array, Array]:
     """Arc-cosine kernel (Cho & Saul 2009)."""
     rho, norm = correlation(s11, s12, s22)
     theta = acos(rho)
-    sin_theta = jnp.sqrt((1.0 - rho) * (1.0 + rho))
+    sin_theta = _sqrt0((1.0 - rho) * (1.0 + rho))
     pi_minus = math.pi - theta
     t = norm * (sin_theta + pi_minus * rho) * (0.5 / math.pi)
     tdot = pi_minus * (0.5 / math.pi)
@@ -183,7 +190,7 @@ def gaussian_dual(
     """
     rho, _ = correlation(s11, s12, s22)
     theta = acos(rho)[..., None]
-    sin_theta = jnp.sqrt((1.0 - rho) * (1.0 + rho))[..., None]
+    sin_theta = _sqrt0((1.0 - rho) * (1.0 + rho))[..., None]
     kink = jnp.where(theta <= 0.5 * math.pi, theta + 0.5 * math.pi, theta - 0.5 * math.pi)
     lo, hi = jnp.minimum(kink, 0.5 * math.pi), jnp.maximum(kink, 0.5 * math.pi)
     x, w = np.polynomial.legendre.leggauss(angle_nodes)

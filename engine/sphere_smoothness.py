@@ -45,7 +45,8 @@ SUM_TOLERANCE = 1e-6  # d > 3: the relative error of the curvature's sums the ei
 
 
 class Expansion(NamedTuple):
-    """f(x) = sum_i coef_i K(x . centres_i): centres (u, d) the distinct training points, coef (u,)."""
+    """f(x) = sum_i coef_i K(x . centres_i): centres (u, d) the distinct training points, coef (u,), or
+    (u, C) for C outputs (a one-hot regression): then energies and norms are sums over the outputs."""
 
     centres: np.ndarray
     coef: np.ndarray
@@ -90,15 +91,16 @@ def evaluate(expansion: Expansion, x: np.ndarray, *, arch: Architecture, kernel:
 
 
 def addition_forms(expansion: Expansion, k_max: int) -> np.ndarray:
-    """(k_max + 1,) a^T P_{k,d}(X X^T) a, k = 0..k_max, of the expansion (centres X (u, d), coef a): the
-    Gegenbauer recurrence of `engine.sphere.gegenbauer`, two (u, u) matrices at a time."""
+    """(k_max + 1,) a^T P_{k,d}(X X^T) a, k = 0..k_max, of the expansion (centres X (u, d), coef a (u,);
+    for a (u, C) the sum over its columns): the Gegenbauer recurrence of `engine.sphere.gegenbauer`, two
+    (u, u) matrices at a time."""
     x, a = expansion
     d, t = x.shape[1], np.clip(x @ x.T, -1.0, 1.0)
     forms = np.empty(k_max + 1)
     previous, current = np.ones_like(t), t
-    forms[0] = a.sum() ** 2
+    forms[0] = np.sum(a.sum(axis=0) ** 2)
     for k in range(1, k_max + 1):
-        forms[k] = a @ current @ a
+        forms[k] = np.sum(a * (current @ a))
         previous, current = current, ((2 * k + d - 2) * t * current - k * previous) / (k + d - 2)
     return forms
 
@@ -164,15 +166,16 @@ def mu_rkhs_sphere(expansion: Expansion, coefficients: np.ndarray, train_points:
     """The heat-kernel RKHS ratio mu = ||f_heat||_H / ||f||_H on S^(d-1) (module docstring).
 
     expansion: f; coefficients: its kernel's lambda_0..lambda_c (c >= 1: the cut-off is c unless
-    `cutoff` is smaller); train_points (n, d), train_values (n,): the data f_heat interpolates.
+    `cutoff` is smaller); train_points (n, d), train_values (n,) (or (n, C) for an expansion of C outputs,
+    the norms summed over them): the data f_heat interpolates.
     Returns mu, norm_f, norm_gauss (the heat interpolant's norm, named as on the circle), bandwidth
     and cutoff.
     """
     x = check_points(train_points, "train_points")
     y = np.asarray(train_values, dtype=np.float64)
     lam = np.asarray(coefficients, dtype=np.float64)
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"train_values must have shape ({x.shape[0]},), got {y.shape}")
+    if y.shape[:1] != (x.shape[0],) or y.ndim not in (1, 2):
+        raise ValueError(f"train_values must have shape ({x.shape[0]},) or ({x.shape[0]}, C), got {y.shape}")
     d = x.shape[1]
     c = heat_cutoff(d, bandwidth, lam.size - 1, cutoff)
     k = np.arange(c + 1)
@@ -183,7 +186,7 @@ def mu_rkhs_sphere(expansion: Expansion, coefficients: np.ndarray, train_points:
         raise ValueError("the interpolant is zero: mu_rkhs is undefined for the zero function")
     gram = np.tensordot(g * multiplicities(d, c), gegenbauer(c, d, np.clip(x @ x.T, -1.0, 1.0)), axes=1)
     weights = np.linalg.lstsq(gram, y, rcond=1e-13)[0]
-    norm_gauss = math.sqrt(max(float(weights @ gram @ weights), 0.0))
+    norm_gauss = math.sqrt(max(float(np.sum(weights * (gram @ weights))), 0.0))
     return {"mu": norm_gauss / norm_f, "norm_f": norm_f, "norm_gauss": norm_gauss, "bandwidth": float(bandwidth),
             "cutoff": c}
 

@@ -301,13 +301,53 @@ def nngp_vs_ntk(data: Data) -> Figure:
     return fig
 
 
+SMOOTHNESS_MEASURES = {"mu": "mu (curvature, eq. 22 on the sphere)", "rkhs": "RKHS ratio (larger: smoother)",
+                       "max_gradient": "max ||df/dx|| over test points", "jacobian_bound": "the paper's bound B",
+                       "margin_bound": "margin bound (BFT 2017)"}
+SMOOTHNESS_TASKS = {"digits": "digits (vectors)", "images": "digits (8x8 images, conv)", "sphere": "sphere targets"}
+
+
+def smoothness_generalization(data: Data) -> Figure:
+    """Rows: tasks; columns: measures. Each network's mean measure (log axis) against its mean test error,
+    one colour per predictor (NTK, NNGP, trained), one marker per family; Spearman's rho in the legend."""
+    rho = {(r["task"], r["predictor"], r["measure"]): r["rho"] for r in data["tables"]["spearman"]
+           if r["family"] == "all" and r["against"] == "test error"}
+    tasks = [t for t in SMOOTHNESS_TASKS if any(key[0] == t for key in rho)]
+    fig, axes = _grid(len(tasks), len(SMOOTHNESS_MEASURES), "Smoothness against test error, one point per network",
+                      data)
+    markers, colours = {"MLP": "o", "ResNet": "s", "CNN": "^", "conv-ResNet": "v"}, {"ntk": 0, "nngp": 1, "net": 2}
+    for i, task in enumerate(tasks):
+        for j, (measure, name) in enumerate(SMOOTHNESS_MEASURES.items()):
+            ax = axes[i, j]
+            present = [p for p in ("ntk", "nngp", "net") if (task, p, measure) in rho]
+            if not present:
+                ax.axis("off")
+                continue
+            for p in present:
+                key = f"{task}_{p}"
+                x, y = data[f"{key}_{measure}"].mean(axis=1), data[f"{key}_test_error"].mean(axis=1)
+                for family, marker in markers.items():
+                    pick = [k for k, f in enumerate(data["labels"]["families"][key]) if f == family]
+                    if pick:
+                        ax.scatter(x[pick], y[pick], marker=marker, color=f"C{colours[p]}", s=22)
+                r = rho[(task, p, measure)]
+                ax.scatter([], [], color=f"C{colours[p]}", label=f"{data['labels']['predictors'][p]}, rho = "
+                           + ("-" if r is None else f"{r:.2f}"))
+            ax.set(xscale="log", title=f"{SMOOTHNESS_TASKS[task]}", xlabel=name, ylabel="test error")
+            ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(0.01, 0.005, "markers: o MLP, s ResNet, ^ CNN, v conv-ResNet (each a network's mean over splits and "
+             "initialisations); rho: Spearman's, over all networks of the panel's predictor", fontsize=8)
+    return fig
+
+
 FIGURES = {"kernel-shapes": kernel_shapes, "interpolation": interpolation, "finite-vs-infinite": finite_vs_infinite,
            "beyond-ntk": beyond_ntk, "lowest-loss": lowest_loss, "scalar-angle": lowest_loss, "bounds": bounds,
            "spectra": spectra, "digits": digits, "rkhs-vs-curvature": rkhs_vs_curvature,
            "spiky-or-stable": spiky_or_stable,
            "learning-curves": learning_curves,
            "conv-spectra": conv_spectra,
-           "nngp-vs-ntk": nngp_vs_ntk}
+           "nngp-vs-ntk": nngp_vs_ntk, "smoothness-generalization": smoothness_generalization}
 
 
 def save(name: str, data: Data, folder: Path) -> list[Path]:

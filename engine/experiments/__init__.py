@@ -22,6 +22,7 @@ from engine.experiments import (
     lowest_loss,
     nngp_vs_ntk,
     rkhs_vs_curvature,
+    smoothness_generalization,
     spectra,
     spiky_or_stable,
 )
@@ -31,7 +32,8 @@ from engine.experiments.registry import COST_KEYS, SCALES, Experiment, run_exper
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     *(m.EXPERIMENT for m in (kernel_shapes, interpolation, finite_vs_infinite, beyond_ntk)), lowest_loss.FIG4,
     lowest_loss.FIG5, *(m.EXPERIMENT for m in (bounds, spectra, digits, rkhs_vs_curvature, spiky_or_stable,
-                                                learning_curves, conv_spectra, nngp_vs_ntk)))}
+                                                learning_curves, conv_spectra, nngp_vs_ntk,
+                                                smoothness_generalization)))}
 
 __all__ = ["COST_KEYS", "EXPERIMENTS", "PUBLISHED_MU", "PUBLISHED_TABLE1", "SCALES", "Experiment", "architectures",
            "run"]

@@ -22,8 +22,24 @@ import numpy as np
 from engine.experiments import EXPERIMENTS
 from engine.experiments.nngp_vs_ntk import KERNELS, grid_of
 from service.operations import empirical_kernels, kernels, regression, smoothness, spectrum, train
-from service.operations.cost import MATMUL_FLOPS, Cost, Term, floats, flops, parameters, worker_base
-from service.operations.fields import ArchitectureSpec, Model
+from service.operations.cost import (
+    CHOLESKY_S_PER_N3,
+    EIGH_S_PER_N3,
+    ELEMENTWISE_S,
+    KERNEL_ENTRY_LAYERS_PER_S,
+    LSTSQ_S_PER_N3,
+    MATMUL_FLOPS,
+    Cost,
+    Term,
+    floats,
+    flops,
+    parameters,
+    worker_base,
+)
+from service.operations.cost import (
+    CONV_ENTRY_LAYERS_PER_S as CONV_PAIR_LAYERS_PER_S,
+)
+from service.operations.fields import ArchitectureSpec, ConvArchitectureSpec, Model
 
 Plan = list[tuple[int, Model]]  # (times it runs, the operation request)
 FIGURE_SECONDS = 0.5  # the figure as PNG and SVG (report.figures.save: 0.15-0.7 CPU s for the quick scale's)
@@ -237,6 +253,74 @@ def _nngp_vs_ntk_fields(request: Model) -> dict[str, tuple[str, ...]]:
         return {"n_grid": ("sphere_grid",) if points.shape[1] == 3 else ("n_points",), "points": ("n_points",),
                 "targets": ("n_points",), "bandwidth": ("sphere_bandwidth",)}
     return {"bandwidth": ("bandwidth",)}
+def _smoothness_points(p: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) point sets of one split of a task of smoothness-generalization (fixed samples)."""
+    if split == "sphere":
+        return _sphere(p["sphere_n_train"], p["sphere_dim"]), _sphere(p["sphere_n_test"], p["sphere_dim"])
+    return _sphere(p["n_train"], 64), _sphere(p["n_test"], 64)
+
+
+def _smoothness_generalization(p: dict[str, Any]) -> Plan:
+    """Per split and task: each network's training Gram and test-train kernels (both kernels in one request),
+    the conv kernels of the images, and per trained network (ten classes + the sphere's one) its training and
+    its input Jacobians; once per network, kernel and sphere: the Funk-Hecke spectrum."""
+    from engine.experiments.smoothness_generalization import conv_networks, dense_networks
+
+    plan: Plan = []
+    for task, d in (("digits", 64), ("sphere", p["sphere_dim"])):
+        x, x_test = _smoothness_points(p, task)
+        for _, _, arch in dense_networks(p["depths"], p["alphas"]):
+            spec = ArchitectureSpec.model_construct(**arch.to_dict())
+            plan += [(p["splits"], kernels.KernelsRequest.model_construct(x=x, x2=None, architecture=spec,
+                                                                          kernels=p["kernels"])),
+                     (p["splits"], kernels.KernelsRequest.model_construct(x=x_test, x2=x, architecture=spec,
+                                                                          kernels=p["kernels"]))]
+            plan += [(1, spectrum.SpectrumRequest.model_construct(architecture=spec, kernel=k, n_grid=8, x=None,
+                                                                  sphere_dim=d, k_max=p["k_max"]))
+                     for k in p["kernels"]]
+        classes = 10 if task == "digits" else 1
+        for _, _, arch in dense_networks(p["net_depths"], p["net_alphas"]):
+            spec = ArchitectureSpec.model_construct(**arch.to_dict())
+            net = {"width": p["width"], "n_init": p["n_init"], "steps": p["steps"]}
+            plan += [(p["splits"] * classes, _train(spec, x, net, x_test)),
+                     (p["splits"] * classes, _jacobians(spec, x_test[: p["gradient_points"]], net))]
+    images = _sphere(p["conv_n_train"], 64).reshape(-1, 8, 8, 1)
+    tests = _sphere(p["conv_n_test"], 64).reshape(-1, 8, 8, 1)
+    for _, _, arch in conv_networks(p["conv_depths"], p["conv_alphas"], p["conv_readout"]):
+        conv = ConvArchitectureSpec.model_construct(**arch.to_dict())
+        plan += [(p["splits"], kernels.KernelsRequest.model_construct(x=images, x2=None, architecture=conv,
+                                                                      kernels=p["kernels"])),
+                 (p["splits"], kernels.KernelsRequest.model_construct(x=tests, x2=images, architecture=conv,
+                                                                      kernels=p["kernels"]))]
+    return plan
+
+
+JVP_FACTOR = 1.0  # a forward-mode pass per input direction, batched: about the recursion's own work per direction
+                  # (conv kernels, flatten, 200 images, L = 2-5: 0.5 s a test image for 64 directions, loaded VM)
+
+
+def _smoothness_generalization_extra(p: dict[str, Any]) -> list[Term]:
+    """The kernel predictors' input Jacobians (one forward-mode pass per input direction, all kernels at once),
+    and per fit the solve, the eigendecomposition, the harmonic energies of mu (k_max (n, n) steps) and the
+    heat-kernel Gram of the RKHS ratio."""
+    from engine.conv.tiles import pixel_pairs
+
+    dense = (1 + len(p["alphas"])) * sum(p["depths"])
+    work, linear = 0.0, 0.0
+    for n, m, d in ((p["n_train"], p["n_test"], 64), (p["sphere_n_train"], p["sphere_n_test"], p["sphere_dim"])):
+        work += dense * min(p["gradient_points"], m) * n * d * JVP_FACTOR / KERNEL_ENTRY_LAYERS_PER_S
+        fits = (1 + len(p["alphas"])) * len(p["depths"]) * len(p["kernels"])
+        linear += fits * (n**3 * (CHOLESKY_S_PER_N3 + EIGH_S_PER_N3 + LSTSQ_S_PER_N3)
+                          + 4.0 * p["k_max"] * n * n * ELEMENTWISE_S)
+    conv = (1 + len(p["conv_alphas"])) * sum(p["conv_depths"])
+    pairs = pixel_pairs(p["conv_readout"], (8, 8))
+    work += (conv * min(p["conv_gradient_points"], p["conv_n_test"]) * p["conv_n_train"] * pairs * 64 * JVP_FACTOR
+             / CONV_PAIR_LAYERS_PER_S)
+    return [Term(p["splits"] * work, "parameters.gradient_points", "the kernel predictors' input Jacobians by "
+                 "forward-mode autodiff: test points x training points x input directions x depth",
+                 "lower gradient_points or conv_gradient_points, or use the flatten readout"),
+            Term(p["splits"] * linear, "parameters.n_train", "per fit: Cholesky, eigh and lstsq of the training Gram, "
+                 "k_max steps of the harmonic energies", "lower n_train or k_max")]
 
 
 PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
@@ -244,11 +328,11 @@ PLANS: dict[str, Callable[[dict[str, Any]], Plan]] = {
     "beyond-ntk": _beyond_ntk, "lowest-loss": _lowest_loss, "scalar-angle": _lowest_loss, "bounds": _bounds,
     "spectra": _spectra, "digits": _digits, "rkhs-vs-curvature": _rkhs_vs_curvature,
     "spiky-or-stable": _spiky_or_stable, "learning-curves": _learning_curves,
-    "conv-spectra": lambda _: [], "nngp-vs-ntk": _nngp_vs_ntk}
-EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"lowest-loss": _lowest_loss_extra,
-                                                            "scalar-angle": _lowest_loss_extra,
-                                                            "learning-curves": _learning_curves_extra,
-                                                            "conv-spectra": _conv_spectra_compute}
+    "conv-spectra": lambda _: [], "nngp-vs-ntk": _nngp_vs_ntk,
+    "smoothness-generalization": _smoothness_generalization}
+EXTRA: dict[str, Callable[[dict[str, Any]], list[Term]]] = {
+    "lowest-loss": _lowest_loss_extra, "scalar-angle": _lowest_loss_extra, "learning-curves": _learning_curves_extra,
+    "conv-spectra": _conv_spectra_compute, "smoothness-generalization": _smoothness_generalization_extra}
 MEMORY: dict[str, Callable[[dict[str, Any]], list[Term]]] = {"conv-spectra": _conv_spectra_memory}
 # per experiment, where FIELDS would name the wrong parameter: a request -> its own field -> parameter map
 REQUEST_FIELDS: dict[str, Callable[[Model], dict[str, tuple[str, ...]]]] = {"nngp-vs-ntk": _nngp_vs_ntk_fields}

@@ -39,6 +39,12 @@ TINY = {
                       "kernels": ["ntk", "nngp"], "fit_ranks": [2, 7], "center": True, "seed": 0}, [2, 2]),
     "nngp-vs-ntk": ({"depths": [2], "alphas": [0.1], "n_trains": [6], "n_grid": 256, "sphere_dims": [3, 5],
                      "n_points": 10, "sphere_grid": 128, "sphere_bandwidth": 0.4}, [2]),
+    "smoothness-generalization": (
+        {"depths": [1], "alphas": [0.5], "kernels": ["ntk"], "n_train": 60, "n_test": 20, "splits": 2,
+         "gradient_points": 4, "k_max": 16, "conv_depths": [1], "conv_alphas": [0.5], "conv_n_train": 20,
+         "conv_n_test": 5, "conv_gradient_points": 1, "sphere_n_train": 30, "sphere_n_test": 20, "width": 16,
+         "n_init": 1, "steps": 5, "lr_fraction": 0.2, "net_depths": [1], "net_alphas": [0.5], "bootstrap": 50},
+        [1, 1, 2, 2, 1, 1, 1, 1, 2, 2]),
 }
 
 

@@ -153,3 +153,26 @@ async def test_nngp_vs_ntk_over_http(api):
                               ({"sphere_dims": [2]}, "parameters.sphere_dims")):
         refused = await api.post("/v1/experiments/nngp-vs-ntk", json={"parameters": parameters})
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
+
+
+async def test_smoothness_generalization_over_http(api):
+    """smoothness-generalization through the API equals the engine's run; a split larger than the digits
+    and a conv subset larger than its split are 422s naming the parameter."""
+    import numpy as np
+
+    from engine.experiments import run
+
+    tiny = {"depths": [1], "alphas": [0.5], "kernels": ["ntk"], "n_train": 60, "n_test": 20, "splits": 2,
+            "gradient_points": 3, "k_max": 16, "conv_depths": [1], "conv_alphas": [], "conv_n_train": 15,
+            "conv_n_test": 5, "conv_gradient_points": 1, "sphere_n_train": 30, "sphere_n_test": 20, "width": 16,
+            "n_init": 1, "steps": 5, "lr_fraction": 0.2, "net_depths": [1], "net_alphas": [], "bootstrap": 20}
+    response = await api.post("/v1/experiments/smoothness-generalization", json={"parameters": tiny})
+    assert response.status_code == 200, response.text
+    body, direct = response.json(), run("smoothness-generalization", "quick", tiny)
+    for key in ("digits_ntk_test_error", "digits_ntk_mu", "images_ntk_max_gradient", "digits_net_margin_bound"):
+        np.testing.assert_allclose(body[key], direct[key], rtol=1e-9)
+    assert body["tables"]["spearman"] == direct["tables"]["spearman"]
+    for parameters, field in (({"n_train": 1500, "n_test": 400}, "parameters.n_test"),
+                              ({"conv_n_train": 250}, "parameters.conv_n_train")):
+        refused = await api.post("/v1/experiments/smoothness-generalization", json={"parameters": parameters})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
