@@ -291,13 +291,9 @@ def analytic_kernels(
     and, when true, stops the work with `Cancelled`. workers: threads (default: all cores).
     """
     plan = GramPlan.of(x1, x2, arch=arch, kernels=kernels, dtype=dtype)
-    result = check_outputs(out, plan.kernels, plan.shape, plan.dtype)
-    plan.fill(result, plan.blocks(), progress=progress, should_stop=should_stop, workers=workers)
-    if plan.symmetric:
-        idx = np.arange(plan.shape[0])
-        for name, values in plan.diagonal().items():
-            result[name][idx, idx] = values
-    return result
+    whole = slice(0, plan.shape[0]), slice(0, plan.shape[1])
+    return plan.region(*whole, out=check_outputs(out, plan.kernels, plan.shape, plan.dtype), progress=progress,
+                       should_stop=should_stop, workers=workers)
 
 
 @dataclass(frozen=True)
@@ -318,6 +314,7 @@ class GramPlan:
     b2: int  # tile columns
     q1: np.ndarray  # (n1,) x1's x.x/d
     q2: np.ndarray  # (n2,) xb's
+    hyper: tuple[np.ndarray, np.ndarray]  # `hyperparameters(arch, dtype)`, the tiles' traced arguments
 
     @classmethod
     def of(cls, x1: ArrayLike, x2: ArrayLike | None = None, *, arch: Architecture,
@@ -334,7 +331,7 @@ class GramPlan:
         # they grow long, so a 4096 x 6 matrix is one call, not eight
         b1 = _bucket(n1, max(tile, tile * tile // _bucket(n2, tile)))
         b2 = _bucket(n2, max(tile, tile * tile // b1))
-        return cls(x1, xb, arch, kernels, dt, x2 is None, method, b1, b2, q1, q2)
+        return cls(x1, xb, arch, kernels, dt, x2 is None, method, b1, b2, q1, q2, hyperparameters(arch, dt))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -359,8 +356,8 @@ class GramPlan:
             else:
                 qi = _pad(self.q1[i:i + self.b1], self.b1, 1.0).astype(self.dtype)
                 qj = _pad(self.q2[j:j + self.b2], self.b2, 1.0).astype(self.dtype)
-            tiles = _tile(q12.astype(self.dtype), qi, qj, *hyperparameters(self.arch, self.dtype),
-                          family=self.arch.family, method=self.method, kernels=self.kernels)
+            tiles = _tile(q12.astype(self.dtype), qi, qj, *self.hyper, family=self.arch.family, method=self.method,
+                          kernels=self.kernels)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
     def fill(self, out: Mapping[str, np.ndarray], blocks: Sequence[Block], *, origin: Block = (0, 0),
@@ -380,10 +377,13 @@ class GramPlan:
         """K(x_i, x_i) of a symmetric plan: {name: (n1,)} (`analytic_diagonal`)."""
         return analytic_diagonal(self.x1, arch=self.arch, kernels=self.kernels, dtype=str(self.dtype))
 
-    def region(self, rows: slice, cols: slice, *, workers: int | None = None) -> dict[str, np.ndarray]:
-        """The matrix's entries [rows, cols] as the whole matrix has them: {name: (rows, cols)}.
-        The region's edges fall on tile edges (multiples of b1, b2, or the matrix's end); in a
-        symmetric plan it lies on or above the diagonal (rows == cols, or rows end before cols start)."""
+    def region(self, rows: slice, cols: slice, *, out: Mapping[str, np.ndarray] | None = None,
+               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+               workers: int | None = None) -> dict[str, np.ndarray]:
+        """The matrix's entries [rows, cols] as the whole matrix has them: {name: (rows, cols)}, written
+        into `out` when given. The region's edges fall on tile edges (multiples of b1, b2, or the
+        matrix's end); in a symmetric plan it lies on or above the diagonal (rows == cols, or rows end
+        before cols start), and one on the diagonal takes its diagonal from `diagonal`."""
         (r0, r1, _), (c0, c1, _) = rows.indices(self.shape[0]), cols.indices(self.shape[1])
         if r0 % self.b1 or c0 % self.b2 or (r1 % self.b1 and r1 != self.shape[0]) or \
                 (c1 % self.b2 and c1 != self.shape[1]):
@@ -392,13 +392,15 @@ class GramPlan:
         if self.symmetric and (r0, r1) != (c0, c1) and r1 > c0:
             raise ValueError(f"the region [{r0}:{r1}, {c0}:{c1}] of a symmetric matrix must lie on or above "
                              "its diagonal")
-        out = {name: np.empty((r1 - r0, c1 - c0), self.dtype) for name in self.kernels}
-        self.fill(out, self.blocks(slice(r0, r1), slice(c0, c1)), origin=(r0, c0), workers=workers)
+        result = dict(out) if out is not None else {name: np.empty((r1 - r0, c1 - c0), self.dtype)
+                                                    for name in self.kernels}
+        self.fill(result, self.blocks(slice(r0, r1), slice(c0, c1)), origin=(r0, c0), progress=progress,
+                  should_stop=should_stop, workers=workers)
         if self.symmetric and (r0, r1) == (c0, c1):
             idx = np.arange(r1 - r0)
             for name, values in self.diagonal().items():
-                out[name][idx, idx] = values[r0:r1]
-        return out
+                result[name][idx, idx] = values[r0:r1]
+        return result
 
 
 def _norms(x: np.ndarray) -> np.ndarray:

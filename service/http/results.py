@@ -117,13 +117,13 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
     arrays = meta["arrays"]
     suffix = {JSON: "json", NPY: "npy", NPZ: "npz"}[kind]
     tag = f'"{job.id}"' if kind == JSON and array is None else f'"{job.id}-{suffix}-{array or ""}"'
+    if array is not None and array not in arrays:
+        raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
+                           title="No such array", field="array")
     if window != (None, None):
         return _block(store, job, request, kind, array, window, meta, json_limit, hit=hit)
     headers = {"ETag": tag, "X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=31536000",
                "Vary": "Accept"}  # one URL, a representation per Accept
-    if array is not None and array not in arrays:
-        raise ServiceError(f"the result has no array {array!r}; it has {sorted(arrays)}", status=404,
-                           title="No such array", field="array")
     if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     folder = store.result_dir(job.id)
@@ -166,11 +166,8 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
 
 def _block(store: Store, job: Job, request: Request, kind: str, array: str | None, window: Window,
            meta: dict[str, Any], json_limit: int, *, hit: bool) -> Response:
-    """A block of one array, read from its memory-mapped file: JSON, or .npy streamed a few MiB of rows
-    at a time (memory bounded whatever the array's size)."""
-    if array is not None and array not in meta["arrays"]:
-        raise ServiceError(f"the result has no array {array!r}; it has {sorted(meta['arrays'])}", status=404,
-                           title="No such array", field="array")
+    """A block of one array (`array` is in the result), read from its memory-mapped file or its Zarr
+    chunks: JSON, or .npy streamed a slab of rows at a time (memory bounded whatever the array's size)."""
     block = _window(window, array, meta["arrays"].get(array, {}))
     assert array is not None  # _window: a window needs an array
     if kind == NPZ:

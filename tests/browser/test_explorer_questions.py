@@ -9,7 +9,6 @@ import re
 
 import httpx
 import numpy as np
-import pytest
 
 LC = "[data-question=learning-curves]"
 ALPHA = "\u03b1"  # the category labels' Greek letter
@@ -98,8 +97,7 @@ def test_nngp_vs_ntk_plot_the_results_numbers(page, server):
     and measure, one trace per depth and kernel, each the result's numbers along the networks."""
     holder = "[data-question=nngp-vs-ntk]"
     open_question(page, "nngp-vs-ntk")
-    if page.locator(f"{holder} button.run").count() == 0:
-        pytest.skip("this service has no nngp-vs-ntk")
+    assert page.locator(f"{holder} button.run").count() == 1, "no run button: no nngp-vs-ntk"
     for name, value in (("depths", "2"), ("alphas", "0.5"), ("n_trains", "6"), ("sphere_dims", "")):
         page.fill(f"#q-nngp-vs-ntk-{name}", value)
     page.click(f"{holder} button.run")
@@ -131,8 +129,7 @@ def test_smoothness_generalization_plot_the_tables_rows(page, server):
     redrawn from the same result; the titles quote the result's Spearman rows."""
     holder = "[data-question=smoothness-generalization]"
     open_question(page, "smoothness-generalization")
-    if page.locator(f"{holder} button.run").count() == 0:
-        pytest.skip("this service has no smoothness-generalization")
+    assert page.locator(f"{holder} button.run").count() == 1, "no run button: no smoothness-generalization"
     for name, value in (("depths", "2, 3"), ("alphas", "1"), ("splits", "1"), ("net_depths", "2"), ("steps", "5")):
         page.fill(f"#q-smoothness-generalization-{name}", value)
     page.uncheck("#q-smoothness-generalization-kernels-nngp")
@@ -254,8 +251,7 @@ def test_forged_text_is_shown_as_text(new_page):
     page.route(re.compile(r"/v1/(experiments|jobs/forged)"), forged)
     open_question(page, "nngp-vs-ntk")
     holder = "[data-question=nngp-vs-ntk]"
-    if page.locator(f"{holder} button.run").count() == 0:
-        pytest.skip("this service has no nngp-vs-ntk")
+    assert page.locator(f"{holder} button.run").count() == 1, "no run button: no nngp-vs-ntk"
     assert IMG in page.text_content(f"{holder} .hint") and LINK in page.text_content(f"{holder} .hint")
     assert IMG in page.get_attribute(f"{holder} label[title]", "title")
     page.click(f"{holder} button.run")
