@@ -9,6 +9,9 @@ service's end-to-end time.
    filled by tile tasks into Zarr chunks (`distributed_kernels`, the service's path without HTTP) on a
    local cluster of 1 worker process, then of 2 (1 thread each), in the same run; the baseline is the
    engine in this process (all cores, into a .npy memory map: the service's path for one worker).
+   Twice: with the workers sharing all cores (a worker's XLA runs its tiles on every core, so one
+   worker already uses more than one), then with worker k pinned to core k (one core per worker:
+   the cores double from 1 to 2 workers).
 2. End to end: POST /v1/kernels of `--service-n` points (NTK only) to an in-process service with 2
    workers, from the request to the result committed (the body's parse and the admission included).
 3. With --nystrom-n: POST /v1/regression, solver nystrom, M = 4096 (bench/nystrom.py's problem: S^9,
@@ -22,6 +25,7 @@ plus the engine's tiles in flight, whatever N.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -52,12 +56,22 @@ def _on_cluster(params: dict[str, Any], x: np.ndarray, folder: str, edge: int) -
     return time.perf_counter() - start
 
 
-def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: int) -> float:
+def _pin(core: int) -> None:
+    """Every thread of this process (XLA's pool included; threads started later inherit it) onto one core."""
+    for thread in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(thread), {core})
+
+
+def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: int, pin: bool = False) -> float:
+    """A local cluster of `workers` processes (1 Dask thread each); pin: worker k on core k alone."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
                       dashboard_address=None) as cluster, Client(cluster) as client, \
             tempfile.TemporaryDirectory() as folder:
+        if pin:
+            for core, address in enumerate(sorted(client.scheduler_info()["workers"])):
+                client.run(_pin, core, workers=[address])
         client.submit(_on_cluster, params, x[:2048], str(Path(folder) / "warm"), edge, pure=False).result()
         (Path(folder) / "run").mkdir()
         return client.submit(_on_cluster, params, x, str(Path(folder) / "run"), edge, pure=False).result()
@@ -143,10 +157,11 @@ def main() -> None:
         x = points(args.n)
         one = one_process_seconds(params, x)
         print(f"N = {args.n}, depth {args.depth}, NTK: one process (all cores, .npy memmap) {one:.1f} s")
-        seconds = {workers: cluster_seconds(workers, params, x, args.edge) for workers in (1, 2)}
-        for workers, value in seconds.items():
-            print(f"  tiles on {workers} worker(s): {value:.1f} s ({value / one:.2f}x one process)")
-        print(f"  strong scaling: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
+        for pin, how in ((False, "sharing all cores"), (True, "worker k pinned to core k")):
+            seconds = {workers: cluster_seconds(workers, params, x, args.edge, pin) for workers in (1, 2)}
+            for workers, value in seconds.items():
+                print(f"  tiles on {workers} worker(s), {how}: {value:.1f} s ({value / one:.2f}x one process)")
+            print(f"  strong scaling, {how}: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
     if args.service_n or args.nystrom_n:
         kernels, regression, error = service_seconds(args.service_n, args.depth, args.nystrom_n)
         if args.service_n:

@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from service.errors import NotAcceptable, ServiceError
-from service.store.files import RESULT_JSON, open_array, render_json, serializable
+from service.store.files import RESULT_JSON, is_chunked, open_array, render_json, serializable
 from service.store.job import Job
 from service.store.protocol import Store
 
@@ -135,7 +135,7 @@ def respond(store: Store, job: Job, request: Request, *, hit: bool, json_limit: 
                                 extra={"job": job.id, "arrays": _links(job, arrays)},
                                 headers={"Location": f"/v1/jobs/{job.id}"})
         name = array or next(iter(arrays))
-        if (folder / f"{name}.zarr").is_dir():  # filled across the workers: streamed from its chunks
+        if is_chunked(folder, name):  # filled across the workers: streamed from its chunks
             return StreamingResponse(_npy(_opened(store, job, name)), media_type=NPY, headers=headers | {
                 "Content-Disposition": f'attachment; filename="{job.operation}-{name}.npy"'})
         return Download(folder / f"{name}.npy", media_type=NPY, headers=headers, filename=f"{job.operation}-{name}.npy")
@@ -271,7 +271,7 @@ def _open_members(folder: Path, names: list[str]) -> list[tuple[str, Any]]:
     opened: list[tuple[str, Any]] = []
     try:
         for name in names:
-            opened.append((name, open_array(folder, name) if (folder / f"{name}.zarr").is_dir()
+            opened.append((name, open_array(folder, name) if is_chunked(folder, name)
                            else open(folder / f"{name}.npy", "rb")))  # noqa: SIM115  # closed by _npz
     except FileNotFoundError:
         _close(opened)

@@ -108,11 +108,16 @@ def create_chunked(folder: Path, names: Iterable[str], shape: tuple[int, int], c
                           compressors=None, fill_value=np.nan, zarr_format=3)
 
 
+def is_chunked(folder: Path, name: str) -> bool:
+    """Whether result array `name` in `folder` is a Zarr array (<name>.zarr, filled across the workers)."""
+    return (folder / f"{name}.zarr").is_dir()
+
+
 def open_array(folder: Path, name: str) -> Any:
     """A result array for reading, without loading it: the memory map of <name>.npy, or the Zarr
     array <name>.zarr (a Gram matrix filled across the workers); either slices to a numpy array.
     FileNotFoundError when neither exists."""
-    if (folder / f"{name}.zarr").is_dir():
+    if is_chunked(folder, name):
         import zarr
 
         return zarr.open_array(folder / f"{name}.zarr", mode="r")
