@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -62,8 +63,15 @@ def _pin(core: int) -> None:
         os.sched_setaffinity(int(thread), {core})
 
 
-def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: int, pin: bool = False) -> float:
-    """A local cluster of `workers` processes (1 Dask thread each); pin: worker k on core k alone."""
+def _peak_mib() -> float:
+    """This process's peak resident memory so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: int,
+                    pin: bool = False) -> tuple[float, float]:
+    """A local cluster of `workers` processes (1 Dask thread each); pin: worker k on core k alone.
+    (seconds, the largest peak resident memory of a worker process in MiB: JAX and Dask included)."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
@@ -74,7 +82,8 @@ def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: i
                 client.run(_pin, core, workers=[address])
         client.submit(_on_cluster, params, x[:2048], str(Path(folder) / "warm"), edge, pure=False).result()
         (Path(folder) / "run").mkdir()
-        return client.submit(_on_cluster, params, x, str(Path(folder) / "run"), edge, pure=False).result()
+        seconds = client.submit(_on_cluster, params, x, str(Path(folder) / "run"), edge, pure=False).result()
+        return seconds, max(client.run(_peak_mib).values())
 
 
 def one_process_seconds(params: dict[str, Any], x: np.ndarray) -> float:
@@ -158,9 +167,11 @@ def main() -> None:
         one = one_process_seconds(params, x)
         print(f"N = {args.n}, depth {args.depth}, NTK: one process (all cores, .npy memmap) {one:.1f} s")
         for pin, how in ((False, "sharing all cores"), (True, "worker k pinned to core k")):
-            seconds = {workers: cluster_seconds(workers, params, x, args.edge, pin) for workers in (1, 2)}
-            for workers, value in seconds.items():
-                print(f"  tiles on {workers} worker(s), {how}: {value:.1f} s ({value / one:.2f}x one process)")
+            seconds = {}
+            for workers in (1, 2):
+                seconds[workers], peak = cluster_seconds(workers, params, x, args.edge, pin)
+                print(f"  tiles on {workers} worker(s), {how}: {seconds[workers]:.1f} s "
+                      f"({seconds[workers] / one:.2f}x one process), worker peak RSS {peak:.0f} MiB")
             print(f"  strong scaling, {how}: 2 workers / 1 worker = {seconds[2] / seconds[1]:.2f}")
     if args.service_n or args.nystrom_n:
         kernels, regression, error = service_seconds(args.service_n, args.depth, args.nystrom_n)
