@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -64,8 +63,11 @@ def _pin(core: int) -> None:
 
 
 def _peak_mib() -> float:
-    """This process's peak resident memory so far, MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, MiB: VmHWM, its address space's own high-water mark
+    (getrusage's ru_maxrss would not do: Linux carries it across the fork and exec that start a worker,
+    so a worker would report the parent's peak, here the one-process run's memory map)."""
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
 
 
 def cluster_seconds(workers: int, params: dict[str, Any], x: np.ndarray, edge: int,
