@@ -71,7 +71,7 @@ def blocked_cholesky(a: Any, edge: int, *, progress: Progress | None = None,
     `edge`, a memmap, a NumPy array); float64. edge: the blocks' rows and columns. Memory: at most 5
     blocks of edge x edge float64 at once (the block being formed, two blocks of L, their product, the
     diagonal factor), plus what one read of `a` buffers.
-    progress(done, total): after each block, in block operations (an update, a factor or a triangular
+    progress(done, total): at the start and after each block, in block operations (an update, a factor or a triangular
     solve: sum_j (T - j)(j + 1) of them for T block rows). should_stop() is polled after each update
     and, when true, raises `Cancelled` (`a` is then partly factored).
     Raises NotPositiveDefinite (a numpy LinAlgError) naming the row and block row whose pivot failed.
@@ -80,6 +80,8 @@ def blocked_cholesky(a: Any, edge: int, *, progress: Progress | None = None,
     grid = _edges(n, edge)
     count = len(grid)
     total, done = sum((count - j) * (j + 1) for j in range(count)), 0
+    if progress is not None:
+        progress(0, total)
     for jb, cols in enumerate(grid):
         diagonal = None
         for ib in range(jb, count):

@@ -184,6 +184,7 @@ def blocked_kernel_regression(
     merged = merge_coincident(x_train, y_train)
     x_test = _finite(x_test, "x_test", 2)
     tell = report or (lambda fraction, message: None)
+    tell(PHASES["training Gram"][0], "training Gram: starting")
     progress = _phase(tell, "training Gram", "regions" if gram is None else "tiles")
     if gram is None:
         u = len(merged.x)
@@ -208,6 +209,7 @@ def _scale_in_place(k: Any, grid: list[tuple[int, int]], w: np.ndarray, scale: f
                     progress: Progress, should_stop: Callable[[], bool] | None) -> None:
     """k's lower triangle <- C^1/2 (k / s) C^1/2 + ridge I, block by block."""
     todo = [(i, j) for i in range(len(grid)) for j in range(i + 1)]
+    progress(0, len(todo))
     for done, (i, j) in enumerate(todo, start=1):
         (a, b), (c, d) = grid[i], grid[j]
         block = np.array(k[a:b, c:d], dtype=np.float64)
@@ -235,6 +237,7 @@ class _Steps:
 
     def __init__(self, progress: Progress, total: int):
         self.progress, self.total, self.done = progress, total, 0
+        progress(0, total)
 
     def tick(self, steps: int = 1) -> None:
         self.done += steps
