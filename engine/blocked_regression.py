@@ -207,12 +207,15 @@ def _chunk(n: int, m: int, edge: int) -> int:
 
 def _scale_in_place(k: Any, grid: list[tuple[int, int]], w: np.ndarray, scale: float, ridge: float,
                     progress: Progress, should_stop: Callable[[], bool] | None) -> None:
-    """k's lower triangle <- C^1/2 (k / s) C^1/2 + ridge I, block by block."""
+    """k's lower triangle <- C^1/2 (k / s) C^1/2 + ridge I, block by block (the diagonal blocks made whole
+    from their lower triangles)."""
     todo = [(i, j) for i in range(len(grid)) for j in range(i + 1)]
     progress(0, len(todo))
     for done, (i, j) in enumerate(todo, start=1):
         (a, b), (c, d) = grid[i], grid[j]
         block = np.array(k[a:b, c:d], dtype=np.float64)
+        if i == j:  # from its lower triangle alone (the store may hold no more, on another grid of chunks)
+            block = np.tril(block) + np.tril(block, -1).T
         if not np.all(np.isfinite(block)):
             raise ValueError(f"the training Gram matrix has NaN or Inf in rows {a}-{b - 1}, columns {c}-{d - 1} "
                              "(a kernel that overflowed float64, or a block never written)")

@@ -2,10 +2,12 @@
 RESKERNEL_MAX_MEMORY_BYTES is too small for a few hundred points' Gram (5 n^2 floats) admits the job
 and runs it out of core, its Gram in a scratch Zarr array in blocks of RESKERNEL_TILE_EDGE; its answer
 equals the in-memory job's (the shared service, 8 GiB) and the engine's dense solve; the phases show
-in its progress; the scratch store is gone after; with t it is a 413 naming t."""
+in its progress; the scratch store is gone after; with t it is a 413 naming t. On a cluster of two
+workers the scratch Gram is filled by tile tasks (chunks on another grid than the factor's blocks)."""
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -114,3 +116,40 @@ def test_the_default_budget_keeps_the_in_memory_path_and_the_out_of_core_cost_is
     assert grow < 16 * 8 * 12_400  # the inputs' and targets' few numbers per point, no n^2
     assert in_memory_cost(big).total("memory") > 5 * 12_400**2 * 8
     assert any("12400^3 / 3" in t.formula for t in out_of_core_cost(big, 2048).compute)
+
+
+def test_on_two_workers_the_gram_is_filled_by_tile_tasks(tmp_path):
+    """On a cluster of two workers the scratch Gram's lower triangle is filled by tile tasks across them
+    (`scratch_gram` -> `distributed_gram`); the answer equals the dense solve; the job's folder is left empty."""
+    from distributed import Client, LocalCluster
+
+    def job(folder: str, x, y, x_test, architecture, edge):
+        from service.operations.regression import run
+        from service.operations.tiles import Tiling, cluster_workers
+
+        class Report:
+            tiling = Tiling(entries=1000, edge=edge, memory_bytes=1)  # every exact job is over this budget
+            def __init__(self) -> None:
+                self.messages: list[str] = []
+
+            def __call__(self, fraction: float, message: str) -> None:
+                self.messages.append(message)
+
+            def should_stop(self) -> bool:
+                return False
+
+        report = Report()
+        params = {"solver": "exact", "t": None, "architecture": architecture, "kernel": "ntk", "ridge": 1e-6,
+                  "return_variance": False}
+        _, arrays = run(params, {"x_train": x, "y_train": y, "x_test": x_test}, Path(folder), report)
+        return arrays["mean"], report.messages, cluster_workers()
+
+    arch = RegressionRequest.model_validate(BODY).architecture.model_dump()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      memory_limit=0) as cluster, Client(cluster, set_as_default=False) as client:
+        mean, messages, workers = client.submit(job, str(tmp_path), X, Y, XT, arch, EDGE, pure=False).result()
+    assert workers == 2
+    assert any(m.startswith("training Gram:") and m.endswith("tiles") for m in messages), messages[:5]
+    dense = kernel_regression(X, Y, XT, arch=Architecture.from_dict(arch), ridge=1e-6).mean
+    np.testing.assert_allclose(mean, dense, rtol=0, atol=1e-10 * np.abs(dense).max())
+    assert list(tmp_path.iterdir()) == []
