@@ -14,6 +14,13 @@ if TYPE_CHECKING:  # the names' real types for the type checker; at run time the
     from engine.analytic import analytic_kernels as analytic_kernels
     from engine.architectures import ACTIVATIONS as ACTIVATIONS
     from engine.architectures import Architecture as Architecture
+    from engine.blocked_factor import NotPositiveDefinite as NotPositiveDefinite
+    from engine.blocked_factor import blocked_cho_solve as blocked_cho_solve
+    from engine.blocked_factor import blocked_cholesky as blocked_cholesky
+    from engine.blocked_factor import blocked_solve as blocked_solve
+    from engine.blocked_regression import blocked_gram_regression as blocked_gram_regression
+    from engine.blocked_regression import blocked_kernel_regression as blocked_kernel_regression
+    from engine.blocked_regression import fill_gram as fill_gram
     from engine.bounds import jacobian_bounds as jacobian_bounds
     from engine.empirical import empirical_nngp as empirical_nngp
     from engine.empirical import empirical_ntk as empirical_ntk
@@ -60,6 +67,13 @@ _EXPORTS = {
     "kernel_regression": "regression",
     "nystrom_regression": "nystrom",
     "gram_regression": "regression",
+    "blocked_cholesky": "blocked_factor",
+    "blocked_solve": "blocked_factor",
+    "blocked_cho_solve": "blocked_factor",
+    "NotPositiveDefinite": "blocked_factor",
+    "blocked_gram_regression": "blocked_regression",
+    "blocked_kernel_regression": "blocked_regression",
+    "fill_gram": "blocked_regression",
     "mu_curvature": "smoothness",
     "mu_rkhs": "smoothness",
     "circle_interpolation": "smoothness",

@@ -13,6 +13,7 @@ from service.operations import experiment
 from service.operations.cost import POINT_ARRAYS, Cost, quadrature_activations
 from service.operations.fields import ConvArchitectureSpec, Model
 from service.operations.registry import estimate
+from service.operations.tiles import Tiling
 from service.settings import Limits
 
 
@@ -43,10 +44,12 @@ def check_sizes(get: Callable[[str], Any], limits: Limits) -> None:
             raise LimitExceeded(413, name, f"{_length(get(name))} {name} exceed the limit of {limit}")
 
 
-def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
+def check_limits(request: Model, limits: Limits, cache_bytes: int, edge: int = Tiling.edge) -> Cost:
     """Raise LimitExceeded (413 for sizes, 422 for parameters) naming the first limit crossed:
     the request's sizes, then its estimated cost (`service.operations`) against the budgets and the
-    result cache (`cache_bytes`: a larger result would be evicted as it is served). Returns the cost."""
+    result cache (`cache_bytes`: a larger result would be evicted as it is served). The cost is that of
+    what the worker runs under the memory budget (an exact regression beyond it: out of core, in blocks
+    of `edge`, RESKERNEL_TILE_EDGE). Returns the cost."""
     check_sizes(lambda name: getattr(request, name, None), limits)
     points = sum(_rows(request, name) for name in POINT_ARRAYS)
     archs = getattr(request, "architectures", None) or [getattr(request, "architecture", None)]
@@ -71,7 +74,7 @@ def check_limits(request: Model, limits: Limits, cache_bytes: int) -> Cost:
                             f"{', '.join(slow)} on these points, whose kernels then take the quadrature (about "
                             "14,000x slower than relu: images and signals, or points of different norms whose "
                             "variances outgrow Mehler's series; points of one norm have no such limit)")
-    cost = estimate(request)
+    cost = estimate(request, limits.memory_bytes, edge)
     check_budgets(cost, limits, cache_bytes)
     return cost
 

@@ -188,7 +188,7 @@ class Executor:
         args = (str(settings.data_dir), settings.max_attempts, settings.cancel_grace_s, settings.store_url,
                 settings.store_prefix, settings.lease_s)
         budget = float(settings.limits.compute_seconds)  # the worker stops a job that computes longer
-        tiling = (settings.distribute_entries, settings.tile_edge)
+        tiling = (settings.distribute_entries, settings.tile_edge, settings.limits.memory_bytes)
         future: Future[Any]
         if batch:
             future = self._started().submit(_run_jobs, jobs, *args, budget, tiling, key=key, pure=False)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import storage_full
+from service.errors import StorageFull, storage_full
 from service.jobs.watchdog import Reporter, Watched, over_budget, watchdog
 from service.logs import names_job
 from service.operations.fields import Arrays
@@ -153,13 +153,13 @@ def _finish(folder: Path, meta: dict[str, Any], arrays: Arrays) -> dict[str, Any
 def run_job(job_id: str, operation: str, params: dict[str, Any], data_dir: str, max_attempts: int,
             cancel_grace_s: float = 10.0, store_url: str | None = None, store_prefix: str = "reskernel",
             lease_s: float = 30.0, ticket: str = "", budget_s: float | None = None,
-            tiling: tuple[int, int] | None = None) -> str:
+            tiling: tuple[int, int, int] | None = None) -> str:
     """Run one job to its end under its dispatch `ticket`; returns the final status. Never
     raises for the job's own errors. A job still running `budget_s` seconds after its start (the
     admission's compute budget) is stopped and fails, naming the budget (`watchdog.over_budget`).
     The job's input arrays are read from the store (they never travel through Dask). While the
     store does not answer nothing can be recorded: the job is left to its lease (it lapses, and
-    the job is re-queued). `tiling`: (entries, edge) of `service.operations.tiles.Tiling`."""
+    the job is re-queued). `tiling`: (entries, edge, memory_bytes) of `service.operations.tiles.Tiling`."""
     compilation_cache(data_dir)
     store = worker_store(data_dir, store_url, store_prefix)
     try:
@@ -202,6 +202,8 @@ def _run(store: Store, job_id: str, operation: str, params: dict[str, Any], repo
             return "canceled"
         if isinstance(exc, (ValueError, ArithmeticError, np.linalg.LinAlgError)):
             error = _failure(422, "Invalid input", str(exc))
+        elif isinstance(exc, StorageFull):  # the job found too little disk for what it needs, and said so
+            error = _failure(507, "Insufficient storage", exc.detail)
         elif storage_full(exc):
             error = _failure(507, "Insufficient storage", "the service's data directory filled up while "
                              "the job ran; submit it again once space is freed")

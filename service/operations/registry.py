@@ -22,22 +22,26 @@ from service.operations import (
 )
 from service.operations.cost import Cost
 from service.operations.fields import Model, Run
+from service.operations.tiles import Tiling
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One operation: its request and result models, `cost(request)` and `run` (the worker function)."""
+    """One operation: its request and result models, `cost(request)` and `run` (the worker function);
+    `cost_within(request, memory_bytes, edge)`, for an operation whose worker changes its method to fit the
+    memory budget (the exact regression out of core), its cost under that budget."""
 
     request: type[Model]
     result: type[BaseModel]
     cost: Callable[[Any], Cost]
     run: Run
+    cost_within: Callable[[Any, int, int], Cost] | None = None
 
 
 OPERATIONS: dict[str, Operation] = {
     "kernels": Operation(kernels.KernelsRequest, kernels.KernelsResult, kernels.cost, kernels.run),
     "regression": Operation(regression.RegressionRequest, regression.RegressionResult, regression.cost,
-                            regression.run),
+                            regression.run, regression.cost_within),
     "smoothness": Operation(smoothness.SmoothnessRequest, smoothness.SmoothnessResult, smoothness.cost,
                             smoothness.run),
     "bounds": Operation(bounds.BoundsRequest, bounds.BoundsResult, bounds.cost, bounds.run),
@@ -53,9 +57,13 @@ RUNS: dict[str, Run] = {name: op.run for name, op in OPERATIONS.items()} | {"exp
 BODY_MODELS: tuple[type[Model], ...] = (*REQUESTS.values(), experiment.ExperimentRequest)  # parsed by http.bodies
 
 
-def estimate(request: Model) -> Cost:
-    """The cost of an operation's validated request (an instance of one of `REQUESTS`)."""
+def estimate(request: Model, memory_bytes: int | None = None, edge: int = Tiling.edge) -> Cost:
+    """The cost of an operation's validated request (an instance of one of `REQUESTS`); given the worker's
+    memory budget (and the out-of-core blocks' edge, RESKERNEL_TILE_EDGE), the cost of what the worker runs
+    under it (`Operation.cost_within`)."""
     for op in OPERATIONS.values():
         if isinstance(request, op.request):
+            if memory_bytes is not None and op.cost_within is not None:
+                return op.cost_within(request, memory_bytes, edge)
             return op.cost(request)
     raise TypeError(f"no cost model for {type(request).__name__}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +42,7 @@ from service.operations.fields import (
     field_error,
     same_dimension,
 )
-from service.operations.tiles import spread_gram
+from service.operations.tiles import Tiling, scratch_gram, spread_gram
 
 # the Nystrom fields' defaults
 NYSTROM_FIELDS: dict[str, Any] = {"centers": 4096, "seed": 0, "tolerance": 1e-10, "max_iterations": 200}
@@ -136,32 +138,113 @@ def nystrom_cost(r: RegressionRequest) -> Cost:
     return Cost(output, memory, compute)
 
 
-def cost(r: RegressionRequest) -> Cost:
-    if r.solver == "nystrom":
-        return nystrom_cost(r)
+def exact_memory(n: int, m: int, d: int, k: int, arch: ArchitectureSpec, variance: bool) -> list[Term]:
+    """The in-memory exact solve's peak: the inputs, the tiles, 5 copies of the n x n Gram, the cross Gram."""
+    out_field = "y_train" if k > m else "x_test"
+    gram = floats(5 * n * n, "x_train", f"5 copies of the {n} x {n} training Gram matrix (Gram, identity, ridged, "
+                  "factor, solve)", "lower the number of training points (x_train)")
+    cross = floats(m * n * (3 if variance else 1), "x_test",
+                   f"the {m} x {n} test-train Gram matrix{' x 3 (variance solve)' if variance else ''}",
+                   "lower the number of test points (x_test) or training points")
+    return [worker_base(), input_numbers((n + m) * d + n * k), kernel_tiles([arch]), gram, cross,
+            floats(m * k, out_field, f"{m} test points x {k} columns of y_train"),
+            floats(2 * n * k, "y_train", f"coefficients {n} x {k}")]
+
+
+def out_of_core_memory(n: int, m: int, d: int, k: int, arch: ArchitectureSpec, variance: bool, edge: int) -> list[Term]:
+    """The out-of-core solve's peak (`engine.blocked_regression`): a few edge x edge blocks, the cross Gram's
+    m x edge column block, the n x k coefficients; independent of n^2."""
+    remedy = "lower RESKERNEL_TILE_EDGE (the blocks' edge)"
+    memory = [worker_base(), input_numbers((n + m) * d + n * k), kernel_tiles([arch]),
+              floats(8 * edge * edge, "x_train", f"8 blocks of {edge} x {edge} (the factor's 5, a Gram region and "
+                     "its transpose, a read buffer)", remedy),
+              floats(2 * m * edge, "x_test", f"the test-train Gram's column block {m} x {edge}, twice",
+                     "lower the number of test points (x_test)"),
+              floats(4 * n * k + m * k, "y_train", f"targets and coefficients 4 x {n} x {k}, the mean {m} x {k}")]
+    if variance:
+        memory.append(floats(3 * edge * edge, "x_test", f"the variance's test points against all {n}, in chunks of "
+                             f"{edge}^2 numbers, 3 copies", remedy))
+    return memory
+
+
+def in_memory_cost(r: RegressionRequest) -> Cost:
+    """The exact solve with the whole training Gram in memory (scipy's Cholesky, or eigh for t)."""
     n, m, d, k, arch = len(r.x_train), len(r.x_test), len(r.x_train[0]), y_columns(r.y_train), r.architecture
     out_field = "y_train" if k > m else "x_test"
     mean = floats(m * k, out_field, f"{m} test points x {k} columns of y_train",
                   "lower the number of test points (x_test) or of columns of y_train")
     output = [mean] + ([floats(m, "x_test", f"variance of {m} test points")] if r.return_variance else [])
-    gram = floats(5 * n * n, "x_train", f"5 copies of the {n} x {n} training Gram matrix (Gram, identity, "
-                  "ridged, factor, solve)", "lower the number of training points (x_train)")
-    cross = floats(m * n * (3 if r.return_variance else 1), "x_test",
-                   f"the {m} x {n} test-train Gram matrix{' x 3 (variance solve)' if r.return_variance else ''}",
-                   "lower the number of test points (x_test) or training points")
-    memory = [worker_base(), input_numbers((n + m) * d + n * k), kernel_tiles([arch]), gram, cross, mean,
-              floats(2 * n * k, "y_train", f"coefficients {n} x {k}")]
-    train_q, test_q, q_max = norm_q(r.x_train), norm_q(r.x_test), largest_q(r.x_train, r.x_test)
-    compute = [kernel_seconds(n, None, arch, "x_train", "training Gram: ", (train_q, train_q), q_max),
-               kernel_seconds(m, n, arch, "x_test", "test-train Gram: ", (test_q, train_q), q_max),
-               Term(n**3 * (EIGH_S_PER_N3 if r.t is not None else CHOLESKY_S_PER_N3), "x_train",
-                    f"{'eigh' if r.t is not None else 'Cholesky'} of {n} x {n}", "lower the number of training points"),
-               flops(2 * m * n * k + 4 * n * n * k, out_field, f"2 x {m} x {n} x {k} (the mean)",
-                     "lower the number of test points or columns of y_train", MATMUL_FLOPS)]
+    memory = exact_memory(n, m, d, k, arch, r.return_variance)
+    compute = [
+        *_kernel_terms(r), Term(n**3 * (EIGH_S_PER_N3 if r.t is not None else CHOLESKY_S_PER_N3), "x_train",
+             f"{'eigh' if r.t is not None else 'Cholesky'} of {n} x {n}", "lower the number of training points"),
+        flops(2 * m * n * k + 4 * n * n * k, out_field, f"2 x {m} x {n} x {k} (the mean)",
+              "lower the number of test points or columns of y_train", MATMUL_FLOPS)]
     if r.return_variance:
-        compute += [kernel_seconds(m, 1, arch, "x_test", "test diagonal: ", (test_q, test_q), q_max),
-                    flops(2 * n * n * m, "x_test", f"2 x {n}^2 x {m} (the variance)", POINTS, MATMUL_FLOPS)]
+        compute.append(flops(2 * n * n * m, "x_test", f"2 x {n}^2 x {m} (the variance)", POINTS, MATMUL_FLOPS))
     return Cost(output, memory, compute)
+
+
+def out_of_core_cost(r: RegressionRequest, edge: int) -> Cost:
+    """The exact solve with the training Gram in a Zarr array (`engine.blocked_kernel_regression`): bounded
+    memory; the factor's n^3 / 3 flops and the triangular solves' (the disk it needs is checked as it runs)."""
+    n, m, d, k, arch = len(r.x_train), len(r.x_test), len(r.x_train[0]), y_columns(r.y_train), r.architecture
+    output = in_memory_cost(r).output
+    memory = out_of_core_memory(n, m, d, k, arch, r.return_variance, edge)
+    remedy = "lower the number of training points, or use solver 'nystrom'"
+    compute = [
+        *_kernel_terms(r), flops(n**3 / 3, "x_train", f"the blocked Cholesky factor: {n}^3 / 3", remedy, MATMUL_FLOPS),
+        flops(4 * n * n * k + 2 * m * n * k, "y_train", f"2 triangular solves 2 x {n}^2 x {k} and the mean",
+              "lower the number of test points or columns of y_train", MATMUL_FLOPS)]
+    if r.return_variance:
+        compute.append(flops(n * n * m, "x_test", f"{n}^2 x {m} (the variance's triangular solves)", POINTS,
+                             MATMUL_FLOPS))
+    return Cost(output, memory, compute)
+
+
+def _kernel_terms(r: RegressionRequest) -> list[Term]:
+    n, m, arch = len(r.x_train), len(r.x_test), r.architecture
+    train_q, test_q, q_max = norm_q(r.x_train), norm_q(r.x_test), largest_q(r.x_train, r.x_test)
+    terms = [kernel_seconds(n, None, arch, "x_train", "training Gram: ", (train_q, train_q), q_max),
+             kernel_seconds(m, n, arch, "x_test", "test-train Gram: ", (test_q, train_q), q_max)]
+    if r.return_variance:
+        terms.append(kernel_seconds(m, 1, arch, "x_test", "test diagonal: ", (test_q, test_q), q_max))
+    return terms
+
+
+def cost(r: RegressionRequest) -> Cost:
+    """The cost with the whole Gram in memory (solver 'exact'), or the Nystrom solver's."""
+    return nystrom_cost(r) if r.solver == "nystrom" else in_memory_cost(r)
+
+
+def cost_within(r: RegressionRequest, memory_bytes: int, edge: int) -> Cost:
+    """The cost of the job the worker runs under a memory budget: an exact solve whose Gram does not fit runs
+    out of core (`out_of_core_cost`), except with t, whose eigendecomposition needs the whole Gram in memory:
+    then the in-memory cost, its Gram charged to the field t."""
+    if r.solver == "nystrom":
+        return nystrom_cost(r)
+    whole = in_memory_cost(r)
+    if whole.total("memory") <= memory_bytes:
+        return whole
+    if r.t is not None:  # all of its memory is t's: the field to name
+        gram = max(whole.memory, key=lambda term: term.amount if term.field == "x_train" else 0.0)
+        return Cost(whole.output, [Term(whole.total("memory"), "t", f"{gram.formula}, and {len(whole.memory) - 1} "
+                                        "smaller parts", "the GD time t needs the whole Gram in memory (an "
+                                        "eigendecomposition): leave t out (the interpolant, which runs out of core "
+                                        "beyond memory), or lower the number of training points")], whole.compute)
+    return out_of_core_cost(r, edge)
+
+
+def out_of_core(params: dict[str, Any], inputs: Arrays, memory_bytes: int | None) -> bool:
+    """Whether an exact job runs out of core: its in-memory peak (`exact_memory`, as admission reckons it) is
+    over the worker's memory budget, and it asks no GD time t."""
+    if params["solver"] != "exact" or params["t"] is not None or memory_bytes is None:
+        return False
+    x, x_test, y = inputs["x_train"], inputs["x_test"], inputs["y_train"]
+    arch = ArchitectureSpec.model_validate(params["architecture"])
+    terms = exact_memory(len(x), len(x_test), x.shape[1], 1 if y.ndim == 1 else y.shape[1], arch,
+                         params["return_variance"])
+    return sum(t.amount for t in terms) > memory_bytes
 
 
 def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) -> tuple[dict[str, Any], Arrays]:
@@ -180,8 +263,29 @@ def run(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress) 
         arrays = {"mean": pred.mean} | ({"variance": pred.variance} if pred.variance is not None else {})
         return {"centers": len(nystrom.centres), "iterations": nystrom.iterations,
                 "residual": nystrom.residual}, arrays
+    tiling = getattr(report, "tiling", None)  # a job's reporter carries the service's settings
+    if tiling is not None and out_of_core(params, inputs, tiling.memory_bytes):
+        return {}, _out_of_core(params, inputs, folder, report, tiling)
     fit = kernel_regression(inputs["x_train"], inputs["y_train"], inputs["x_test"],
                             arch=Architecture.from_dict(params["architecture"]), kernel=params["kernel"],
                             ridge=params["ridge"], t=params["t"], return_variance=params["return_variance"])
     arrays = {"mean": fit.mean} | ({"variance": fit.variance} if fit.variance is not None else {})
     return {}, arrays
+
+
+def _out_of_core(params: dict[str, Any], inputs: Arrays, folder: Path, report: Progress, tiling: Tiling) -> Arrays:
+    """The exact regression with its training Gram in a scratch Zarr array under `folder` (`scratch_gram`),
+    removed when it ends, whichever way."""
+    from engine import Architecture, blocked_kernel_regression
+
+    scratch = folder / f"scratch-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    try:
+        fit = blocked_kernel_regression(
+            inputs["x_train"], inputs["y_train"], inputs["x_test"], arch=Architecture.from_dict(params["architecture"]),
+            kernel=params["kernel"], ridge=params["ridge"], return_variance=params["return_variance"], edge=tiling.edge,
+            gram=scratch_gram(scratch, tiling, params["architecture"], params["kernel"], report.should_stop),
+            report=report, should_stop=report.should_stop)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"mean": fit.mean} | ({"variance": fit.variance} if fit.variance is not None else {})

@@ -23,19 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import StorageFull
 from service.operations.fields import Progress
 from service.store.files import create_chunked, open_array
 
+SCRATCH_MARGIN = 256 * 2**20  # free disk kept beyond a scratch Gram's chunks
 POINTS_FILES = {"x": "tiles-x.npy", "x2": "tiles-x2.npy"}  # the points the tile tasks read, removed at the end
 
 
 @dataclass(frozen=True)
 class Tiling:
     """When and how a kernels job is split across the workers (RESKERNEL_DISTRIBUTE_ENTRIES,
-    RESKERNEL_TILE_EDGE)."""
+    RESKERNEL_TILE_EDGE), and the worker's memory budget (RESKERNEL_MAX_MEMORY_BYTES): an exact
+    regression whose Gram would not fit in it runs out of core, in Zarr chunks of `edge`."""
 
     entries: int = 16_777_216  # N1 x N2 from which a Gram matrix is split (4096^2); 0: never
     edge: int = 2048  # a tile task's rows and columns (rounded up to the engine's tiles)
+    memory_bytes: int | None = None  # the worker's memory budget; None: not known (everything in memory)
 
     def splits(self, shape: tuple[int, int], workers: int) -> bool:
         """Whether a (N1, N2) matrix is split: large enough, and more than one worker to share it (one
@@ -72,10 +76,12 @@ def distributed_kernels(params: dict[str, Any], inputs: dict[str, np.ndarray], f
 
 def distributed_gram(folder: Path, x: np.ndarray, x2: np.ndarray | None, architecture: dict[str, Any],
                      kernels: list[str], edge: int, progress: Callable[[int, int], None],
-                     should_stop: Callable[[], bool]) -> dict[str, Any]:
+                     should_stop: Callable[[], bool], lower: bool = False) -> dict[str, Any]:
     """Fill <kernel>.zarr in `folder` with K(x, x2) by tile tasks on the cluster this task runs in:
     {"shape", "tiles", "tile_shape"}. progress(done, total) after each tile; should_stop() polled
-    then (true: the pending tiles are cancelled, the running ones awaited, `engine.Cancelled` raised)."""
+    then (true: the pending tiles are cancelled, the running ones awaited, `engine.Cancelled` raised).
+    lower: of a symmetric matrix, only the chunks on and below the diagonal are written (half the disk:
+    all a Cholesky factor reads)."""
     from distributed import as_completed, wait, worker_client
 
     from engine import Architecture, Cancelled, GramPlan
@@ -88,7 +94,7 @@ def distributed_gram(folder: Path, x: np.ndarray, x2: np.ndarray | None, archite
         if array is not None:
             np.save(folder / POINTS_FILES[name], array)
     todo = regions(*plan.shape, rows, cols, plan.symmetric)
-    params = {"architecture": architecture, "kernels": list(plan.kernels)}
+    params = {"architecture": architecture, "kernels": list(plan.kernels), "lower": lower}
     call = uuid.uuid4().hex[:12]  # the tasks' keys: unique to this matrix across the cluster
     try:
         with worker_client(separate_thread=True) as client:
@@ -135,7 +141,7 @@ def spread_gram(folder: Path, tiling: Tiling | None, architecture: dict[str, Any
 
 def fill_region(folder: str, params: dict[str, Any], rows: tuple[int, int], cols: tuple[int, int]) -> None:
     """A tile task: entries [rows, cols] of each kernel into its Zarr array (and, below the
-    diagonal of a symmetric matrix, their transpose)."""
+    diagonal of a symmetric matrix, their transpose; params["lower"]: the transpose alone)."""
     import zarr
 
     from engine import Architecture, GramPlan
@@ -148,6 +154,43 @@ def fill_region(folder: str, params: dict[str, Any], rows: tuple[int, int], cols
     for name, values in plan.region(slice(a, b), slice(c, d), workers=1).items():
         # written whole, unchecked (zarr's default compares each chunk with the fill value first: 3x the write)
         array = zarr.open_array(where / f"{name}.zarr", mode="r+", config={"write_empty_chunks": True})
-        array[a:b, c:d] = values
+        if not (params.get("lower") and plan.symmetric and (a, b) != (c, d)):
+            array[a:b, c:d] = values
         if plan.symmetric and (a, b) != (c, d):
             array[c:d, a:b] = np.ascontiguousarray(values.T)
+
+
+def scratch_gram(folder: Path, tiling: Tiling, architecture: dict[str, Any], kernel: str,
+                 should_stop: Callable[[], bool]) -> Callable[[np.ndarray, Callable[[int, int], None]], Any]:
+    """engine.blocked_kernel_regression's `gram`: K(x, x) of `kernel` in a Zarr array <kernel>.zarr in
+    `folder` (a scratch folder of its own, which the caller removes), chunks of `tiling.edge`, its lower
+    triangle filled by tile tasks across the cluster when the matrix splits (`Tiling.splits`, two workers
+    or more; chunks then rounded up to the engine's tiles), else region by region in this process
+    (`engine.fill_gram`). The free disk is checked first: StorageFull naming what it needs."""
+    def gram(x: np.ndarray, progress: Callable[[int, int], None]) -> Any:
+        import zarr
+
+        from engine import Architecture, fill_gram
+
+        n, workers = len(x), cluster_workers()
+        split = tiling.splits((n, n), workers)
+        rows = -(-tiling.edge // 512) * 512 if split else tiling.edge  # at most what distributed_gram rounds to
+        blocks = -(-n // rows)
+        need = 8 * rows * rows * blocks * (blocks + 1) // 2  # the chunks on and below the diagonal
+        free = shutil.disk_usage(folder).free
+        if free < need + SCRATCH_MARGIN:
+            raise StorageFull(f"the exact regression of {n} training points runs out of core (its Gram does not fit "
+                              f"the memory budget) and needs about {need / 2**30:.3g} GiB of scratch disk for its "
+                              f"{n} x {n} training Gram, but the data directory has {free / 2**30:.3g} GiB free; free "
+                              "space, or use solver 'nystrom'")
+        if split:
+            distributed_gram(folder, x, None, architecture, [kernel], tiling.edge, progress, should_stop, lower=True)
+        else:
+            create_chunked(folder, [kernel], (n, n), (tiling.edge, tiling.edge))
+        array = zarr.open_array(folder / f"{kernel}.zarr", mode="r+", config={"write_empty_chunks": True})
+        if not split:
+            fill_gram(x, array, arch=Architecture.from_dict(architecture), kernel=kernel, edge=tiling.edge,
+                      progress=progress, should_stop=should_stop)
+        return array
+
+    return gram

@@ -65,7 +65,7 @@ def test_every_task_carries_the_compute_budget(executor):
     executor.submit("alone", "kernels", {}, lambda *_: None, seconds=10.0)
     executor.submit("batched", "kernels", {}, lambda *_: None, seconds=0.001)
     (_, alone), (_, batched) = executor.client.tasks
-    tiling = (Settings().distribute_entries, Settings().tile_edge)
+    tiling = (Settings().distribute_entries, Settings().tile_edge, Limits().memory_bytes)
     assert alone[-2:] == (77.0, tiling) and alone[-3] == "" and alone[0] == "alone"  # ..., ticket, budget, tiling
     assert batched[-2:] == (77.0, tiling) and batched[0][0][0] == "batched"
 

@@ -24,7 +24,7 @@ def _admit_and_submit(operation: str, model: type[Model], raw: bytearray, jobs: 
     """Parse, validate and admit a request body, then submit (or find) its job: one trip to a
     worker thread. The estimated compute seconds go with the job (small jobs share a task)."""
     body = parse(model, raw, settings.limits)
-    cost = check_limits(body, settings.limits, settings.cache_bytes)
+    cost = check_limits(body, settings.limits, settings.cache_bytes, settings.tile_edge)
     return jobs.submit(operation, *split_request(body), seconds=cost.total("compute"))
 
 
