@@ -26,7 +26,7 @@ from engine.dual import ACTIVATION_FUNCTIONS, CLOSED_FORMS, correlation, gaussia
 from engine.dual_plan import series_degree
 from engine.mehler import diagonal_dual, series_dual
 from engine.norms import one_norm
-from engine.tiling import Block, Progress, check_outputs, fill_tiles
+from engine.tiling import Block, Device, Progress, check_outputs, fill_tiles, place
 
 KERNELS = ("nngp", "ntk")
 # Tile edge for closed-form and interpolated activations (a power of two); the quadrature
@@ -169,8 +169,9 @@ def _tile(x1: Array, x2: Array, q11: Array, q22: Array, hyper: Array, depth: Arr
           kernels: tuple[str, ...]) -> dict[str, Array]:
     """One Gram tile: points x1 (b1, d), x2 (b2, d), their x.x/d q11 (b1,), q22 (b2,) (scalars for
     "chebyshev") -> {name: (b1, b2)}. q12 = x1.x2/d is formed here, on XLA's threads: a NumPy (BLAS)
-    product per tile would leave BLAS's threads spinning against XLA's, halving the speed on 2 cores."""
-    q12 = x1 @ x2.T / x1.shape[1]
+    product per tile would leave BLAS's threads spinning against XLA's, halving the speed on 2 cores.
+    At full float32 precision (HIGHEST): a GPU's default for float32 would round to TensorFloat-32."""
+    q12 = jnp.matmul(x1, x2.T, precision=lax.Precision.HIGHEST) / x1.shape[1]
     if method != "chebyshev":
         q11, q22 = q11[:, None], q22[None, :]
     return _recursion(family, method, kernels, hyper, depth, q12, q11, q22)
@@ -281,6 +282,7 @@ def analytic_kernels(
     x1: ArrayLike, x2: ArrayLike | None = None, *, arch: Architecture, kernels: Sequence[str] = KERNELS,
     dtype: str = "float64", progress: Progress | None = None, out: Mapping[str, np.ndarray] | None = None,
     should_stop: Callable[[], bool] | None = None, workers: int | None = None,
+    devices: Sequence[Device] | None = None,
 ) -> dict[str, np.ndarray]:
     """Analytic NNGP/NTK Gram matrices of the infinitely wide `arch`.
 
@@ -288,14 +290,17 @@ def analytic_kernels(
     computed, and the diagonal comes from the exact diagonal recursion).
     Returns {name: (n1, n2) array of `dtype`} for each name in `kernels`.
     out: optional {name: preallocated (n1, n2) array}, e.g. `np.lib.format.open_memmap`,
-    to write a large Gram matrix straight to disk; it is filled and returned.
+    to write a large Gram matrix straight to disk; it is filled and returned (by several threads at
+    once, each its own tiles: arrays that take concurrent writes to disjoint regions, as numpy's do).
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles
     and, when true, stops the work with `Cancelled`. workers: threads (default: all cores).
+    devices: the JAX devices the tiles are spread over, round-robin (default: `jax.local_devices()`,
+    e.g. every GPU of the host); the numbers are the same on any of them.
     """
     plan = GramPlan.of(x1, x2, arch=arch, kernels=kernels, dtype=dtype)
     whole = slice(0, plan.shape[0]), slice(0, plan.shape[1])
     return plan.region(*whole, out=check_outputs(out, plan.kernels, plan.shape, plan.dtype), progress=progress,
-                       should_stop=should_stop, workers=workers)
+                       should_stop=should_stop, workers=workers, devices=devices)
 
 
 @dataclass(frozen=True)
@@ -346,8 +351,9 @@ class GramPlan:
         return [(i, j) for i in range(0, n1, self.b1) for j in range(0, n2, self.b2)
                 if r0 <= i < r1 and c0 <= j < c1 and (not self.symmetric or j >= i)]
 
-    def compute(self, block: Block) -> tuple[Block, dict[str, np.ndarray]]:
-        """One tile: {name: (<= b1, <= b2)} at `block` (its first row and column)."""
+    def compute(self, block: Block, device: Device | None = None) -> tuple[Block, dict[str, np.ndarray]]:
+        """One tile: {name: (<= b1, <= b2)} at `block` (its first row and column), computed on `device`
+        (a jax.Device; None: JAX's default), where its points, norms and hyperparameters are placed."""
         i, j = block
         xi, xj = self.x1[i:i + self.b1], self.xb[j:j + self.b2]
         with jax.enable_x64(self.dtype == np.float64):
@@ -357,22 +363,23 @@ class GramPlan:
                 qi = _pad(self.q1[i:i + self.b1], self.b1, 1.0).astype(self.dtype)
                 qj = _pad(self.q2[j:j + self.b2], self.b2, 1.0).astype(self.dtype)
             pi, pj = _pad(xi, self.b1, 0.0).astype(self.dtype), _pad(xj, self.b2, 0.0).astype(self.dtype)
-            tiles = _tile(pi, pj, qi, qj, *self.hyper, family=self.arch.family, method=self.method,
-                          kernels=self.kernels)
+            args = [place(a, device) for a in (pi, pj, qi, qj, *self.hyper)]
+            tiles = _tile(*args, family=self.arch.family, method=self.method, kernels=self.kernels)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in tiles.items()}
 
     def fill(self, out: Mapping[str, np.ndarray], blocks: Sequence[Block], *, origin: Block = (0, 0),
              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-             workers: int | None = None) -> None:
+             workers: int | None = None, devices: Sequence[Device] | None = None) -> None:
         """Write `blocks`' tiles into `out` ({name: array}), whose entry [0, 0] is the matrix's `origin`
-        (symmetric: a tile on the diagonal is mirrored within itself, others are not mirrored)."""
-        def compute(block: Block) -> tuple[Block, dict[str, np.ndarray]]:
-            (i, j), tiles = self.compute(block)
+        (symmetric: a tile on the diagonal is mirrored within itself, others are not mirrored); the
+        tiles are spread round-robin over `devices` (None: every local device, `engine.tiling`)."""
+        def compute(block: Block, device: Device | None) -> tuple[Block, dict[str, np.ndarray]]:
+            (i, j), tiles = self.compute(block, device)
             return (i - origin[0], j - origin[1]), tiles
 
         fill_tiles(blocks, compute, out, symmetric=self.symmetric and origin[0] == origin[1],
                    workers=workers or os.cpu_count() or 1, progress=progress, should_stop=should_stop,
-                   what="analytic_kernels")
+                   what="analytic_kernels", devices=devices)
 
     def diagonal(self) -> dict[str, np.ndarray]:
         """K(x_i, x_i) of a symmetric plan: {name: (n1,)} (`analytic_diagonal`)."""
@@ -380,11 +387,11 @@ class GramPlan:
 
     def region(self, rows: slice, cols: slice, *, out: Mapping[str, np.ndarray] | None = None,
                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
-               workers: int | None = None) -> dict[str, np.ndarray]:
+               workers: int | None = None, devices: Sequence[Device] | None = None) -> dict[str, np.ndarray]:
         """The matrix's entries [rows, cols] as the whole matrix has them: {name: (rows, cols)}, written
         into `out` when given. The region's edges fall on tile edges (multiples of b1, b2, or the
         matrix's end); in a symmetric plan it lies on or above the diagonal (rows == cols, or rows end
-        before cols start), and one on the diagonal takes its diagonal from `diagonal`."""
+        before cols start), and one on the diagonal takes its diagonal from `diagonal`. devices: as `fill`."""
         (r0, r1, _), (c0, c1, _) = rows.indices(self.shape[0]), cols.indices(self.shape[1])
         if r0 % self.b1 or c0 % self.b2 or (r1 % self.b1 and r1 != self.shape[0]) or \
                 (c1 % self.b2 and c1 != self.shape[1]):
@@ -396,7 +403,7 @@ class GramPlan:
         result = dict(out) if out is not None else {name: np.empty((r1 - r0, c1 - c0), self.dtype)
                                                     for name in self.kernels}
         self.fill(result, self.blocks(slice(r0, r1), slice(c0, c1)), origin=(r0, c0), progress=progress,
-                  should_stop=should_stop, workers=workers)
+                  should_stop=should_stop, workers=workers, devices=devices)
         if self.symmetric and (r0, r1) == (c0, c1):
             idx = np.arange(r1 - r0)
             for name, values in self.diagonal().items():

@@ -22,7 +22,7 @@ from engine.analytic import KERNELS, check_kernels
 from engine.conv import tiles
 from engine.conv.architecture import ConvArchitecture, check_conv_points
 from engine.conv.recursion import tile
-from engine.tiling import Cancelled, Progress, check_outputs, fill_tiles
+from engine.tiling import Cancelled, Device, Progress, check_outputs, fill_tiles, place
 
 TILE_ENTRIES = tiles.TILE_ENTRIES  # pixel pairs per tile (tests lower it to cut many tiles)
 
@@ -47,6 +47,7 @@ def conv_kernels(
     x1: ArrayLike, x2: ArrayLike | None = None, *, arch: ConvArchitecture, kernels: Sequence[str] = KERNELS,
     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
     out: Mapping[str, np.ndarray] | None = None, workers: int | None = None,
+    devices: Sequence[Device] | None = None,
 ) -> dict[str, np.ndarray]:
     """Analytic NNGP/NTK Gram matrices of the infinitely wide convolutional `arch`.
 
@@ -56,6 +57,7 @@ def conv_kernels(
     out: optional {name: preallocated (N1, N2) array} (e.g. a memmap), filled and returned.
     progress(done, total) is called as tiles finish; should_stop() is polled between tiles and,
     when true, stops the work with `Cancelled`. workers: threads (default: all cores).
+    devices: the JAX devices the tiles are spread over, round-robin (default: `jax.local_devices()`).
     Peak memory: about ten (b1, b2, pixel pairs) complex128 arrays per thread, b1 b2 P^2 <=
     TILE_ENTRIES ("pool"; P for "flatten"), i.e. ~30 MiB a thread, besides the output.
     """
@@ -75,13 +77,13 @@ def conv_kernels(
     hyper = hyperparameters(arch)
     static = {"family": arch.family, "kernels": kernels}
 
-    def compute(block: tuple[int, int]) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
+    def compute(block: tuple[int, int], device: Device | None) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
         i, j = block
         xi, xj = x1[i:i + b1], xb[j:j + b2]
         with jax.enable_x64(True):
-            values = tile(_pad(xi, b1), _pad(xj, b2), *hyper, **static)
+            values = tile(*[place(a, device) for a in (_pad(xi, b1), _pad(xj, b2), *hyper)], **static)
             return block, {k: np.asarray(v)[: len(xi), : len(xj)] for k, v in values.items()}
 
     fill_tiles(blocks, compute, result, symmetric=symmetric, workers=workers or os.cpu_count() or 1,
-               progress=progress, should_stop=should_stop, what="conv_kernels")
+               progress=progress, should_stop=should_stop, what="conv_kernels", devices=devices)
     return result
