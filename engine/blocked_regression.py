@@ -47,8 +47,8 @@ def gram_region(plan: GramPlan, rows: tuple[int, int], cols: tuple[int, int], *,
     blocks = [(i, j) for i in range(r0, r1, plan.b1) for j in range(c0, c1, plan.b2)
               if not diagonal or j - c0 >= i - r0]
 
-    def compute(block: tuple[int, int]) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
-        (i, j), tiles = plan.compute(block)
+    def compute(block: tuple[int, int], device: Any = None) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
+        (i, j), tiles = plan.compute(block, device)
         return (i - r0, j - c0), {kernel: tiles[kernel][: r1 - i, : c1 - j]}
 
     fill_tiles(blocks, compute, out, symmetric=diagonal, workers=workers or os.cpu_count() or 1,
