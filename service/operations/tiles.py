@@ -179,10 +179,10 @@ def scratch_gram(folder: Path, tiling: Tiling, architecture: dict[str, Any], ker
         need = 8 * rows * rows * blocks * (blocks + 1) // 2  # the chunks on and below the diagonal
         free = shutil.disk_usage(folder).free
         if free < need + SCRATCH_MARGIN:
-            raise StorageFull(f"the exact regression of {n} training points runs out of core (its Gram does not fit "
-                              f"the memory budget) and needs about {need / 2**30:.3g} GiB of scratch disk for its "
-                              f"{n} x {n} training Gram, but the data directory has {free / 2**30:.3g} GiB free; free "
-                              "space, or use solver 'nystrom'")
+            raise StorageFull(f"the exact regression of {n} distinct training points runs out of core (its Gram does "
+                              f"not fit the memory budget) and needs about {need / 2**30:.3g} GiB of scratch disk for "
+                              f"its {n} x {n} training Gram, but the data directory has {free / 2**30:.3g} GiB free; "
+                              "free space, or use solver 'nystrom'")
         if split:
             distributed_gram(folder, x, None, architecture, [kernel], tiling.edge, progress, should_stop, lower=True)
         else:

@@ -2,7 +2,8 @@
 RESKERNEL_MAX_MEMORY_BYTES is too small for a few hundred points' Gram (5 n^2 floats) admits the job
 and runs it out of core, its Gram in a scratch Zarr array in blocks of RESKERNEL_TILE_EDGE; its answer
 equals the in-memory job's (the shared service, 8 GiB) and the engine's dense solve; the phases show
-in its progress; the scratch store is gone after; with t it is a 413 naming t. On a cluster of two
+in its progress; the scratch store is gone after, also when too little disk stops it (507 saying what it
+needs) or a cancel does; with t it is a 413 naming t. On a cluster of two
 workers the scratch Gram is filled by tile tasks (chunks on another grid than the factor's blocks)."""
 
 import time
@@ -152,4 +153,59 @@ def test_on_two_workers_the_gram_is_filled_by_tile_tasks(tmp_path):
     assert any(m.startswith("training Gram:") and m.endswith("tiles") for m in messages), messages[:5]
     dense = kernel_regression(X, Y, XT, arch=Architecture.from_dict(arch), ridge=1e-6).mean
     np.testing.assert_allclose(mean, dense, rtol=0, atol=1e-10 * np.abs(dense).max())
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Report:
+    """A job's reporter as the worker gives it: the service's tiling (every exact job over its 1-byte budget);
+    should_stop() turns true once a message of phase `stop_at` has been reported."""
+
+    def __init__(self, stop_at: str | None = None) -> None:
+        from service.operations.tiles import Tiling
+
+        self.tiling = Tiling(entries=0, edge=EDGE, memory_bytes=1)
+        self.messages: list[str] = []
+        self.stop_at = stop_at
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.messages.append(message)
+
+    def should_stop(self) -> bool:
+        return self.stop_at is not None and any(m.startswith(self.stop_at) for m in self.messages)
+
+
+PARAMS = {"solver": "exact", "t": None, "architecture": ARCH, "kernel": "ntk", "ridge": 1e-6, "return_variance": False}
+INPUTS = {"x_train": X, "y_train": Y, "x_test": XT}
+
+
+def test_too_little_scratch_disk_is_a_507_naming_what_it_needs(tmp_path, monkeypatch):
+    """The free disk is checked before the first chunk: short of the Gram's lower triangle (about 8 x 600^2 / 2
+    bytes and the margin; 600 distinct points of the 620), the job stops with StorageFull (507) saying how
+    much it needs and the way out; nothing is left in its folder."""
+    from types import SimpleNamespace
+
+    from service.errors import StorageFull
+    from service.operations import regression, tiles
+
+    monkeypatch.setattr(tiles.shutil, "disk_usage", lambda path: SimpleNamespace(total=2**40, free=2**20))
+    with pytest.raises(StorageFull) as raised:
+        regression.run(PARAMS, INPUTS, tmp_path, _Report())
+    assert raised.value.status == 507
+    detail = raised.value.detail
+    assert "600 distinct training points" in detail and "GiB of scratch disk" in detail and "solver 'nystrom'" in detail
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("phase", ["training Gram", "factor"])
+def test_a_stop_asked_mid_job_cancels_it_and_removes_the_scratch(tmp_path, phase):
+    """A cancel (should_stop true) during the Gram's regions or the factor's blocks ends the job with
+    engine.Cancelled, and the scratch Zarr goes with it."""
+    from engine import Cancelled
+    from service.operations import regression
+
+    report = _Report(stop_at=phase)
+    with pytest.raises(Cancelled):
+        regression.run(PARAMS, INPUTS, tmp_path, report)
+    assert any(m.startswith(phase) for m in report.messages), report.messages[:5]
+    assert not any(m.startswith("solves") for m in report.messages)
     assert list(tmp_path.iterdir()) == []
