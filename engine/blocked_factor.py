@@ -37,7 +37,7 @@ class NotPositiveDefinite(np.linalg.LinAlgError):
         self.block, self.row = block, row
 
 
-def _edges(n: int, edge: int) -> list[tuple[int, int]]:
+def block_grid(n: int, edge: int) -> list[tuple[int, int]]:
     """The block grid's (start, end) along one side of an n x n matrix."""
     if isinstance(edge, bool) or int(edge) != edge or edge < 1:
         raise ValueError(f"edge must be a whole number >= 1, got {edge!r}")
@@ -77,7 +77,7 @@ def blocked_cholesky(a: Any, edge: int, *, progress: Progress | None = None,
     Raises NotPositiveDefinite (a numpy LinAlgError) naming the row and block row whose pivot failed.
     """
     n = _square(a, "a")
-    grid = _edges(n, edge)
+    grid = block_grid(n, edge)
     count = len(grid)
     total, done = sum((count - j) * (j + 1) for j in range(count)), 0
     if progress is not None:
@@ -127,7 +127,7 @@ def blocked_solve(factor: Any, b: Any, edge: int, *, trans: bool = False, overwr
         raise ValueError(f"b must have shape ({n},) or ({n}, k) for a factor of {n} rows, got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("b contains NaN or Inf")
-    grid = _edges(n, edge)
+    grid = block_grid(n, edge)
     columns = x.reshape(n, -1)  # a view: the solve happens in x
     order = range(len(grid) - 1, -1, -1) if trans else range(len(grid))
     total, done = len(grid) * (len(grid) + 1) // 2, 0

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from engine.analytic import KERNELS, GramPlan, analytic_diagonal
 from engine.architectures import Architecture
-from engine.blocked_factor import NotPositiveDefinite, blocked_cho_solve, blocked_cholesky, blocked_solve
+from engine.blocked_factor import NotPositiveDefinite, block_grid, blocked_cho_solve, blocked_cholesky, blocked_solve
 from engine.regression import Prediction, _finite, merge_coincident
 from engine.tiling import Cancelled, fill_tiles
 
@@ -71,7 +71,7 @@ def fill_gram(x: ArrayLike, out: Any, *, arch: Architecture, kernel: str = "ntk"
     n = plan.shape[0]
     if tuple(out.shape) != (n, n):
         raise ValueError(f"out must have shape {(n, n)}, got {tuple(out.shape)}")
-    grid = [(s, min(s + int(edge), n)) for s in range(0, n, int(edge))]
+    grid = block_grid(n, edge)
     todo = [(a, c) for i, a in enumerate(grid) for c in grid[i:]]
     for done, (rows, cols) in enumerate(todo, start=1):
         values = gram_region(plan, rows, cols, should_stop=should_stop)
@@ -123,7 +123,7 @@ def blocked_gram_regression(
         raise ValueError(f"multiplicity must be ({n},) counts >= 1, got shape {c.shape}")
     m = int(k_test_train.shape[0])
     tell = report or (lambda fraction, message: None)
-    grid = [(s, min(s + int(edge), n)) for s in range(0, n, int(edge))]
+    grid = block_grid(n, edge)
     scale = float(np.mean(np.concatenate([np.diagonal(np.asarray(k_train[a:b, a:b])) for a, b in grid])))
     if not np.isfinite(scale) or not scale > 0:
         raise ValueError(f"the training Gram matrix has mean diagonal {scale:.3g}: a kernel that vanishes, overflowed "
